@@ -1,0 +1,140 @@
+package accel
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// Options configure backends when a Registry opens them.
+type Options struct {
+	// Threads bounds the CPU threads a backend computes with; 0 means one per
+	// core.
+	Threads int
+}
+
+// ThreadCount resolves o.Threads to a positive count.
+func (o Options) ThreadCount() int {
+	if o.Threads > 0 {
+		return o.Threads
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// Factory opens a backend. It never fails: a backend that cannot serve on
+// this machine is returned with Status().Available false and the reason.
+type Factory func(Options) Backend
+
+var (
+	factoriesMu sync.Mutex
+	factories   = map[string]Factory{}
+)
+
+// Register makes a backend available by name. Backends call it from init, as
+// database/sql drivers do; the program imports the backends it ships.
+func Register(name string, f Factory) {
+	factoriesMu.Lock()
+	defer factoriesMu.Unlock()
+	if _, dup := factories[name]; dup {
+		panic("accel: backend registered twice: " + name)
+	}
+	factories[name] = f
+}
+
+// Auto is the backend name that asks the registry to choose.
+const Auto = "auto"
+
+// ErrNoBackend is returned when no backend fits a selection.
+var ErrNoBackend = errors.New("no backend")
+
+// Registry holds one opened instance of every registered backend.
+type Registry struct {
+	backends []Backend
+}
+
+// Open opens every registered backend with opts.
+func Open(opts Options) *Registry {
+	factoriesMu.Lock()
+	names := make([]string, 0, len(factories))
+	for name := range factories {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	fs := make([]Factory, len(names))
+	for i, name := range names {
+		fs[i] = factories[name]
+	}
+	factoriesMu.Unlock()
+
+	r := &Registry{}
+	for _, f := range fs {
+		r.backends = append(r.backends, f(opts))
+	}
+	return r
+}
+
+// NewRegistry wraps already opened backends, for tests and embedders.
+func NewRegistry(backends ...Backend) *Registry {
+	return &Registry{backends: slices.Clone(backends)}
+}
+
+// Backends returns every backend, available or not, by name.
+func (r *Registry) Backends() []Backend { return slices.Clone(r.backends) }
+
+// Select returns the backend named name, or for Auto the fastest available
+// backend that satisfies mode. A named backend must be available and, in
+// strict mode, deterministic.
+func (r *Registry) Select(name string, mode Mode) (Backend, error) {
+	if name == "" || name == Auto {
+		var best Backend
+		for _, b := range r.backends {
+			st := b.Status()
+			if !st.Available || (mode == Strict && !st.Deterministic) {
+				continue
+			}
+			if best == nil || st.Speed > best.Status().Speed {
+				best = b
+			}
+		}
+		if best == nil {
+			return nil, fmt.Errorf("%w: none available satisfies %s mode", ErrNoBackend, mode)
+		}
+		return best, nil
+	}
+	for _, b := range r.backends {
+		if b.Name() != name {
+			continue
+		}
+		st := b.Status()
+		if !st.Available {
+			return nil, fmt.Errorf("%w: %s is unavailable: %s", ErrNoBackend, name, st.Reason)
+		}
+		if mode == Strict && !st.Deterministic {
+			return nil, fmt.Errorf("%w: %s does not implement the numerics contract, which %s mode requires", ErrNoBackend, name, mode)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("%w: unknown backend %q (known: %v)", ErrNoBackend, name, r.names())
+}
+
+func (r *Registry) names() []string {
+	names := make([]string, len(r.backends))
+	for i, b := range r.backends {
+		names[i] = b.Name()
+	}
+	return names
+}
+
+// Close closes every backend.
+func (r *Registry) Close() error {
+	var errs []error
+	for _, b := range r.backends {
+		if err := b.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close backend %s: %w", b.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
