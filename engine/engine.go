@@ -1,0 +1,282 @@
+// Package engine runs WebAssembly guests that target WASI preview 1 (for
+// example Go programs built with GOOS=wasip1 GOARCH=wasm) on wazero, with a
+// memory limit, a deadline and a budget of host compute units per
+// invocation. Host modules, such as the accelerator functions, are handed
+// to New; the engine itself knows none of them.
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// HostModule is a module of host functions that guests import by Name.
+// Instantiate must define it in r under that name; it is called once per
+// Engine, and the functions it defines are shared by every invocation, so
+// per-invocation state belongs in the context they receive.
+type HostModule interface {
+	Name() string
+	Instantiate(ctx context.Context, r wazero.Runtime) error
+}
+
+// Config configures an Engine.
+type Config struct {
+	HostModules []HostModule
+	// CacheDir, if set, keeps compiled code on disk across processes.
+	// Empty means compiled code lives in memory only.
+	CacheDir string
+	// Uninterruptible compiles guests without the check at every loop
+	// iteration that lets a deadline or cancellation stop a guest that never
+	// calls the host. In wazero 1.12 that check (an indirect call) makes
+	// tight WebAssembly loops about five times slower. Without it a guest
+	// stuck in a loop cannot be stopped, so this is for benchmarks and
+	// trusted guests only.
+	Uninterruptible bool
+}
+
+// Engine compiles and runs guests. It is safe for concurrent use.
+type Engine struct {
+	rt    wazero.Runtime
+	cache wazero.CompilationCache // nil without CacheDir
+
+	mu       sync.Mutex
+	closed   bool
+	modules  map[string]*compilation
+	running  sync.WaitGroup
+	stop     context.Context // canceled, with cause ErrClosed, by Close
+	stopRuns context.CancelCauseFunc
+
+	compiles atomic.Int64 // for tests
+}
+
+// compilation is one Compile of some bytes, shared by concurrent callers.
+type compilation struct {
+	done chan struct{}
+	mod  *Module
+	err  error
+}
+
+// New creates an Engine: one wazero runtime with WASI preview 1 and
+// cfg.HostModules instantiated in it.
+func New(ctx context.Context, cfg Config) (_ *Engine, err error) {
+	// The default config picks the compiler where wazero supports it and
+	// the interpreter elsewhere. Closing on context done is what stops a
+	// guest stuck in a loop that never calls the host.
+	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(!cfg.Uninterruptible)
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		// wazero's cache key includes whether loop checks were compiled
+		// in, so engines with and without them can share a directory.
+		cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("open compilation cache in %s: %w", cfg.CacheDir, err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	defer func() {
+		if err != nil {
+			_ = rt.Close(ctx)
+			if cache != nil {
+				_ = cache.Close(ctx)
+			}
+		}
+	}()
+
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return nil, fmt.Errorf("instantiate wasi: %w", err)
+	}
+	seen := map[string]bool{wasi_snapshot_preview1.ModuleName: true}
+	for _, hm := range cfg.HostModules {
+		if hm == nil {
+			return nil, errors.New("nil host module")
+		}
+		name := hm.Name()
+		if name == "" || seen[name] {
+			return nil, fmt.Errorf("host module name %q is empty or taken", name)
+		}
+		seen[name] = true
+		if err := safely(func() error { return hm.Instantiate(ctx, rt) }); err != nil {
+			return nil, fmt.Errorf("instantiate host module %s: %w", name, err)
+		}
+		if rt.Module(name) == nil {
+			return nil, fmt.Errorf("host module %s did not instantiate a module of that name", name)
+		}
+	}
+
+	e := &Engine{rt: rt, cache: cache, modules: map[string]*compilation{}}
+	e.stop, e.stopRuns = context.WithCancelCause(context.Background())
+	return e, nil
+}
+
+// Close stops the guests still running (they fail with ErrCanceled), waits
+// for them until ctx is done, and releases the runtime. Later calls to
+// Compile and Run fail with ErrClosed.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+
+	e.stopRuns(ErrClosed)
+	waited := make(chan struct{})
+	go func() {
+		e.running.Wait()
+		close(waited)
+	}()
+	var err error
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		// A guest blocked in a host function that ignores its context
+		// cannot be stopped from here; close the runtime under it.
+		err = fmt.Errorf("close engine: guests still running: %w", ctx.Err())
+	}
+	err = errors.Join(err, e.rt.Close(ctx))
+	if e.cache != nil {
+		err = errors.Join(err, e.cache.Close(ctx))
+	}
+	return err
+}
+
+// begin registers a call in progress, so that Close waits for it.
+func (e *Engine) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.running.Add(1)
+	return nil
+}
+
+// Module is a compiled guest. It is read-only and shared by invocations.
+type Module struct {
+	engine   *Engine
+	hash     string
+	compiled wazero.CompiledModule
+	minPages uint32
+	imports  []Import
+	exports  []string
+}
+
+// Import is a function a guest imports.
+type Import struct {
+	Module, Name string
+}
+
+// Hash is the hex SHA-256 of the module's bytes.
+func (m *Module) Hash() string { return m.hash }
+
+// Imports lists the functions the guest imports, in import order.
+func (m *Module) Imports() []Import { return slices.Clone(m.imports) }
+
+// Exports lists the names of the functions the guest exports, sorted.
+func (m *Module) Exports() []string { return slices.Clone(m.exports) }
+
+// MinMemoryPages is the number of 64 KiB pages of memory the guest needs
+// to start.
+func (m *Module) MinMemoryPages() uint32 { return m.minPages }
+
+// Compile compiles wasm, or returns the Module already compiled from the
+// same bytes. Concurrent calls with the same bytes compile once. Bytes that
+// are not a valid module give an error wrapping ErrMalformedModule.
+func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.running.Done()
+
+	sum := sha256.Sum256(wasm)
+	hash := hex.EncodeToString(sum[:])
+	e.mu.Lock()
+	c, ok := e.modules[hash]
+	if !ok {
+		c = &compilation{done: make(chan struct{})}
+		e.modules[hash] = c
+	}
+	e.mu.Unlock()
+
+	if ok {
+		select {
+		case <-c.done:
+			return c.mod, c.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("compile guest: %w", ctx.Err())
+		}
+	}
+
+	c.mod, c.err = e.compile(ctx, hash, wasm)
+	if c.err != nil {
+		// Forget failures, so that a retry compiles again.
+		e.mu.Lock()
+		delete(e.modules, hash)
+		e.mu.Unlock()
+	}
+	close(c.done)
+	return c.mod, c.err
+}
+
+func (e *Engine) compile(ctx context.Context, hash string, wasm []byte) (*Module, error) {
+	e.compiles.Add(1)
+	var compiled wazero.CompiledModule
+	err := safely(func() (err error) {
+		compiled, err = e.rt.CompileModule(ctx, wasm)
+		return err
+	})
+	if err != nil {
+		return nil, newError(ErrMalformedModule, err, "invalid guest module")
+	}
+	minPages, _, err := minMemoryPages(wasm)
+	if err != nil {
+		_ = compiled.Close(ctx)
+		return nil, newError(ErrMalformedModule, err, "invalid guest module")
+	}
+	m := &Module{
+		engine:   e,
+		hash:     hash,
+		compiled: compiled,
+		minPages: minPages,
+	}
+	for _, f := range compiled.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		m.imports = append(m.imports, Import{Module: mod, Name: name})
+	}
+	for name := range compiled.ExportedFunctions() {
+		m.exports = append(m.exports, name)
+	}
+	slices.Sort(m.exports)
+	return m, nil
+}
+
+// safely runs f, turning a panic into an error.
+func safely(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f()
+}
+
+// splitEnv splits "KEY=VALUE".
+func splitEnv(kv string) (string, string, error) {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
+	}
+	return k, v, nil
+}

@@ -1,0 +1,6 @@
+// Command panic panics.
+package main
+
+func main() {
+	panic("guest panic for testing")
+}

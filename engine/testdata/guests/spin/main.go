@@ -1,0 +1,10 @@
+// Command spin loops forever without calling the host.
+package main
+
+var n int
+
+func main() {
+	for {
+		n++
+	}
+}
