@@ -1,0 +1,244 @@
+package ref
+
+import (
+	"context"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/strictmath"
+)
+
+// convBand is about how many outputs of one plane make one work item.
+const convBand = 1 << 14
+
+// validRange returns the output positions o in [0, out) whose input position
+// o*stride - pad + off lies in [0, size), as the half-open range [lo, hi).
+func validRange(size, out, stride, pad, off int) (lo, hi int) {
+	if d := pad - off; d > 0 {
+		lo = (d + stride - 1) / stride
+	}
+	t := size - 1 + pad - off
+	if t < 0 {
+		return 0, 0
+	}
+	hi = min(t/stride+1, out)
+	if lo > hi {
+		lo = hi
+	}
+	return lo, hi
+}
+
+// Conv2D computes every output plane (n, oc), in bands of rows, as one work
+// item. Within a band the plane starts at +0 and receives, for c, kh and kw in
+// order, the products of the inputs that lie inside the image, so each output
+// element sums its terms in the contract's (c, kh, kw) order with padding
+// skipped; the bias comes last.
+func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
+	xs, ws, ys := x.Shape(), w.Shape(), out.Shape()
+	N, C, H, W := xs[0], xs[1], xs[2], xs[3]
+	OC, CG, KH, KW := ws[0], ws[1], ws[2], ws[3]
+	OH, OW := ys[2], ys[3]
+	X, Wt, Y := f32(x), f32(w), f32(out)
+	var B []float32
+	if bias != nil {
+		B = f32(bias)
+	}
+	ocg := OC / p.Groups
+
+	// Valid output ranges per kernel row and column; they depend on the
+	// kernel offset alone.
+	ohLo, ohHi := make([]int, KH), make([]int, KH)
+	for kh := range KH {
+		ohLo[kh], ohHi[kh] = validRange(H, OH, p.StrideH, p.PadTop, kh*p.DilationH)
+	}
+	cols := newConvCols(W, OW, KW, p.StrideW, p.PadLeft, p.DilationW)
+
+	fused := KH == 3 && KW == 3 && p.StrideW == 1
+	bandRows := max(1, min(OH, convBand/OW))
+	bands := (OH + bandRows - 1) / bandRows
+	plane := OH * OW
+	return b.forEach(ctx, N*OC*bands, func(item int) {
+		pl, band := item/bands, item%bands
+		n, oc := pl/OC, pl%OC
+		g := oc / ocg
+		r0, r1 := band*bandRows, min((band+1)*bandRows, OH)
+		y := Y[pl*plane+r0*OW : pl*plane+r1*OW]
+		clear(y)
+		for c := range CG {
+			xc := X[(n*C+g*CG+c)*H*W : (n*C+g*CG+c+1)*H*W]
+			wc := Wt[(oc*CG+c)*KH*KW : (oc*CG+c+1)*KH*KW]
+			// Rows that see all three kernel rows of a 3x3 kernel take
+			// them in one pass; the others one kernel row at a time.
+			fLo, fHi := r0, r0
+			if fused {
+				fLo, fHi = max(ohLo[0], ohLo[2], r0), min(ohHi[0], ohHi[2], r1)
+				if fLo < fHi {
+					w9 := (*[9]float32)(wc)
+					for oh := fLo; oh < fHi; oh++ {
+						ih := oh*p.StrideH - p.PadTop
+						dh := p.DilationH * W
+						cols.row3x3(y[(oh-r0)*OW:(oh-r0+1)*OW], xc[ih*W:ih*W+W], xc[ih*W+dh:ih*W+dh+W], xc[ih*W+2*dh:ih*W+2*dh+W], w9)
+					}
+				} else {
+					fLo, fHi = r0, r0
+				}
+			}
+			for kh := range KH {
+				wr := wc[kh*KW : kh*KW+KW]
+				lo, hi := max(ohLo[kh], r0), min(ohHi[kh], r1)
+				for _, rows := range [2][2]int{{lo, min(hi, fLo)}, {max(lo, fHi), hi}} {
+					for oh := rows[0]; oh < rows[1]; oh++ {
+						ih := oh*p.StrideH - p.PadTop + kh*p.DilationH
+						cols.row(y[(oh-r0)*OW:(oh-r0+1)*OW], xc[ih*W:ih*W+W], wr)
+					}
+				}
+			}
+		}
+		if B == nil {
+			strictmath.CanonSlice(y)
+			return
+		}
+		bv := B[oc]
+		for i, v := range y {
+			y[i] = strictmath.Canon(v + bv)
+		}
+	})
+}
+
+// convCols describes one output row of a convolution: which output columns
+// each kernel column reaches inside the input row.
+type convCols struct {
+	stride, pad, dil int
+	lo, hi           []int // valid output columns [lo[kw], hi[kw]) per kernel column
+	off              []int // input column of output column 0 per kernel column (stride 1)
+	// With stride 1, outputs in [inLo, inHi) see every kernel column, and
+	// those in [edgeLo, edgeHi) see at least one.
+	inLo, inHi, edgeLo, edgeHi int
+}
+
+func newConvCols(w, ow, kw, stride, pad, dil int) *convCols {
+	cc := &convCols{stride: stride, pad: pad, dil: dil, lo: make([]int, kw), hi: make([]int, kw), off: make([]int, kw)}
+	cc.inLo, cc.inHi, cc.edgeLo, cc.edgeHi = 0, ow, ow, 0
+	for k := range kw {
+		cc.lo[k], cc.hi[k] = validRange(w, ow, stride, pad, k*dil)
+		cc.off[k] = k*dil - pad
+		if cc.lo[k] < cc.hi[k] {
+			cc.edgeLo, cc.edgeHi = min(cc.edgeLo, cc.lo[k]), max(cc.edgeHi, cc.hi[k])
+		}
+		cc.inLo, cc.inHi = max(cc.inLo, cc.lo[k]), min(cc.inHi, cc.hi[k])
+	}
+	if cc.inLo >= cc.inHi {
+		cc.inLo, cc.inHi = cc.edgeLo, cc.edgeLo
+	}
+	return cc
+}
+
+// row adds one kernel row wr applied to the input row x into the output row
+// y, each output column taking its kernel columns in increasing order.
+func (cc *convCols) row(y, x, wr []float32) {
+	if cc.stride != 1 {
+		for k, wv := range wr {
+			base := k*cc.dil - cc.pad
+			for ow := cc.lo[k]; ow < cc.hi[k]; ow++ {
+				y[ow] = y[ow] + float32(x[ow*cc.stride+base]*wv)
+			}
+		}
+		return
+	}
+	// Edge columns, where some kernel columns fall into padding: one output
+	// at a time with every kernel column checked.
+	for ow := cc.edgeLo; ow < cc.inLo; ow++ {
+		y[ow] = cc.one(y[ow], x, wr, ow)
+	}
+	for ow := max(cc.inHi, cc.inLo); ow < cc.edgeHi; ow++ {
+		y[ow] = cc.one(y[ow], x, wr, ow)
+	}
+	// Interior columns see every kernel column.
+	lo, hi := cc.inLo, cc.inHi
+	if lo >= hi {
+		return
+	}
+	ys := y[lo:hi]
+	switch len(wr) {
+	case 1:
+		axpy(ys, x[lo+cc.off[0]:hi+cc.off[0]], wr[0])
+	case 3:
+		x0 := x[lo+cc.off[0] : hi+cc.off[0]]
+		x1 := x[lo+cc.off[1] : hi+cc.off[1]]
+		x2 := x[lo+cc.off[2] : hi+cc.off[2]]
+		tap3(ys, x0, x1, x2, wr[0], wr[1], wr[2])
+	default:
+		for k, wv := range wr {
+			axpy(ys, x[lo+cc.off[k]:hi+cc.off[k]], wv)
+		}
+	}
+}
+
+// row3x3 adds a 3x3 kernel w applied to the input rows x0, x1 and x2 into
+// the output row y (stride 1), each output column taking its terms in the
+// order (kernel row, kernel column).
+func (cc *convCols) row3x3(y, x0, x1, x2 []float32, w *[9]float32) {
+	for ow := cc.edgeLo; ow < cc.inLo; ow++ {
+		y[ow] = cc.one(cc.one(cc.one(y[ow], x0, w[0:3], ow), x1, w[3:6], ow), x2, w[6:9], ow)
+	}
+	for ow := max(cc.inHi, cc.inLo); ow < cc.edgeHi; ow++ {
+		y[ow] = cc.one(cc.one(cc.one(y[ow], x0, w[0:3], ow), x1, w[3:6], ow), x2, w[6:9], ow)
+	}
+	lo, hi := cc.inLo, cc.inHi
+	if lo >= hi {
+		return
+	}
+	o0, o1, o2 := cc.off[0], cc.off[1], cc.off[2]
+	tap9(y[lo:hi],
+		x0[lo+o0:hi+o0], x0[lo+o1:hi+o1], x0[lo+o2:hi+o2],
+		x1[lo+o0:hi+o0], x1[lo+o1:hi+o1], x1[lo+o2:hi+o2],
+		x2[lo+o0:hi+o0], x2[lo+o1:hi+o1], x2[lo+o2:hi+o2], w)
+}
+
+// tap9 adds the nine products w[t]·xt to y, in the order t = 0 … 8 for every
+// element.
+func tap9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8 []float32, w *[9]float32) {
+	x0, x1, x2 = x0[:len(y)], x1[:len(y)], x2[:len(y)]
+	x3, x4, x5 = x3[:len(y)], x4[:len(y)], x5[:len(y)]
+	x6, x7, x8 = x6[:len(y)], x7[:len(y)], x8[:len(y)]
+	w0, w1, w2, w3, w4, w5, w6, w7, w8 := w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+	for i, s := range y {
+		s = s + float32(x0[i]*w0)
+		s = s + float32(x1[i]*w1)
+		s = s + float32(x2[i]*w2)
+		s = s + float32(x3[i]*w3)
+		s = s + float32(x4[i]*w4)
+		s = s + float32(x5[i]*w5)
+		s = s + float32(x6[i]*w6)
+		s = s + float32(x7[i]*w7)
+		y[i] = s + float32(x8[i]*w8)
+	}
+}
+
+// one returns s plus the products of the kernel row wr at output column ow,
+// skipping kernel columns that fall outside the input (stride 1).
+func (cc *convCols) one(s float32, x, wr []float32, ow int) float32 {
+	for k, wv := range wr {
+		if cc.lo[k] <= ow && ow < cc.hi[k] {
+			s = s + float32(x[ow+cc.off[k]]*wv)
+		}
+	}
+	return s
+}
+
+// tap3 adds w0·x0, w1·x1 and w2·x2 to y, in that order for every element.
+func tap3(y, x0, x1, x2 []float32, w0, w1, w2 float32) {
+	x0, x1, x2 = x0[:len(y)], x1[:len(y)], x2[:len(y)]
+	for i, s := range y {
+		s = s + float32(x0[i]*w0)
+		s = s + float32(x1[i]*w1)
+		y[i] = s + float32(x2[i]*w2)
+	}
+}
+
+// axpy adds x·b to c, rounding each product before the addition.
+func axpy(c, b []float32, x float32) {
+	c = c[:len(b)]
+	for j, v := range b {
+		c[j] = c[j] + float32(x*v)
+	}
+}
