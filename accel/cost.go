@@ -1,5 +1,7 @@
 package accel
 
+import "math"
+
 // Compute units meter what a client asks of the node. They are counted from
 // shapes alone, never from time, so every replica charges the same: one unit
 // per floating-point operation and one per byte moved, plus CallUnits for the
@@ -37,6 +39,30 @@ func Conv2DUnits(x, w, out []int, bias bool) uint64 {
 		units += outElems + 4*uint64(out[1])
 	}
 	return units
+}
+
+// Pool2DUnits is the cost of a max-pool from its input and output shapes:
+// every window position is counted, as if none were padding. The product
+// saturates rather than wrap, so a window too large to pay for is refused by
+// any budget.
+func Pool2DUnits(x, out []int, p Pool2DParams) uint64 {
+	outElems := product(out)
+	window := mulSat(uint64(p.KernelH), uint64(p.KernelW))
+	return addSat(CallUnits+4*(product(x)+outElems), mulSat(outElems, window))
+}
+
+func mulSat(a, b uint64) uint64 {
+	if a != 0 && b > math.MaxUint64/a {
+		return math.MaxUint64
+	}
+	return a * b
+}
+
+func addSat(a, b uint64) uint64 {
+	if a > math.MaxUint64-b {
+		return math.MaxUint64
+	}
+	return a + b
 }
 
 // TSNEUnits is the cost of one exact t-SNE iteration over n points and nnz

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -381,9 +382,7 @@ func (s *Session) MaxPool2D(ctx context.Context, x *Tensor, p Pool2DParams) (*Te
 	if err != nil {
 		return nil, err
 	}
-	outElems := uint64(shape[0]) * uint64(shape[1]) * uint64(shape[2]) * uint64(shape[3])
-	units := CallUnits + outElems*uint64(p.KernelH)*uint64(p.KernelW) + uint64(x.Bytes()) + 4*outElems
-	return s.run(units, shape, func(out *Tensor) error {
+	return s.run(Pool2DUnits(x.shape, shape, p), shape, func(out *Tensor) error {
 		return s.wrap("maxpool2d", s.backend.MaxPool2D(ctx, out, x, p))
 	})
 }
@@ -399,6 +398,11 @@ func Pool2DShape(x []int, p Pool2DParams) ([]int, error) {
 	if p.PadTop < 0 || p.PadLeft < 0 || p.PadBottom < 0 || p.PadRight < 0 ||
 		p.PadTop >= p.KernelH || p.PadBottom >= p.KernelH || p.PadLeft >= p.KernelW || p.PadRight >= p.KernelW {
 		return nil, fmt.Errorf("%w: maxpool2d padding must be smaller than the kernel: %+v", ErrInvalid, p)
+	}
+	// Padding beyond the input only adds windows of padding and inputs
+	// already seen; bounding it bounds the work by the input's size.
+	if p.PadTop > x[2] || p.PadBottom > x[2] || p.PadLeft > x[3] || p.PadRight > x[3] {
+		return nil, fmt.Errorf("%w: maxpool2d padding must not exceed the input's %dx%d: %+v", ErrInvalid, x[2], x[3], p)
 	}
 	oh, err := windows(x[2], p.KernelH, p.StrideH, 1, p.PadTop, p.PadBottom)
 	if err != nil {
@@ -465,7 +469,7 @@ func (s *Session) TSNEStep(ctx context.Context, st TSNEState, p TSNEParams) (flo
 		return 0, fmt.Errorf("%w: tsne_step cols %s and vals %s must be vectors of one length", ErrShape, ShapeString(st.Cols.shape), ShapeString(st.Vals.shape))
 	}
 	for _, v := range []float32{p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain} {
-		if v != v || v > 3.4e38 || v < -3.4e38 {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return 0, fmt.Errorf("%w: tsne_step parameters must be finite: %+v", ErrInvalid, p)
 		}
 	}

@@ -125,3 +125,7 @@ func NumElements(shape []int) (int, error) {
 	}
 	return n, nil
 }
+
+func errorf(sentinel error, format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)
+}
