@@ -1,0 +1,104 @@
+// Package hostfn is the host side of the accel guest ABI: the WebAssembly
+// host module "accel" whose functions give guests tensor handles and
+// accelerated operations. docs/abi.md specifies every import.
+//
+// The module is instantiated once per engine and keeps no state of its own.
+// Each guest invocation gets an Instance, bound to the invocation's context,
+// which owns the guest's tensor handles and frees them when it closes.
+package hostfn
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/engine"
+	"github.com/accelnode/accelnode/hostfn/abi"
+)
+
+// Config chooses what serves one guest invocation.
+type Config struct {
+	Backend accel.Backend
+	Mode    accel.Mode
+	Limits  accel.Limits
+	// Logger receives the errors returned to the guest, at debug level, and
+	// internal errors at error level. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Instance is the accel state of one guest invocation: its session on the
+// backend and its table of tensor handles. Handles are numbered from 1 and
+// never reused, so a freed or foreign handle is always an error.
+type Instance struct {
+	session *accel.Session
+	handles map[uint32]*accel.Tensor
+	next    uint32
+	lastErr string
+	info    []byte
+	log     *slog.Logger
+
+	// ctx is the context of the host call in progress; the session's
+	// charger meters against it.
+	ctx  context.Context
+	call call
+}
+
+// NewInstance prepares the accel state for one guest invocation.
+func NewInstance(cfg Config) *Instance {
+	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger}
+	if in.log == nil {
+		in.log = slog.Default()
+	}
+	in.session = accel.NewSession(cfg.Backend, cfg.Mode, cfg.Limits, in.charge)
+	st := cfg.Backend.Status()
+	in.info, _ = json.Marshal(Info{
+		ABI:           abi.Version,
+		Backend:       st.Name,
+		Device:        st.Device,
+		Mode:          cfg.Mode.String(),
+		Deterministic: st.Deterministic,
+	})
+	return in
+}
+
+// Info is what the info import reports to the guest, as JSON.
+type Info struct {
+	ABI           int    `json:"abi"`
+	Backend       string `json:"backend"`
+	Device        string `json:"device"`
+	Mode          string `json:"mode"`
+	Deterministic bool   `json:"deterministic"`
+}
+
+func (in *Instance) charge(units uint64) error { return engine.Charge(in.ctx, units) }
+
+// Session is the instance's session on its backend.
+func (in *Instance) Session() *accel.Session { return in.session }
+
+// Close frees every tensor the guest still holds.
+func (in *Instance) Close() {
+	in.session.Close()
+	clear(in.handles)
+}
+
+type instanceKey struct{}
+
+// Bind returns a context that routes the accel calls of an invocation run
+// with it to in.
+func (in *Instance) Bind(ctx context.Context) context.Context {
+	return context.WithValue(ctx, instanceKey{}, in)
+}
+
+func instanceFrom(ctx context.Context) *Instance {
+	in, _ := ctx.Value(instanceKey{}).(*Instance)
+	return in
+}
+
+// Run runs one guest invocation with an accel Instance configured by cfg,
+// and frees the guest's tensors when it ends, however it ends.
+func Run(ctx context.Context, e *engine.Engine, m *engine.Module, inv engine.Invocation, cfg Config) (engine.Result, error) {
+	in := NewInstance(cfg)
+	defer in.Close()
+	return e.Run(in.Bind(ctx), m, inv)
+}
