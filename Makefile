@@ -1,0 +1,40 @@
+# accelnode: `make demo` builds everything and runs the example guests;
+# `make test` runs every test. Both fetch what they need first.
+
+GO       ?= go
+BIN      := bin
+EXAMPLES := matmul cnn tsne
+WASM_ENV := GOOS=wasip1 GOARCH=wasm
+
+.PHONY: all build deps test demo bench clean
+
+all: build
+
+deps:
+	$(GO) mod download
+
+build: deps
+	$(GO) build -o $(BIN)/accelnode ./cmd/node
+	@mkdir -p $(BIN)/examples
+	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
+
+test: deps
+	$(GO) vet ./...
+	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/...
+	$(GO) test ./...
+
+demo: build
+	$(BIN)/accelnode backends
+	@echo
+	$(BIN)/accelnode run $(BIN)/examples/matmul.wasm -- -n 256
+	@echo
+	$(BIN)/accelnode run $(BIN)/examples/cnn.wasm -- -batch 8
+	@echo
+	$(BIN)/accelnode run $(BIN)/examples/tsne.wasm -- -n 300 -iters 200
+
+# The figures in docs/benchmarks.md.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 5x -count 3 ./accel/ref ./hostfn
+
+clean:
+	rm -rf $(BIN)
