@@ -39,7 +39,6 @@ package conformance
 
 import (
 	"context"
-	"encoding/binary"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -108,17 +107,9 @@ func (in input) dtype() accel.DType {
 // bytes encodes the data little-endian, as Session.Write takes it.
 func (in input) bytes() []byte {
 	if in.i32 != nil {
-		b := make([]byte, 4*len(in.i32))
-		for i, v := range in.i32 {
-			binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
-		}
-		return b
+		return accel.EncodeInt32(in.i32)
 	}
-	b := make([]byte, 4*len(in.f32))
-	for i, v := range in.f32 {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return b
+	return accel.EncodeFloat32(in.f32)
 }
 
 // upload allocates a tensor for in and writes its data.
@@ -153,12 +144,7 @@ func (h *harness) readBytes(x *accel.Tensor) []byte {
 // download reads an f32 tensor.
 func (h *harness) download(x *accel.Tensor) []float32 {
 	h.t.Helper()
-	b := h.readBytes(x)
-	v := make([]float32, x.Len())
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v
+	return accel.DecodeFloat32(h.readBytes(x))
 }
 
 // unchanged checks that x still holds in's data, bit for bit.

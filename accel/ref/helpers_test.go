@@ -2,9 +2,7 @@ package ref
 
 import (
 	"context"
-	"encoding/binary"
 	"maps"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -23,16 +21,9 @@ func newSession(tb testing.TB, threads int) *accel.Session {
 // tensorF32 returns an f32 tensor of shape holding data.
 func tensorF32(tb testing.TB, s *accel.Session, shape []int, data []float32) *accel.Tensor {
 	tb.Helper()
-	t, err := s.NewTensor(accel.F32, shape)
+	t, err := s.FromFloat32(data, shape...)
 	if err != nil {
-		tb.Fatalf("new tensor %v: %v", shape, err)
-	}
-	raw := make([]byte, 4*len(data))
-	for i, v := range data {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-	}
-	if err := s.Write(t, 0, raw); err != nil {
-		tb.Fatalf("write tensor %v: %v", shape, err)
+		tb.Fatalf("tensor %v: %v", shape, err)
 	}
 	return t
 }
@@ -40,16 +31,9 @@ func tensorF32(tb testing.TB, s *accel.Session, shape []int, data []float32) *ac
 // tensorI32 returns an i32 tensor of shape holding data.
 func tensorI32(tb testing.TB, s *accel.Session, shape []int, data []int32) *accel.Tensor {
 	tb.Helper()
-	t, err := s.NewTensor(accel.I32, shape)
+	t, err := s.FromInt32(data, shape...)
 	if err != nil {
-		tb.Fatalf("new tensor %v: %v", shape, err)
-	}
-	raw := make([]byte, 4*len(data))
-	for i, v := range data {
-		binary.LittleEndian.PutUint32(raw[4*i:], uint32(v))
-	}
-	if err := s.Write(t, 0, raw); err != nil {
-		tb.Fatalf("write tensor %v: %v", shape, err)
+		tb.Fatalf("tensor %v: %v", shape, err)
 	}
 	return t
 }
@@ -57,13 +41,9 @@ func tensorI32(tb testing.TB, s *accel.Session, shape []int, data []int32) *acce
 // readF32 returns the elements of an f32 tensor.
 func readF32(tb testing.TB, s *accel.Session, t *accel.Tensor) []float32 {
 	tb.Helper()
-	raw := make([]byte, t.Bytes())
-	if err := s.Read(t, 0, raw); err != nil {
+	v, err := s.Float32(t)
+	if err != nil {
 		tb.Fatalf("read tensor: %v", err)
-	}
-	v := make([]float32, t.Len())
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
 	return v
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/examples/internal/check"
 	"github.com/accelnode/accelnode/hostfn/guest"
 )
 
@@ -142,21 +143,7 @@ func run(batch int, seed uint64) error {
 	fmt.Printf("  host functions:  %8.2f ms\n", hostTime.Seconds()*1e3)
 	fmt.Printf("  inside the guest: %7.2f ms (reference kernels compiled to WebAssembly)\n", localTime.Seconds()*1e3)
 
-	same := 0
-	for i := range host {
-		if math.Float32bits(host[i]) == math.Float32bits(local[i]) {
-			same++
-		}
-	}
-	switch {
-	case same == len(host):
-		fmt.Printf("  check: bit-identical to the in-guest pass (%d outputs)\n", len(host))
-	case info.Mode == "strict":
-		return fmt.Errorf("strict mode, but only %d of %d outputs are bit-identical to the in-guest pass", same, len(host))
-	default:
-		fmt.Printf("  check: %d of %d outputs bit-identical to the in-guest pass\n", same, len(host))
-	}
-	return nil
+	return check.Report(info.Mode, "the in-guest pass", host, local, 0)
 }
 
 // ops is what the forward pass needs, served either by the node's host

@@ -16,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/accelnode/accelnode/examples/internal/check"
 	"github.com/accelnode/accelnode/hostfn/guest"
 )
 
@@ -60,32 +61,21 @@ func run(m, k, n, reps int, only string, seed uint64) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  host function: %9.2f ms  %7.2f GFLOP/s  (upload, compute, download; best of %d)\n", ms(hostTime), flops/hostTime.Seconds()/1e9, reps)
+		fmt.Printf("  host function: %9.2f ms  %8.3f GFLOP/s  (upload, compute, download; best of %d)\n", ms(hostTime), flops/hostTime.Seconds()/1e9, reps)
 	}
 	if only != "host" {
 		plainTime, _ = best(reps, func() error {
 			plain = plainMatMul(a, b, m, k, n)
 			return nil
 		})
-		fmt.Printf("  plain wasm:    %9.2f ms  %7.2f GFLOP/s  (best of %d)\n", ms(plainTime), flops/plainTime.Seconds()/1e9, reps)
+		fmt.Printf("  plain wasm:    %9.2f ms  %8.3f GFLOP/s  (best of %d)\n", ms(plainTime), flops/plainTime.Seconds()/1e9, reps)
 	}
 	if host == nil || plain == nil {
 		return nil
 	}
 	fmt.Printf("  speedup:       %9.1fx\n", plainTime.Seconds()/hostTime.Seconds())
 
-	same, maxRel := compare(host, plain)
-	switch {
-	case same == len(host):
-		fmt.Printf("  check:         bit-identical to the plain loop (%d outputs)\n", len(host))
-	case info.Mode == "strict":
-		return fmt.Errorf("strict mode, but only %d of %d outputs are bit-identical to the plain loop", same, len(host))
-	case maxRel > 1e-4:
-		return fmt.Errorf("max relative difference %.3g to the plain loop", maxRel)
-	default:
-		fmt.Printf("  check:         %d of %d outputs bit-identical, max relative difference %.2g\n", same, len(host), maxRel)
-	}
-	return nil
+	return check.Report(info.Mode, "the plain loop", host, plain, 1e-4)
 }
 
 // plainMatMul is the product a WebAssembly program computes without help:
@@ -124,18 +114,6 @@ func best(reps int, f func() error) (time.Duration, error) {
 		bestTime = min(bestTime, time.Since(start))
 	}
 	return bestTime, nil
-}
-
-func compare(x, y []float32) (same int, maxRel float64) {
-	for i := range x {
-		if math.Float32bits(x[i]) == math.Float32bits(y[i]) {
-			same++
-			continue
-		}
-		d := math.Abs(float64(x[i]-y[i])) / math.Max(math.Abs(float64(y[i])), 1e-6)
-		maxRel = math.Max(maxRel, d)
-	}
-	return same, maxRel
 }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1e3 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/examples/internal/check"
 	"github.com/accelnode/accelnode/hostfn/guest"
 )
 
@@ -87,21 +88,7 @@ func run(n, clusters, iters int, perplexity float64, verify bool, seed uint64) e
 	if err != nil {
 		return err
 	}
-	same := 0
-	for i := range y {
-		if math.Float32bits(y[i]) == math.Float32bits(local[i]) {
-			same++
-		}
-	}
-	switch {
-	case same == len(y):
-		fmt.Printf("  check: embedding bit-identical to the same run inside the guest (%d values)\n", len(y))
-	case info.Mode == "strict":
-		return fmt.Errorf("strict mode, but only %d of %d embedding values are bit-identical to the in-guest run", same, len(y))
-	default:
-		fmt.Printf("  check: %d of %d embedding values bit-identical to the in-guest run\n", same, len(y))
-	}
-	return nil
+	return check.Report(info.Mode, "the same run inside the guest", y, local, 0)
 }
 
 func hostRun(rowPtr, cols []int32, vals, y0 []float32, n, iters int) ([]float32, float32, error) {
