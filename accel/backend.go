@@ -84,8 +84,8 @@ type MatMulParams struct {
 	TransA, TransB bool
 }
 
-// Conv2DParams describes a 2-D convolution. Zero strides and dilations are
-// not valid; Session fills in 1 where the ABI passes 0.
+// Conv2DParams describes a 2-D convolution. Strides, dilations and groups
+// are at least 1 (the guest ABI reads a 0 as 1).
 type Conv2DParams struct {
 	StrideH, StrideW     int
 	PadTop, PadLeft      int

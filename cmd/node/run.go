@@ -23,7 +23,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", "run [flags] MODULE.wasm [-- ARGS...]", stderr)
-	backendName := fs.String("backend", envconfig.Backend.Value(), "backend that serves the guest: auto or a name from `accelnode backends`")
+	backendName := fs.String("backend", envconfig.Backend.Value(), "backend that serves the guest: auto, or a name that accelnode backends lists")
 	modeName := fs.String("determinism", envconfig.Determinism.Value(), "determinism mode: strict or fast")
 	threads := fs.String("threads", envconfig.Threads.Value(), "CPU threads per backend; 0 means one per core")
 	memory := fs.String("memory", envconfig.Memory.Value(), "linear-memory limit of the guest, e.g. 256MiB")

@@ -26,7 +26,7 @@ func (v Var) Value() string {
 }
 
 var (
-	Backend      = Var{"ACCELNODE_BACKEND", "auto", "backend that serves guests: auto, or a name from `accelnode backends`"}
+	Backend      = Var{"ACCELNODE_BACKEND", "auto", "backend that serves guests: auto, or a name that accelnode backends lists"}
 	Determinism  = Var{"ACCELNODE_DETERMINISM", "strict", "determinism mode: strict (bit-identical on every backend) or fast"}
 	Threads      = Var{"ACCELNODE_THREADS", "0", "CPU threads per backend; 0 means one per core"}
 	Memory       = Var{"ACCELNODE_MEMORY", "1GiB", "linear-memory limit of each guest"}
