@@ -35,6 +35,8 @@ var poolCases = []poolCase{
 	{name: "kernel-1x1-stride", x: [4]int{1, 2, 5, 5}, p: pool(1, 1, 2, 2), fx: normal(1)},
 	{name: "batch", x: [4]int{4, 8, 16, 16}, p: padded(pool(3, 3, 2, 2), 1, 1, 1, 1), fx: normal(1)},
 	{name: "large-plane", x: [4]int{1, 2, 300, 300}, p: padded(pool(2, 3, 1, 1), 1, 0, 0, 2), fx: normal(1)},
+	// Windows so large that a backend may split rows among workers.
+	{name: "long-window", x: [4]int{1, 1, 2, 1000}, p: padded(pool(2, 600, 1, 1), 1, 599, 1, 599), fx: normal(1)},
 	// Of equal values the first wins, -0 and +0 included.
 	{name: "zero-ties", x: [4]int{1, 3, 6, 6}, p: pool(2, 2, 1, 1), fx: pick(0, negZero)},
 	{name: "zero-ties-pad", x: [4]int{1, 2, 5, 5}, p: padded(pool(3, 2, 1, 1), 2, 1, 0, 1), fx: pick(0, negZero, -1)},

@@ -7,8 +7,10 @@ import (
 	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
-// convBand is about how many outputs of one plane make one work item.
-const convBand = 1 << 14
+// convWork is about how many multiply-adds make one work item: enough to
+// amortise handing it out, little enough that a deadline interrupts even a
+// convolution with a very long kernel promptly.
+const convWork = 1 << 20
 
 // validRange returns the output positions o in [0, out) whose input position
 // o*stride - pad + off lies in [0, size), as the half-open range [lo, hi).
@@ -27,11 +29,11 @@ func validRange(size, out, stride, pad, off int) (lo, hi int) {
 	return lo, hi
 }
 
-// Conv2D computes every output plane (n, oc), in bands of rows, as one work
-// item. Within a band the plane starts at +0 and receives, for c, kh and kw in
-// order, the products of the inputs that lie inside the image, so each output
-// element sums its terms in the contract's (c, kh, kw) order with padding
-// skipped; the bias comes last.
+// Conv2D computes every output plane (n, oc) in rectangles of rows and
+// columns, each one work item. Within a rectangle the outputs start at +0
+// and receive, for c, kh and kw in order, the products of the inputs that lie
+// inside the image, so each output element sums its terms in the contract's
+// (c, kh, kw) order with padding skipped; the bias comes last.
 func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
 	xs, ws, ys := x.Shape(), w.Shape(), out.Shape()
 	N, C, H, W := xs[0], xs[1], xs[2], xs[3]
@@ -44,25 +46,36 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 	}
 	ocg := OC / p.Groups
 
-	// Valid output ranges per kernel row and column; they depend on the
-	// kernel offset alone.
+	// Valid output rows per kernel row; they depend on the kernel offset
+	// alone. (KH is at most the weights' size, so this is bounded by them.)
 	ohLo, ohHi := make([]int, KH), make([]int, KH)
 	for kh := range KH {
 		ohLo[kh], ohHi[kh] = validRange(H, OH, p.StrideH, p.PadTop, kh*p.DilationH)
 	}
 	cols := newConvCols(W, OW, KW, p.StrideW, p.PadLeft, p.DilationW)
 
-	fused := KH == 3 && KW == 3 && p.StrideW == 1
-	bandRows := max(1, min(OH, convBand/OW))
+	// Rectangles of whole rows where a row is cheap, else of columns.
+	perOutput := CG * KH * KW
+	colStep, bandRows := OW, 1
+	if perOutput*OW > convWork {
+		colStep = max(1, convWork/perOutput)
+	} else {
+		bandRows = max(1, min(OH, convWork/(perOutput*OW)))
+	}
+	colChunks := (OW + colStep - 1) / colStep
 	bands := (OH + bandRows - 1) / bandRows
 	plane := OH * OW
-	return b.forEach(ctx, N*OC*bands, func(item int) {
-		pl, band := item/bands, item%bands
+	fused := KH == 3 && KW == 3 && p.StrideW == 1
+	return b.forEach(ctx, N*OC*bands*colChunks, func(item int) {
+		pl, rect := item/(bands*colChunks), item%(bands*colChunks)
 		n, oc := pl/OC, pl%OC
 		g := oc / ocg
-		r0, r1 := band*bandRows, min((band+1)*bandRows, OH)
-		y := Y[pl*plane+r0*OW : pl*plane+r1*OW]
-		clear(y)
+		r0, r1 := rect/colChunks*bandRows, min((rect/colChunks+1)*bandRows, OH)
+		j0, j1 := rect%colChunks*colStep, min((rect%colChunks+1)*colStep, OW)
+		y := Y[pl*plane : (pl+1)*plane]
+		for oh := r0; oh < r1; oh++ {
+			clear(y[oh*OW+j0 : oh*OW+j1])
+		}
 		for c := range CG {
 			xc := X[(n*C+g*CG+c)*H*W : (n*C+g*CG+c+1)*H*W]
 			wc := Wt[(oc*CG+c)*KH*KW : (oc*CG+c+1)*KH*KW]
@@ -73,10 +86,10 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 				fLo, fHi = max(ohLo[0], ohLo[2], r0), min(ohHi[0], ohHi[2], r1)
 				if fLo < fHi {
 					w9 := (*[9]float32)(wc)
+					dh := p.DilationH * W
 					for oh := fLo; oh < fHi; oh++ {
 						ih := oh*p.StrideH - p.PadTop
-						dh := p.DilationH * W
-						cols.row3x3(y[(oh-r0)*OW:(oh-r0+1)*OW], xc[ih*W:ih*W+W], xc[ih*W+dh:ih*W+dh+W], xc[ih*W+2*dh:ih*W+2*dh+W], w9)
+						cols.row3x3(y[oh*OW:(oh+1)*OW], xc[ih*W:ih*W+W], xc[ih*W+dh:ih*W+dh+W], xc[ih*W+2*dh:ih*W+2*dh+W], w9, j0, j1)
 					}
 				} else {
 					fLo, fHi = r0, r0
@@ -88,43 +101,44 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 				for _, rows := range [2][2]int{{lo, min(hi, fLo)}, {max(lo, fHi), hi}} {
 					for oh := rows[0]; oh < rows[1]; oh++ {
 						ih := oh*p.StrideH - p.PadTop + kh*p.DilationH
-						cols.row(y[(oh-r0)*OW:(oh-r0+1)*OW], xc[ih*W:ih*W+W], wr)
+						cols.row(y[oh*OW:(oh+1)*OW], xc[ih*W:ih*W+W], wr, j0, j1)
 					}
 				}
 			}
 		}
-		if B == nil {
-			strictmath.CanonSlice(y)
-			return
-		}
-		bv := B[oc]
-		for i, v := range y {
-			y[i] = strictmath.Canon(v + bv)
+		for oh := r0; oh < r1; oh++ {
+			yr := y[oh*OW+j0 : oh*OW+j1]
+			if B == nil {
+				strictmath.CanonSlice(yr)
+				continue
+			}
+			bv := B[oc]
+			for i, v := range yr {
+				yr[i] = strictmath.Canon(v + bv)
+			}
 		}
 	})
 }
 
 // convCols describes one output row of a convolution: which output columns
-// each kernel column reaches inside the input row.
+// each kernel column reaches inside the input row. It computes them on
+// demand, so its size does not grow with the kernel.
 type convCols struct {
-	stride, pad, dil int
-	lo, hi           []int // valid output columns [lo[kw], hi[kw]) per kernel column
-	off              []int // input column of output column 0 per kernel column (stride 1)
+	w, ow, stride, pad, dil int
 	// With stride 1, outputs in [inLo, inHi) see every kernel column, and
 	// those in [edgeLo, edgeHi) see at least one.
 	inLo, inHi, edgeLo, edgeHi int
 }
 
 func newConvCols(w, ow, kw, stride, pad, dil int) *convCols {
-	cc := &convCols{stride: stride, pad: pad, dil: dil, lo: make([]int, kw), hi: make([]int, kw), off: make([]int, kw)}
+	cc := &convCols{w: w, ow: ow, stride: stride, pad: pad, dil: dil}
 	cc.inLo, cc.inHi, cc.edgeLo, cc.edgeHi = 0, ow, ow, 0
 	for k := range kw {
-		cc.lo[k], cc.hi[k] = validRange(w, ow, stride, pad, k*dil)
-		cc.off[k] = k*dil - pad
-		if cc.lo[k] < cc.hi[k] {
-			cc.edgeLo, cc.edgeHi = min(cc.edgeLo, cc.lo[k]), max(cc.edgeHi, cc.hi[k])
+		lo, hi := cc.valid(k)
+		if lo < hi {
+			cc.edgeLo, cc.edgeHi = min(cc.edgeLo, lo), max(cc.edgeHi, hi)
 		}
-		cc.inLo, cc.inHi = max(cc.inLo, cc.lo[k]), min(cc.inHi, cc.hi[k])
+		cc.inLo, cc.inHi = max(cc.inLo, lo), min(cc.inHi, hi)
 	}
 	if cc.inLo >= cc.inHi {
 		cc.inLo, cc.inHi = cc.edgeLo, cc.edgeLo
@@ -132,13 +146,24 @@ func newConvCols(w, ow, kw, stride, pad, dil int) *convCols {
 	return cc
 }
 
-// row adds one kernel row wr applied to the input row x into the output row
-// y, each output column taking its kernel columns in increasing order.
-func (cc *convCols) row(y, x, wr []float32) {
+// valid returns the output columns [lo, hi) that kernel column k reaches
+// inside the input.
+func (cc *convCols) valid(k int) (lo, hi int) {
+	return validRange(cc.w, cc.ow, cc.stride, cc.pad, k*cc.dil)
+}
+
+// off is the input column of output column 0 for kernel column k (stride 1).
+func (cc *convCols) off(k int) int { return k*cc.dil - cc.pad }
+
+// row adds one kernel row wr applied to the input row x into the output
+// columns [j0, j1) of the row y, each output column taking its kernel
+// columns in increasing order.
+func (cc *convCols) row(y, x, wr []float32, j0, j1 int) {
 	if cc.stride != 1 {
 		for k, wv := range wr {
-			base := k*cc.dil - cc.pad
-			for ow := cc.lo[k]; ow < cc.hi[k]; ow++ {
+			lo, hi := cc.valid(k)
+			base := cc.off(k)
+			for ow := max(lo, j0); ow < min(hi, j1); ow++ {
 				y[ow] = y[ow] + float32(x[ow*cc.stride+base]*wv)
 			}
 		}
@@ -146,48 +171,51 @@ func (cc *convCols) row(y, x, wr []float32) {
 	}
 	// Edge columns, where some kernel columns fall into padding: one output
 	// at a time with every kernel column checked.
-	for ow := cc.edgeLo; ow < cc.inLo; ow++ {
+	for ow := max(cc.edgeLo, j0); ow < min(cc.inLo, j1); ow++ {
 		y[ow] = cc.one(y[ow], x, wr, ow)
 	}
-	for ow := max(cc.inHi, cc.inLo); ow < cc.edgeHi; ow++ {
+	for ow := max(cc.inHi, cc.inLo, j0); ow < min(cc.edgeHi, j1); ow++ {
 		y[ow] = cc.one(y[ow], x, wr, ow)
 	}
 	// Interior columns see every kernel column.
-	lo, hi := cc.inLo, cc.inHi
+	lo, hi := max(cc.inLo, j0), min(cc.inHi, j1)
 	if lo >= hi {
 		return
 	}
 	ys := y[lo:hi]
 	switch len(wr) {
 	case 1:
-		axpy(ys, x[lo+cc.off[0]:hi+cc.off[0]], wr[0])
+		o := cc.off(0)
+		axpy(ys, x[lo+o:hi+o], wr[0])
 	case 3:
-		x0 := x[lo+cc.off[0] : hi+cc.off[0]]
-		x1 := x[lo+cc.off[1] : hi+cc.off[1]]
-		x2 := x[lo+cc.off[2] : hi+cc.off[2]]
-		tap3(ys, x0, x1, x2, wr[0], wr[1], wr[2])
+		o0, o1, o2 := cc.off(0), cc.off(1), cc.off(2)
+		tap3(ys, x[lo+o0:hi+o0], x[lo+o1:hi+o1], x[lo+o2:hi+o2], wr[0], wr[1], wr[2])
 	default:
 		for k, wv := range wr {
-			axpy(ys, x[lo+cc.off[k]:hi+cc.off[k]], wv)
+			o := cc.off(k)
+			axpy(ys, x[lo+o:hi+o], wv)
 		}
 	}
 }
 
 // row3x3 adds a 3x3 kernel w applied to the input rows x0, x1 and x2 into
-// the output row y (stride 1), each output column taking its terms in the
-// order (kernel row, kernel column).
-func (cc *convCols) row3x3(y, x0, x1, x2 []float32, w *[9]float32) {
-	for ow := cc.edgeLo; ow < cc.inLo; ow++ {
-		y[ow] = cc.one(cc.one(cc.one(y[ow], x0, w[0:3], ow), x1, w[3:6], ow), x2, w[6:9], ow)
+// the output columns [j0, j1) of the row y (stride 1), each output column
+// taking its terms in the order (kernel row, kernel column).
+func (cc *convCols) row3x3(y, x0, x1, x2 []float32, w *[9]float32, j0, j1 int) {
+	edge := func(ow int) float32 {
+		return cc.one(cc.one(cc.one(y[ow], x0, w[0:3], ow), x1, w[3:6], ow), x2, w[6:9], ow)
 	}
-	for ow := max(cc.inHi, cc.inLo); ow < cc.edgeHi; ow++ {
-		y[ow] = cc.one(cc.one(cc.one(y[ow], x0, w[0:3], ow), x1, w[3:6], ow), x2, w[6:9], ow)
+	for ow := max(cc.edgeLo, j0); ow < min(cc.inLo, j1); ow++ {
+		y[ow] = edge(ow)
 	}
-	lo, hi := cc.inLo, cc.inHi
+	for ow := max(cc.inHi, cc.inLo, j0); ow < min(cc.edgeHi, j1); ow++ {
+		y[ow] = edge(ow)
+	}
+	lo, hi := max(cc.inLo, j0), min(cc.inHi, j1)
 	if lo >= hi {
 		return
 	}
-	o0, o1, o2 := cc.off[0], cc.off[1], cc.off[2]
+	o0, o1, o2 := cc.off(0), cc.off(1), cc.off(2)
 	tap9(y[lo:hi],
 		x0[lo+o0:hi+o0], x0[lo+o1:hi+o1], x0[lo+o2:hi+o2],
 		x1[lo+o0:hi+o0], x1[lo+o1:hi+o1], x1[lo+o2:hi+o2],
@@ -218,8 +246,8 @@ func tap9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8 []float32, w *[9]float32) {
 // skipping kernel columns that fall outside the input (stride 1).
 func (cc *convCols) one(s float32, x, wr []float32, ow int) float32 {
 	for k, wv := range wr {
-		if cc.lo[k] <= ow && ow < cc.hi[k] {
-			s = s + float32(x[ow+cc.off[k]]*wv)
+		if in := ow + cc.off(k); 0 <= in && in < cc.w {
+			s = s + float32(x[in]*wv)
 		}
 	}
 	return s

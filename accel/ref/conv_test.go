@@ -143,6 +143,12 @@ var convCases = []struct {
 	{[]int{1, 1, 3, 4}, []int{1, 1, 2, 3}, convParams(1, 6, 5, 1), true},
 	{[]int{1, 2, 200, 100}, []int{2, 2, 3, 3}, convParams(1, 1, 1, 1), true},
 	{[]int{1, 1, 150, 130}, []int{1, 1, 2, 4}, convParams(3, 2, 2, 1), true},
+	// Rows too costly for one work item, split into column chunks: a long
+	// 1-D kernel over its whole padded input, and a deep 4x4 kernel.
+	{[]int{1, 1, 1, 3000}, []int{1, 1, 1, 1500}, accel.Conv2DParams{StrideH: 1, StrideW: 1, PadLeft: 1499, PadRight: 1499, DilationH: 1, DilationW: 1, Groups: 1}, true},
+	{[]int{1, 64, 6, 1100}, []int{2, 64, 4, 4}, convParams(1, 1, 1, 1), false},
+	{[]int{1, 64, 6, 2300}, []int{1, 64, 4, 4}, convParams(2, 2, 1, 1), true},
+	{[]int{1, 128, 4, 1000}, []int{1, 128, 3, 3}, convParams(1, 1, 1, 1), true}, // the fused 3x3 path, in chunks
 }
 
 func TestConv2DRows(t *testing.T) {

@@ -70,22 +70,33 @@ func maxRule(m, v float32) float32 {
 }
 
 // MaxPool2D scans each window row-major over its positions inside the input.
+// Work items are rectangles of output rows and columns holding about
+// elemChunk window positions, so that huge windows are interrupted promptly.
 func (b *Backend) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.Pool2DParams) error {
 	xs, ys := x.Shape(), out.Shape()
 	H, W := xs[2], xs[3]
 	OH, OW := ys[2], ys[3]
 	X, Y := f32(x), f32(out)
 	planes := xs[0] * xs[1]
-	bandRows := max(1, min(OH, elemChunk/(OW*p.KernelH*p.KernelW)))
+	window := p.KernelH * p.KernelW // below 2^63: each side is within the padded input
+	colStep, bandRows := OW, 1
+	if window > elemChunk/OW {
+		colStep = max(1, elemChunk/window)
+	} else {
+		bandRows = max(1, min(OH, elemChunk/(OW*window)))
+	}
+	colChunks := (OW + colStep - 1) / colStep
 	bands := (OH + bandRows - 1) / bandRows
-	return b.forEach(ctx, planes*bands, func(item int) {
-		pl, band := item/bands, item%bands
+	return b.forEach(ctx, planes*bands*colChunks, func(item int) {
+		pl, rect := item/(bands*colChunks), item%(bands*colChunks)
+		r0, r1 := rect/colChunks*bandRows, min((rect/colChunks+1)*bandRows, OH)
+		j0, j1 := rect%colChunks*colStep, min((rect%colChunks+1)*colStep, OW)
 		xp := X[pl*H*W : (pl+1)*H*W]
 		yp := Y[pl*OH*OW : (pl+1)*OH*OW]
-		for oh := band * bandRows; oh < min((band+1)*bandRows, OH); oh++ {
+		for oh := r0; oh < r1; oh++ {
 			ih0 := oh*p.StrideH - p.PadTop
 			ihLo, ihHi := max(ih0, 0), min(ih0+p.KernelH, H)
-			for ow := range OW {
+			for ow := j0; ow < j1; ow++ {
 				iw0 := ow*p.StrideW - p.PadLeft
 				iwLo, iwHi := max(iw0, 0), min(iw0+p.KernelW, W)
 				m := xp[ihLo*W+iwLo]

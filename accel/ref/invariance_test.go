@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,6 +220,53 @@ func TestCancelMatMul(t *testing.T) {
 	} {
 		if err := op(); !errors.Is(err, context.Canceled) {
 			t.Errorf("cancelled %s: %v, want context.Canceled", name, err)
+		}
+	}
+}
+
+// TestDeadlineLongKernels checks that a deadline stops operations whose
+// single output rows are long work: a full 1-D convolution of a long signal
+// with a kernel as long, and a max-pool with as long a window. Each would run
+// for many seconds.
+func TestDeadlineLongKernels(t *testing.T) {
+	const w = 1 << 16
+	s := newSession(t, 2)
+	signal := tensorF32(t, s, []int{1, 1, 1, w}, make([]float32, w))
+	full := accel.Conv2DParams{StrideH: 1, StrideW: 1, PadLeft: w - 1, PadRight: w - 1, DilationH: 1, DilationW: 1, Groups: 1}
+	for name, op := range map[string]func(ctx context.Context) error{
+		"conv2d": func(ctx context.Context) error {
+			_, err := s.Conv2D(ctx, signal, signal, nil, full)
+			return err
+		},
+		"maxpool2d": func(ctx context.Context) error {
+			_, err := s.MaxPool2D(ctx, signal, accel.Pool2DParams{KernelH: 1, KernelW: w, StrideH: 1, StrideW: 1, PadLeft: w - 1, PadRight: w - 1})
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+		start := time.Now()
+		err := op(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s past its deadline: %v, want context.DeadlineExceeded", name, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s took %v to notice its deadline", name, d)
+		}
+	}
+}
+
+// TestKernelPanicIsAnError checks that a panicking work item, a kernel bug,
+// comes back as an error on any thread count instead of killing the node.
+func TestKernelPanicIsAnError(t *testing.T) {
+	for _, threads := range []int{1, 3} {
+		err := New(threads).forEach(bg, 10, func(item int) {
+			if item == 7 {
+				panic("index out of range")
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "kernel panicked: index out of range") {
+			t.Errorf("%d threads: %v, want the panic as an error", threads, err)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func (b *Backend) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.
 	return b.forEach(ctx, rowTiles*colTiles, func(t int) {
 		i0, j0 := t/colTiles*mmRows, t%colTiles*mmCols
 		i1, j1 := min(i0+mmRows, m), min(j0+mmCols, n)
-		matmulTile(C, A, Bt, k, n, i0, i1, j0, j1)
+		matmulTile(ctx, C, A, Bt, k, n, i0, i1, j0, j1)
 	})
 }
 
@@ -70,6 +70,9 @@ func (b *Backend) matmulFewRows(ctx context.Context, C, A, B []float32, m, k, n 
 			c := C[i*n+j0 : i*n+j1]
 			clear(c)
 			for kk, x := range A[i*k : (i+1)*k] {
+				if kk%mmDepth == 0 && ctx.Err() != nil {
+					return // forEach reports the interruption
+				}
 				axpy(c, B[kk*n+j0:kk*n+j1], x)
 			}
 			strictmath.CanonSlice(c)
@@ -104,8 +107,9 @@ var packPool = sync.Pool{New: func() any { return new([]float32) }}
 // C [M, N], and canonicalises it. Each k block of the tile's rows of A is
 // first copied into a contiguous buffer, so that the rows, which lie a
 // power-of-two stride apart in many shapes, do not compete for the same cache
-// sets.
-func matmulTile(C, A, Bt []float32, k, n, i0, i1, j0, j1 int) {
+// sets. A tile over a long K is seconds of work, so it gives up between k
+// blocks once ctx is done; forEach then reports the interruption.
+func matmulTile(ctx context.Context, C, A, Bt []float32, k, n, i0, i1, j0, j1 int) {
 	for i := i0; i < i1; i++ {
 		clear(C[i*n+j0 : i*n+j1])
 	}
@@ -113,6 +117,9 @@ func matmulTile(C, A, Bt []float32, k, n, i0, i1, j0, j1 int) {
 	defer packPool.Put(buf)
 	rows := i1 - i0
 	for k0 := 0; k0 < k; k0 += mmDepth {
+		if ctx.Err() != nil {
+			return
+		}
 		k1 := min(k0+mmDepth, k)
 		kb := k1 - k0
 		if cap(*buf) < rows*kb {

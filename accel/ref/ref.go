@@ -164,54 +164,53 @@ func interrupted(ctx context.Context) error {
 }
 
 // forEach calls fn for every item in [0, n) on up to b.threads goroutines,
-// handing items out in increasing order through an atomic counter. It checks
-// ctx before every item and stops handing items out once ctx is done, then
-// returns the wrapped ctx.Err(). fn must write only outputs of its own item.
-func (b *Backend) forEach(ctx context.Context, n int, fn func(item int)) error {
-	if ctx.Err() != nil {
-		return interrupted(ctx)
-	}
-	done := ctx.Done()
-	workers := min(b.threads, n)
-	if workers <= 1 {
-		for i := 0; i < n; i++ {
-			if done != nil && i > 0 {
-				select {
-				case <-done:
-					return interrupted(ctx)
-				default:
-				}
-			}
-			fn(i)
-		}
-		return nil
-	}
+// handing items out in increasing order through an atomic counter. It stops
+// handing items out once ctx is done and then returns the wrapped
+// ctx.Err(); items whose work is large poll ctx themselves and return early.
+// A panic in fn, a bug in a kernel, is returned as an error rather than
+// taking down the node. fn must write only outputs of its own item.
+func (b *Backend) forEach(ctx context.Context, n int, fn func(item int)) (err error) {
 	var (
 		next    atomic.Int64
 		stopped atomic.Bool
+		failure atomic.Pointer[error]
 		wg      sync.WaitGroup
 	)
-	for range workers {
-		wg.Go(func() {
-			for !stopped.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if done != nil {
-					select {
-					case <-done:
-						stopped.Store(true)
-						return
-					default:
-					}
-				}
-				fn(i)
+	done := ctx.Done()
+	work := func() {
+		defer func() {
+			if r := recover(); r != nil {
+				e := fmt.Errorf("ref: kernel panicked: %v", r)
+				failure.CompareAndSwap(nil, &e)
+				stopped.Store(true)
 			}
-		})
+		}()
+		for !stopped.Load() {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
+			select {
+			case <-done:
+				stopped.Store(true)
+				return
+			default:
+			}
+			fn(i)
+		}
 	}
-	wg.Wait()
-	if stopped.Load() {
+	if workers := min(b.threads, n); workers <= 1 {
+		work()
+	} else {
+		for range workers {
+			wg.Go(work)
+		}
+		wg.Wait()
+	}
+	if e := failure.Load(); e != nil {
+		return *e
+	}
+	if ctx.Err() != nil {
 		return interrupted(ctx)
 	}
 	return nil
