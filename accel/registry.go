@@ -3,7 +3,6 @@ package accel
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -14,14 +13,6 @@ type Options struct {
 	// Threads bounds the CPU threads a backend computes with; 0 means one per
 	// core.
 	Threads int
-}
-
-// ThreadCount resolves o.Threads to a positive count.
-func (o Options) ThreadCount() int {
-	if o.Threads > 0 {
-		return o.Threads
-	}
-	return runtime.GOMAXPROCS(0)
 }
 
 // Factory opens a backend. It never fails: a backend that cannot serve on

@@ -399,8 +399,8 @@ func Pool2DShape(x []int, p Pool2DParams) ([]int, error) {
 		p.PadTop >= p.KernelH || p.PadBottom >= p.KernelH || p.PadLeft >= p.KernelW || p.PadRight >= p.KernelW {
 		return nil, fmt.Errorf("%w: maxpool2d padding must be smaller than the kernel: %+v", ErrInvalid, p)
 	}
-	// Padding beyond the input only adds windows of padding and inputs
-	// already seen; bounding it bounds the work by the input's size.
+	// Padding wider than the input only adds windows that repeat others;
+	// bounding it keeps the outputs within a small multiple of the input.
 	if p.PadTop > x[2] || p.PadBottom > x[2] || p.PadLeft > x[3] || p.PadRight > x[3] {
 		return nil, fmt.Errorf("%w: maxpool2d padding must not exceed the input's %dx%d: %+v", ErrInvalid, x[2], x[3], p)
 	}

@@ -42,9 +42,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// meterModule is the host module "meter" with one function, charge(i64),
-// which charges its argument. When the budget refuses, it traps, unless
-// soft is set, in which case it lets the guest carry on.
+// meterModule is the host module "meter" with two functions: charge(i64),
+// which charges its argument, and wait(), which returns when the
+// invocation's context is done, as a long host call gives up at a deadline.
+// When the budget refuses, charge traps, unless soft is set, in which case it
+// lets the guest carry on.
 type meterModule struct{ soft bool }
 
 func (meterModule) Name() string { return "meter" }
@@ -55,10 +57,14 @@ func (h meterModule) Instantiate(ctx context.Context, r wazero.Runtime) error {
 			panic(err)
 		}
 	})
+	wait := api.GoModuleFunc(func(ctx context.Context, _ api.Module, _ []uint64) { <-ctx.Done() })
 	_, err := r.NewHostModuleBuilder("meter").
 		NewFunctionBuilder().
 		WithGoModuleFunction(charge, []api.ValueType{api.ValueTypeI64}, nil).
 		Export("charge").
+		NewFunctionBuilder().
+		WithGoModuleFunction(wait, nil, nil).
+		Export("wait").
 		Instantiate(ctx)
 	return err
 }
@@ -723,4 +729,16 @@ func TestUninterruptibleCacheIsSeparate(t *testing.T) {
 	defer safe.Close(ctx)
 	_, err = safe.Run(ctx, compile(t, safe, spinWasm), engine.Invocation{Timeout: 200 * time.Millisecond})
 	checkErr(t, err, engine.ErrDeadline)
+}
+
+// TestDeadlineThenExit checks that a guest whose host call gave up at the
+// deadline, and which then exits with code 0 without running a loop that
+// would notice the deadline itself, is still reported as out of time.
+func TestDeadlineThenExit(t *testing.T) {
+	res, err := shared.Run(context.Background(), compile(t, shared, waitThenExitWasm), engine.Invocation{Timeout: 100 * time.Millisecond})
+	checkErr(t, err, engine.ErrDeadline)
+	if res.ExitCode != 0 {
+		t.Errorf("exit code %d", res.ExitCode)
+	}
+	healthy(t, shared)
 }

@@ -29,6 +29,8 @@ func meterFrom(ctx context.Context) *meter {
 // invocation's budget, Charge charges nothing, marks the invocation as
 // having exhausted its budget, so that Run fails with ErrBudgetExhausted
 // however the guest ends, and returns an error wrapping ErrBudgetExhausted.
+// Once exhausted, every later charge is refused too, however small: the
+// invocation has failed, and cheap calls must not keep it busy.
 // Outside an invocation Charge does nothing and returns nil.
 func Charge(ctx context.Context, units uint64) error {
 	m := meterFrom(ctx)
@@ -37,7 +39,7 @@ func Charge(ctx context.Context, units uint64) error {
 	}
 	for {
 		used := m.used.Load()
-		if m.budget != 0 && (used > m.budget || units > m.budget-used) {
+		if m.budget != 0 && (m.exhausted.Load() || used > m.budget || units > m.budget-used) {
 			m.exhausted.Store(true)
 			return newError(ErrBudgetExhausted, nil,
 				"compute budget exhausted: %d units asked for with %d of %d used", units, used, m.budget)

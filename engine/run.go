@@ -229,9 +229,13 @@ func classify(ctx context.Context, callErr error, mtr *meter, alloc *limitedAllo
 		default:
 			code, exited = exit.ExitCode(), true
 		}
-	} else if callErr != nil && ctx.Err() != nil {
-		// A host function gave up because of the context.
+	}
+	if stopped == nil && callErr != nil && ctx.Err() != nil {
+		// A host function gave up because of the context, and the guest
+		// then trapped or exited on its own, possibly with code 0. It did
+		// not finish its work in time either way.
 		stopped = ctx.Err()
+		code, exited = 0, false
 	}
 
 	switch {

@@ -97,33 +97,26 @@ func (c *call) tensor(i int, what string) (*accel.Tensor, error) {
 	return t, nil
 }
 
-// give registers t as a new handle and writes it into slot. t is freed if
-// no handle can be issued.
-func (c *call) give(t *accel.Tensor, slot []byte) error {
+// op runs f, which produces a tensor, and writes its new handle at out. The
+// slot and a free handle number are checked first, so that a bad pointer
+// never costs an operation or leaks a tensor.
+func (c *call) op(out uint32, f func() (*accel.Tensor, error)) error {
+	slot, err := c.view(out, 4, "output handle")
+	if err != nil {
+		return err
+	}
 	if c.in.next == 0 { // the counter wrapped: 2^32-1 handles issued
-		_ = c.in.session.Free(t)
 		return fail(abi.ELIMIT, "handle numbers exhausted")
+	}
+	t, err := f()
+	if err != nil {
+		return err
 	}
 	h := c.in.next
 	c.in.next++
 	c.in.handles[h] = t
 	binary.LittleEndian.PutUint32(slot, h)
 	return nil
-}
-
-// op runs f, which produces a tensor, and writes its handle at out. The slot
-// is checked first, so that a bad pointer never costs an operation or leaks a
-// tensor.
-func (c *call) op(out uint32, f func() (*accel.Tensor, error)) error {
-	slot, err := c.view(out, 4, "output handle")
-	if err != nil {
-		return err
-	}
-	t, err := f()
-	if err != nil {
-		return err
-	}
-	return c.give(t, slot)
 }
 
 // errno maps an error from the session, the engine or a backend to the ABI.
@@ -153,5 +146,5 @@ func errno(err error) abi.Errno {
 	case errors.Is(err, accel.ErrTooMany):
 		return abi.ELIMIT
 	}
-	return abi.EDEVICE
+	return abi.EDEVICE // accel.ErrDevice, or anything else a backend returns
 }

@@ -131,6 +131,7 @@ func TestHostile(t *testing.T) {
 		"tsne_kl_out_of_bounds":            abi.EFAULT,
 		"info_buffer_too_small":            abi.ETOOSMALL,
 		"info_buffer_out_of_bounds":        abi.EFAULT,
+		"info_length_after_fault":          777, // not an errno: the untouched length
 		"units_out_of_bounds":              abi.EFAULT,
 		"free_twice_first":                 abi.OK,
 		"free_twice_second":                abi.EBADHANDLE,
@@ -235,6 +236,9 @@ func TestBudget(t *testing.T) {
 	}
 	if !strings.Contains(stdout, fmt.Sprintf("refused after %d matmuls: accel matmul: compute budget exhausted", wantCount)) {
 		t.Errorf("guest output %q, want refusal after %d matmuls", stdout, wantCount)
+	}
+	if !strings.Contains(stdout, "then free: accel tensor_free: compute budget exhausted") {
+		t.Errorf("a cheap call after the refusal was not refused: %q", stdout)
 	}
 	if res.UnitsUsed > budget || res.UnitsUsed < budget-perMatMul {
 		t.Errorf("used %d units of %d", res.UnitsUsed, budget)

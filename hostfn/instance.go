@@ -38,15 +38,15 @@ type Instance struct {
 	info    []byte
 	log     *slog.Logger
 
-	// ctx is the context of the host call in progress; the session's
-	// charger meters against it.
+	// ctx is the context of the host call in progress, or of none; the
+	// session's charger meters against it.
 	ctx  context.Context
 	call call
 }
 
 // NewInstance prepares the accel state for one guest invocation.
 func NewInstance(cfg Config) *Instance {
-	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger}
+	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger, ctx: context.Background()}
 	if in.log == nil {
 		in.log = slog.Default()
 	}

@@ -367,14 +367,15 @@ func tsneStep(c *call) error {
 }
 
 // copyOut writes msg into the guest buffer at args[0] (length args[1]) and
-// its length at args[2], or only the length and ETOOSMALL when it does not fit.
+// its length at args[2], or only the length and ETOOSMALL when it does not
+// fit. Nothing is written when a pointer is bad.
 func copyOut(c *call, msg []byte) error {
 	lenSlot, err := c.view(c.u32(2), 4, "length")
 	if err != nil {
 		return err
 	}
-	binary.LittleEndian.PutUint32(lenSlot, uint32(len(msg)))
 	if uint32(len(msg)) > c.u32(1) {
+		binary.LittleEndian.PutUint32(lenSlot, uint32(len(msg)))
 		return fail(abi.ETOOSMALL, "%d bytes needed, buffer holds %d", len(msg), c.u32(1))
 	}
 	buf, err := c.view(c.u32(0), uint64(len(msg)), "buffer")
@@ -382,6 +383,7 @@ func copyOut(c *call, msg []byte) error {
 		return err
 	}
 	copy(buf, msg)
+	binary.LittleEndian.PutUint32(lenSlot, uint32(len(msg)))
 	return nil
 }
 

@@ -71,6 +71,9 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
+	if tensorBytes == 0 {
+		return fmt.Errorf("tensor memory limit %s must be positive", *tensorMemory)
+	}
 	deadline, err := envconfig.ParseDuration(*timeout)
 	if err != nil {
 		return err

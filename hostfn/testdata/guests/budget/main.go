@@ -1,5 +1,5 @@
 // Command budget multiplies matrices until the node refuses, then prints
-// the errno it got and the units it used.
+// the errno it got and the units it used, and tries one cheap call more.
 package main
 
 import (
@@ -22,6 +22,8 @@ func main() {
 		if errors.Is(err, abi.EBUDGET) {
 			used, budget, _ := guest.Units()
 			fmt.Printf("refused after %d matmuls: %v; used %d of %d\n", i, err, used, budget)
+			// The budget stays exhausted, even for a call that would fit.
+			fmt.Println("then free:", a.Free())
 			return
 		}
 		if err != nil {

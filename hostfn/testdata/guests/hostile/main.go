@@ -139,7 +139,9 @@ func main() {
 	var n uint32
 	small := make([]byte, 4)
 	report("info_buffer_too_small", info(addr(&small[0]), 4, addr(&n)))
+	n = 777
 	report("info_buffer_out_of_bounds", info(beyond, 1024, addr(&n)))
+	report("info_length_after_fault", n) // a failed call writes nothing: still 777
 	report("units_out_of_bounds", units(beyond))
 
 	report("free_twice_first", tensorFree(a))
