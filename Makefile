@@ -18,12 +18,13 @@ build: deps
 	@mkdir -p $(BIN)/examples
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 
+# After the whole suite, the race detector goes over the concurrent parts:
+# kernels, sessions, the engine's concurrent invocations, and guests sharing
+# a node.
 test: deps
 	$(GO) vet ./...
 	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/...
 	$(GO) test ./...
-	# The race detector over the concurrent parts: kernels, sessions, the
-	# engine's concurrent invocations, and guests sharing a node.
 	$(GO) test -race -short ./accel/... ./engine/...
 	$(GO) test -race -run 'TestConcurrentGuests|TestForeignHandle' ./hostfn
 
