@@ -3,6 +3,7 @@ package accel
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -13,6 +14,19 @@ type Options struct {
 	// Threads bounds the CPU threads a backend computes with; 0 means one per
 	// core.
 	Threads int
+	// Mode is the node's determinism mode. A backend with both kinds of
+	// kernel serves this mode's, and reports Deterministic only in Strict.
+	Mode Mode
+	// TF32 lets fast-mode GPU matmuls use TF32 tensor cores, which round
+	// inputs to 10-bit mantissas. Backends that use it say so in Status.
+	TF32 bool
+	// Libraries gives the location of a backend's native libraries, by
+	// backend name: a directory, or a list of them separated by colons. Empty
+	// means the backend searches its standard places.
+	Libraries map[string]string
+	// Logger receives backend detection and health messages; nil discards
+	// them.
+	Logger *slog.Logger
 }
 
 // Factory opens a backend. It never fails: a backend that cannot serve on

@@ -5,25 +5,23 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strconv"
 	"text/tabwriter"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 func backendsCommand(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("backends", "backends [--format table|json]", stderr)
+	fs := newFlagSet("backends", "backends [--format table|json] [--determinism strict|fast]", stderr)
 	format := fs.String("format", "table", "output format: table or json")
-	threads := fs.String("threads", envconfig.Threads.Value(), "CPU threads per backend; 0 means one per core")
+	bf := addBackendFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	n, err := strconv.Atoi(*threads)
+	_, opts, err := bf.options(nil)
 	if err != nil {
-		return fmt.Errorf("invalid thread count %q", *threads)
+		return err
 	}
-	reg := accel.Open(accel.Options{Threads: n})
+	reg := accel.Open(opts)
 	defer reg.Close()
 	var statuses []accel.Status
 	for _, b := range reg.Backends() {

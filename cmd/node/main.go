@@ -16,7 +16,9 @@ import (
 
 	"github.com/accelnode/accelnode/internal/envconfig"
 
-	_ "github.com/accelnode/accelnode/accel/ref" // the backends this binary ships
+	// The backends this binary ships.
+	_ "github.com/accelnode/accelnode/accel/cuda"
+	_ "github.com/accelnode/accelnode/accel/ref"
 )
 
 const usage = `accelnode runs WebAssembly guests (WASI preview 1) that call accelerated

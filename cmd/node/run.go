@@ -24,8 +24,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", "run [flags] MODULE.wasm [-- ARGS...]", stderr)
 	backendName := fs.String("backend", envconfig.Backend.Value(), "backend that serves the guest: auto, or a name that accelnode backends lists")
-	modeName := fs.String("determinism", envconfig.Determinism.Value(), "determinism mode: strict or fast")
-	threads := fs.String("threads", envconfig.Threads.Value(), "CPU threads per backend; 0 means one per core")
+	bf := addBackendFlags(fs)
 	memory := fs.String("memory", envconfig.Memory.Value(), "linear-memory limit of the guest, e.g. 256MiB")
 	tensorMemory := fs.String("tensor-memory", envconfig.TensorMemory.Value(), "limit on the tensors the guest holds on its backend")
 	timeout := fs.String("timeout", envconfig.Timeout.Value(), "deadline of the invocation; 0 means none")
@@ -52,13 +51,9 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	mode, err := accel.ParseMode(*modeName)
+	mode, opts, err := bf.options(log)
 	if err != nil {
 		return err
-	}
-	nThreads, err := strconv.Atoi(*threads)
-	if err != nil || nThreads < 0 {
-		return fmt.Errorf("invalid thread count %q", *threads)
 	}
 	memBytes, err := envconfig.ParseBytes(*memory)
 	if err != nil {
@@ -94,7 +89,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 
-	reg := accel.Open(accel.Options{Threads: nThreads})
+	reg := accel.Open(opts)
 	defer reg.Close()
 	backend, err := reg.Select(*backendName, mode)
 	if err != nil {

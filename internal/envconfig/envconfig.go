@@ -36,11 +36,17 @@ var (
 	Clock        = Var{"ACCELNODE_CLOCK", "system", "clock guests read: system (the host's, so guests can time themselves) or deterministic"}
 	CacheDir     = Var{"ACCELNODE_CACHE_DIR", defaultCacheDir(), "directory for compiled guest code; \"off\" keeps it in memory"}
 	LogLevel     = Var{"ACCELNODE_LOG_LEVEL", "info", "log level on stderr: debug, info, warn or error"}
+
+	CUDAPath          = Var{"ACCELNODE_CUDA_PATH", "", "directories (colon-separated) searched first for the CUDA driver, cuBLAS, cuDNN and NVRTC"}
+	CUDADevice        = Var{"ACCELNODE_CUDA_DEVICE", "0", "ordinal of the GPU the cuda backend uses"}
+	CUDADetectTimeout = Var{"ACCELNODE_CUDA_DETECT_TIMEOUT", "30s", "how long GPU detection may take before the cuda backend is reported unavailable"}
+	TF32              = Var{"ACCELNODE_TF32", "off", "on lets fast-mode GPU matmul and conv2d use TF32 tensor cores (inputs rounded to 10-bit mantissas)"}
 )
 
 // All lists every variable, for --help.
 func All() []Var {
-	return []Var{Backend, Determinism, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel}
+	return []Var{Backend, Determinism, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel,
+		CUDAPath, CUDADevice, CUDADetectTimeout, TF32}
 }
 
 func defaultCacheDir() string {
