@@ -1,0 +1,77 @@
+package cuda
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/accelnode/accelnode/internal/envconfig"
+)
+
+// kernelNames lists every kernel the Go side launches, by variant.
+func kernelNames(v variant) []string {
+	names := []string{"conv2d_direct", "add_bias", "relu", "maxpool2d", "softmax_rows",
+		"tsne_repulse", "tsne_update", "treesum", "tsne_recentre"}
+	if v == strictKernels {
+		for _, t := range []string{"nn", "nt", "tn", "tt"} {
+			names = append(names, "matmul_"+t, "matmul_"+t+"_edge")
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestKernelsCompile compiles both variants with NVRTC, which needs no GPU,
+// and checks the PTX: every kernel the Go side launches is there, and the
+// strict variant contracts no product into a sum, flushes nothing to zero
+// and divides only with correctly rounded division. The one FMA use allowed
+// is the t-SNE reciprocal's refinement (ops.cu, rcpInRange): two FMAs after
+// each hardware reciprocal estimate, which compute the exact residual and
+// give the correctly rounded 1/d.
+func TestKernelsCompile(t *testing.T) {
+	nvrtc, err := loadNVRTC(searchDirs(envconfig.CUDAPath.Value()))
+	if err != nil {
+		t.Skipf("NVRTC is not installed, so the kernels cannot be compiled here: %v", err)
+	}
+	entry := regexp.MustCompile(`\.entry\s+(\w+)\(`)
+	for _, v := range []variant{strictKernels, fastKernels} {
+		t.Run(v.String(), func(t *testing.T) {
+			src, err := kernelSource(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ptx, err := nvrtc.compile("accelnode_"+v.String()+".cu", src, 9, 0, false, compileOptions(v))
+			if err != nil {
+				t.Fatalf("NVRTC %s: %v", nvrtc.version(), err)
+			}
+			text := string(ptx)
+			var found []string
+			for _, m := range entry.FindAllStringSubmatch(text, -1) {
+				found = append(found, m[1])
+			}
+			for _, name := range kernelNames(v) {
+				if !slices.Contains(found, name) {
+					t.Errorf("kernel %s missing from the %s PTX (found %v)", name, v, found)
+				}
+			}
+			if v != strictKernels {
+				return
+			}
+			for _, banned := range []string{"mad.f32", "mad.rn.f32", "div.approx", "div.full", "ex2.approx", "lg2.approx", "sqrt.approx"} {
+				if strings.Contains(text, banned) {
+					line := text[strings.Index(text, banned):]
+					line, _, _ = strings.Cut(line, "\n")
+					t.Errorf("strict PTX contains %q: %s", banned, line)
+				}
+			}
+			rcp := strings.Count(text, "rcp.approx.ftz.f32")
+			if fma := strings.Count(text, "fma.rn.f32"); fma != 2*rcp {
+				t.Errorf("strict PTX has %d fma.rn.f32 for %d reciprocal estimates: a product was contracted into a sum", fma, rcp)
+			}
+			if ftz := strings.Count(text, ".ftz."); ftz != rcp {
+				t.Errorf("strict PTX has %d flush-to-zero instructions beyond the %d reciprocal estimates", ftz-rcp, rcp)
+			}
+		})
+	}
+}

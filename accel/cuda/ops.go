@@ -1,0 +1,305 @@
+package cuda
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"unsafe"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/strictmath"
+)
+
+// Threads per block of the elementwise and per-output kernels.
+const blockThreads = 256
+
+// The strict matmul's block tile and slice depth (kernels/matmul.cu).
+const (
+	mmTile  = 128
+	mmSlice = 16
+)
+
+// launch1D starts kernel name of the backend's variant over work items.
+func (d *device) launch1D(v variant, name string, work int64, block int, a *kernelArgs) error {
+	fn, err := d.function(v, name)
+	if err != nil {
+		return err
+	}
+	return d.launch(name, fn, gridFor(work, block), uint32(block), 0, a)
+}
+
+func (b *Backend) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
+	m, k, n, err := accel.MatMulDims(a.Shape(), bm.Shape(), p)
+	if err != nil {
+		return err
+	}
+	if b.mode == accel.Fast {
+		return b.run(ctx, "matmul", []*accel.Tensor{out}, func(d *device) error {
+			h, err := d.cublas()
+			if err != nil {
+				return err
+			}
+			return d.libs.blas.sgemmRowMajor(h, m, n, k, ptr(a), ptr(bm), ptr(out), p.TransA, p.TransB)
+		})
+	}
+	return b.run(ctx, "matmul", []*accel.Tensor{out}, func(d *device) error {
+		return d.matmulStrict(m, n, k, ptr(a), ptr(bm), ptr(out), p.TransA, p.TransB)
+	})
+}
+
+// matmulStrict launches the contract's tiled matmul: matmul_XY, X and Y
+// being n or t for each operand's transpose, and the _edge variant, which
+// checks bounds, unless the shape fills whole tiles and slices.
+func (d *device) matmulStrict(m, n, k int, a, bm, out uint64, transA, transB bool) error {
+	name := "matmul_"
+	for _, t := range []bool{transA, transB} {
+		if t {
+			name += "t"
+		} else {
+			name += "n"
+		}
+	}
+	if m%mmTile != 0 || n%mmTile != 0 || k%mmSlice != 0 {
+		name += "_edge"
+	}
+	fn, err := d.function(strictKernels, name)
+	if err != nil {
+		return err
+	}
+	tiles := int64((m+mmTile-1)/mmTile) * int64((n+mmTile-1)/mmTile)
+	return d.launch(name, fn, uint32(tiles), 256, 0, args(a, bm, out, int32(m), int32(n), int32(k)))
+}
+
+// cublas returns the device's cuBLAS handle, created on first use.
+func (d *device) cublas() (uintptr, error) {
+	if d.blas != 0 {
+		return d.blas, nil
+	}
+	api := d.libs.blas
+	var h uintptr
+	if err := api.check("cublasCreate", api.cublasCreate(&h)); err != nil {
+		return 0, err
+	}
+	mode := int32(cublasDefaultMath)
+	if d.tf32 {
+		mode = cublasTF32TensorMath
+	}
+	if err := api.check("cublasSetStream", api.cublasSetStream(h, d.stream)); err != nil {
+		api.cublasDestroy(h)
+		return 0, err
+	}
+	if err := api.check("cublasSetMathMode", api.cublasSetMathMode(h, mode)); err != nil {
+		api.cublasDestroy(h)
+		return 0, err
+	}
+	d.blas = h
+	return h, nil
+}
+
+func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
+	xs, ws, ys := x.Shape(), w.Shape(), out.Shape()
+	key := convKey{
+		n: xs[0], c: xs[1], h: xs[2], w: xs[3],
+		oc: ws[0], kh: ws[2], kw: ws[3], oh: ys[2], ow: ys[3],
+		padH: p.PadTop, padW: p.PadLeft,
+		strideH: p.StrideH, strideW: p.StrideW, dilH: p.DilationH, dilW: p.DilationW,
+		groups: p.Groups,
+	}
+	// cuDNN takes symmetric padding only, and multiplies padding by zero,
+	// which differs from skipping it only for non-finite weights.
+	padded := p.PadTop+p.PadBottom+p.PadLeft+p.PadRight > 0
+	useDNN := b.mode == accel.Fast && b.dev != nil && b.dev.libs.dnn != nil &&
+		p.PadTop == p.PadBottom && p.PadLeft == p.PadRight &&
+		(!padded || w.Buffer().(*buffer).finite.Load())
+	var biasPtr uint64
+	if bias != nil {
+		biasPtr = ptr(bias)
+	}
+	return b.run(ctx, "conv2d", []*accel.Tensor{out}, func(d *device) error {
+		if useDNN {
+			return d.convDNN(key, ptr(x), ptr(w), biasPtr, ptr(out))
+		}
+		return d.launch1D(b.variant(), "conv2d_direct", int64(out.Len()), blockThreads, args(
+			ptr(x), ptr(w), biasPtr, ptr(out),
+			int32(key.n), int32(key.c), int32(key.h), int32(key.w), int32(key.oc), int32(key.kh), int32(key.kw),
+			int32(key.oh), int32(key.ow), int32(p.StrideH), int32(p.StrideW), int32(p.PadTop), int32(p.PadLeft),
+			int32(p.DilationH), int32(p.DilationW), int32(p.Groups)))
+	})
+}
+
+// convDNN runs a convolution through cuDNN with the shape's pinned plan,
+// then adds the bias with the fast add_bias kernel.
+func (d *device) convDNN(key convKey, x, w, bias, y uint64) error {
+	api := d.libs.dnn
+	if d.dnn == 0 {
+		var h uintptr
+		if err := api.check("cudnnCreate", api.cudnnCreate(&h)); err != nil {
+			return err
+		}
+		if err := api.check("cudnnSetStream", api.cudnnSetStream(h, d.stream)); err != nil {
+			api.cudnnDestroy(h)
+			return err
+		}
+		d.dnn = h
+	}
+	plan := d.plans[key]
+	if plan == nil {
+		var err error
+		if plan, err = api.plan(d.dnn, key, d.tf32); err != nil {
+			return err
+		}
+		d.plans[key] = plan
+	}
+	if plan.workspace > uint64(d.workspace.class) {
+		if d.workspace.ptr != 0 {
+			d.pool.release(d.libs.drv, d.workspace)
+			d.workspace = devMem{}
+		}
+		ws, err := d.pool.alloc(d.libs.drv, int64(plan.workspace))
+		if err != nil {
+			return err
+		}
+		d.workspace = ws
+	}
+	alpha, beta := float32(1), float32(0)
+	if err := api.check("cudnnConvolutionForward", api.cudnnConvolutionForward(d.dnn, &alpha, plan.x, x, plan.w, w,
+		plan.conv, plan.algo, d.workspace.ptr, plan.workspace, &beta, plan.y, y)); err != nil {
+		return err
+	}
+	if bias == 0 {
+		return nil
+	}
+	n := int64(key.n) * int64(key.oc) * int64(key.oh) * int64(key.ow)
+	return d.launch1D(fastKernels, "add_bias", n, blockThreads,
+		args(y, bias, y, n, int32(key.oc), int64(key.oh)*int64(key.ow)))
+}
+
+func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis int) error {
+	shape := x.Shape()
+	inner := int64(1)
+	for _, d := range shape[axis+1:] {
+		inner *= int64(d)
+	}
+	n := int64(x.Len())
+	return b.run(ctx, "add_bias", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(b.variant(), "add_bias", n, blockThreads, args(ptr(x), ptr(bias), ptr(out), n, int32(shape[axis]), inner))
+	})
+}
+
+func (b *Backend) Relu(ctx context.Context, out, x *accel.Tensor) error {
+	n := int64(x.Len())
+	return b.run(ctx, "relu", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(b.variant(), "relu", n, blockThreads, args(ptr(x), ptr(out), n))
+	})
+}
+
+func (b *Backend) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.Pool2DParams) error {
+	xs, ys := x.Shape(), out.Shape()
+	return b.run(ctx, "maxpool2d", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(b.variant(), "maxpool2d", int64(out.Len()), blockThreads, args(ptr(x), ptr(out),
+			int32(xs[0]), int32(xs[1]), int32(xs[2]), int32(xs[3]), int32(ys[2]), int32(ys[3]),
+			int32(p.KernelH), int32(p.KernelW), int32(p.StrideH), int32(p.StrideW), int32(p.PadTop), int32(p.PadLeft)))
+	})
+}
+
+func (b *Backend) Softmax(ctx context.Context, out, x *accel.Tensor) error {
+	shape := x.Shape()
+	L := shape[len(shape)-1]
+	rows := int64(x.Len() / L)
+	return b.run(ctx, "softmax", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(b.variant(), "softmax_rows", rows, blockThreads, args(ptr(x), ptr(out), rows, int32(L)))
+	})
+}
+
+// Threads per block of the t-SNE repulsion (its shared-memory tile) and of
+// the tree sum (one block).
+const (
+	tsneTile       = 128
+	treesumThreads = 1024
+)
+
+func (b *Backend) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEParams) (float32, error) {
+	n := s.N()
+	// Scratch, in one allocation: z, rx, ry, the new Y, the KL terms, the
+	// tree sum's ping-pong halves, then Z, the two column sums and the KL.
+	off := func(floats int) int { return (floats + 63) / 64 * 64 } // 256-byte aligned pieces
+	var (
+		zOff    = 0
+		rxOff   = zOff + off(n)
+		ryOff   = rxOff + off(n)
+		newYOff = ryOff + off(n)
+		klOff   = newYOff + off(2*n)
+		treeOff = klOff + off(n)
+		outOff  = treeOff + off(2*((n+1)/2)+2)
+		total   = outOff + 4
+	)
+	var kl float32
+	v := b.variant()
+	err := b.run(ctx, "tsne_step", []*accel.Tensor{s.Y, s.Update, s.Gains}, func(d *device) error {
+		scratch, err := d.pool.alloc(d.libs.drv, int64(total)*4)
+		if err != nil {
+			return err
+		}
+		defer d.pool.release(d.libs.drv, scratch)
+		at := func(floats int) uint64 { return scratch.ptr + uint64(floats)*4 }
+		z, rx, ry, newY, klTerms, tree := at(zOff), at(rxOff), at(ryOff), at(newYOff), at(klOff), at(treeOff)
+		zSum, colSums, klSum := at(outOff), at(outOff+1), at(outOff+3)
+
+		fn, err := d.function(v, "tsne_repulse")
+		if err != nil {
+			return err
+		}
+		if err := d.launch("tsne_repulse", fn, uint32((n+tsneTile-1)/tsneTile), tsneTile, 0, args(ptr(s.Y), z, rx, ry, int32(n))); err != nil {
+			return err
+		}
+		treesum := func(in uint64, stride int64, out uint64) error {
+			fn, err := d.function(v, "treesum")
+			if err != nil {
+				return err
+			}
+			return d.launch("treesum", fn, 1, treesumThreads, 0, args(in, stride, int32(n), tree, out))
+		}
+		if err := treesum(z, 1, zSum); err != nil {
+			return err
+		}
+		var klArg uint64
+		if p.ComputeKL {
+			klArg = klTerms
+		}
+		if err := d.launch1D(v, "tsne_update", int64(n), blockThreads, args(
+			ptr(s.RowPtr), ptr(s.Cols), ptr(s.Vals), ptr(s.Y), ptr(s.Update), ptr(s.Gains),
+			rx, ry, zSum, newY, klArg, int32(n),
+			p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain)); err != nil {
+			return err
+		}
+		if err := treesum(newY, 2, colSums); err != nil {
+			return err
+		}
+		if err := treesum(newY+4, 2, colSums+4); err != nil {
+			return err
+		}
+		if err := d.launch1D(v, "tsne_recentre", int64(n), blockThreads, args(newY, colSums, ptr(s.Y), int32(n))); err != nil {
+			return err
+		}
+		if !p.ComputeKL {
+			return d.sync() // before the deferred release hands the scratch out again
+		}
+		if err := treesum(klTerms, 1, klSum); err != nil {
+			return err
+		}
+		var word [4]byte
+		drv := d.libs.drv
+		if err := drv.check("cuMemcpyDtoHAsync", drv.cuMemcpyDtoHAsync(unsafe.Pointer(&word[0]), klSum, 4, d.stream)); err != nil {
+			return err
+		}
+		if err := d.sync(); err != nil {
+			return err
+		}
+		kl = strictmath.Canon(math.Float32frombits(binary.LittleEndian.Uint32(word[:])))
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return kl, nil
+}
