@@ -3,12 +3,16 @@ package hostfn_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/accelnode/accelnode/accel"
+	_ "github.com/accelnode/accelnode/accel/cuda"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn"
+	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 // metric finds the number before unit on the output line that starts with
@@ -138,4 +142,53 @@ func BenchmarkHostCallRaw(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/call")
+}
+
+// BenchmarkResidentMatMul is a guest's n×n matmul on tensors that stay on
+// the backend, timed by the guest around the host call: the figure to set
+// against the backend's own kernel time (accel/cuda's BenchmarkMatMul) to
+// see what the host-call layer costs. ACCELNODE_BENCH_BACKEND and
+// ACCELNODE_BENCH_SIZES choose the backend (default ref) and the sizes
+// (default 256,512); the mode is strict unless ACCELNODE_DETERMINISM says
+// fast.
+func BenchmarkResidentMatMul(b *testing.B) {
+	name := os.Getenv("ACCELNODE_BENCH_BACKEND")
+	if name == "" {
+		name = "ref"
+	}
+	mode, err := accel.ParseMode(envconfig.Determinism.Value())
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := accel.Open(accel.Options{Mode: mode})
+	defer reg.Close()
+	be, err := reg.Select(name, mode)
+	if err != nil {
+		b.Skip(err)
+	}
+	sizes := os.Getenv("ACCELNODE_BENCH_SIZES")
+	if sizes == "" {
+		sizes = "256,512"
+	}
+	for _, field := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(field)
+		if err != nil {
+			b.Fatalf("ACCELNODE_BENCH_SIZES: %v", err)
+		}
+		b.Run(fmt.Sprintf("%s/%s/n=%d", name, mode, n), func(b *testing.B) {
+			m := guestModule(b, node, "hostfn/testdata/guests/resident")
+			var ms float64
+			for range b.N {
+				var out strings.Builder
+				inv := engine.Invocation{Args: []string{"-n", fmt.Sprint(n), "-reps", "10"}, Stdout: &out, SystemClock: true}
+				if _, err := hostfn.Run(context.Background(), node, m, inv, hostfn.Config{Backend: be, Mode: mode}); err != nil {
+					b.Fatal(err)
+				}
+				ms += metric(b, out.String(), "resident matmul:", "ms")
+			}
+			ms /= float64(b.N)
+			b.ReportMetric(ms, "call-ms")
+			b.ReportMetric(2*float64(n)*float64(n)*float64(n)/(ms*1e9), "TFLOP/s")
+		})
+	}
 }
