@@ -2,9 +2,9 @@ module github.com/accelnode/accelnode
 
 go 1.26.8
 
-require github.com/tetratelabs/wazero v1.12.0
-
 require (
-	github.com/ebitengine/purego v0.11.3 // indirect
-	golang.org/x/sys v0.44.0 // indirect
+	github.com/ebitengine/purego v0.11.3
+	github.com/tetratelabs/wazero v1.12.0
 )
+
+require golang.org/x/sys v0.44.0 // indirect
