@@ -84,8 +84,9 @@ func New(o accel.Options) *Backend {
 		err  error
 	}
 	done := make(chan result, 1)
+	detect := detectFunc
 	go func() {
-		d, info, err := detectFunc(searchDirs(dirs), ordinal, b.tf32)
+		d, info, err := detect(searchDirs(dirs), ordinal, b.tf32)
 		done <- result{d, info, err}
 	}()
 	select {
