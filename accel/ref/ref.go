@@ -9,16 +9,15 @@ package ref
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/hostmem"
 )
 
 func init() {
@@ -76,87 +75,21 @@ func (b *Backend) Status() accel.Status {
 
 func (b *Backend) Close() error { return nil }
 
-// buffer holds a tensor's elements: f for f32, i for i32.
-type buffer struct {
-	f []float32
-	i []int32
-}
-
-func (buf *buffer) Free() { buf.f, buf.i = nil, nil }
-
-// words views the elements as raw 32-bit words.
-func (buf *buffer) words() []uint32 {
-	if buf.f != nil {
-		return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(buf.f))), len(buf.f))
-	}
-	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(buf.i))), len(buf.i))
-}
-
-func (b *Backend) Alloc(dt accel.DType, n int) (accel.Buffer, error) {
-	if n < 0 {
-		return nil, fmt.Errorf("%w: %d elements", accel.ErrInvalid, n)
-	}
-	switch dt {
-	case accel.F32:
-		return &buffer{f: make([]float32, n)}, nil
-	case accel.I32:
-		return &buffer{i: make([]int32, n)}, nil
-	}
-	return nil, fmt.Errorf("%w: dtype %v", accel.ErrInvalid, dt)
-}
-
-// littleEndian is true when the host stores words in little-endian order, so
-// element bytes can be copied as they are.
-var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// span returns the words of buf from element first on, with room for n bytes.
-func span(buf accel.Buffer, first, n int) ([]uint32, error) {
-	bb, ok := buf.(*buffer)
-	if !ok {
-		return nil, fmt.Errorf("%w: buffer of type %T is not a ref buffer", accel.ErrInvalid, buf)
-	}
-	w := bb.words()
-	if n%4 != 0 || first < 0 || first > len(w) || n/4 > len(w)-first {
-		return nil, fmt.Errorf("%w: %d bytes at element %d outside %d elements", accel.ErrInvalid, n, first, len(w))
-	}
-	return w[first : first+n/4], nil
-}
+func (b *Backend) Alloc(dt accel.DType, n int) (accel.Buffer, error) { return hostmem.Alloc(dt, n) }
 
 func (b *Backend) Write(dst accel.Buffer, first int, src []byte) error {
-	w, err := span(dst, first, len(src))
-	if err != nil {
-		return err
-	}
-	if littleEndian {
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)), src)
-		return nil
-	}
-	for i := range w {
-		w[i] = binary.LittleEndian.Uint32(src[4*i:])
-	}
-	return nil
+	return hostmem.Write(dst, first, src)
 }
 
 func (b *Backend) Read(src accel.Buffer, first int, dst []byte) error {
-	w, err := span(src, first, len(dst))
-	if err != nil {
-		return err
-	}
-	if littleEndian {
-		copy(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)))
-		return nil
-	}
-	for i, v := range w {
-		binary.LittleEndian.PutUint32(dst[4*i:], v)
-	}
-	return nil
+	return hostmem.Read(src, first, dst)
 }
 
-// f32 returns the elements of an f32 tensor.
-func f32(t *accel.Tensor) []float32 { return t.Buffer().(*buffer).f }
-
-// i32 returns the elements of an i32 tensor.
-func i32(t *accel.Tensor) []int32 { return t.Buffer().(*buffer).i }
+// f32 and i32 return the elements of a tensor.
+var (
+	f32 = hostmem.F32
+	i32 = hostmem.I32
+)
 
 // interrupted wraps the reason a context ended.
 func interrupted(ctx context.Context) error {
