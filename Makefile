@@ -10,8 +10,11 @@ WASM_ENV := GOOS=wasip1 GOARCH=wasm
 
 all: build
 
+# Go modules, and ONNX Runtime's shared library (from the npm package
+# onnxruntime-node, integrity-checked) into .deps.
 deps:
 	$(GO) mod download
+	scripts/fetch-onnxruntime.sh .deps
 
 build: deps
 	$(GO) build -o $(BIN)/accelnode ./cmd/node

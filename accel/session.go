@@ -55,6 +55,10 @@ func NewSession(b Backend, mode Mode, limits Limits, charge Charger) *Session {
 func (s *Session) Backend() Backend { return s.backend }
 func (s *Session) Mode() Mode       { return s.mode }
 
+// Charge debits units for work done outside the Session's own operations,
+// such as a whole model run by a backend natively, before it is done.
+func (s *Session) Charge(units uint64) error { return s.charge(units) }
+
 // LiveBytes is the storage held by live tensors.
 func (s *Session) LiveBytes() int64 { return s.bytes }
 

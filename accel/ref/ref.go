@@ -7,17 +7,15 @@
 package ref
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/hostmem"
+	"github.com/accelnode/accelnode/internal/cpuinfo"
 )
 
 func init() {
@@ -38,26 +36,7 @@ func New(threads int) *Backend {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: threads, device: cpuModel()}
-}
-
-// cpuModel returns the CPU model name from /proc/cpuinfo, or GOARCH.
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(key) == "model name" {
-			if v := strings.TrimSpace(val); v != "" {
-				return v
-			}
-		}
-	}
-	return runtime.GOARCH
+	return &Backend{threads: threads, device: cpuinfo.Model()}
 }
 
 func (b *Backend) Name() string { return "ref" }
