@@ -12,6 +12,7 @@ import (
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn/abi"
+	"github.com/accelnode/accelnode/models"
 )
 
 // call is one host function call: the guest's memory and arguments. Its
@@ -145,6 +146,8 @@ func errno(err error) abi.Errno {
 		return abi.ENOMEM
 	case errors.Is(err, accel.ErrTooMany):
 		return abi.ELIMIT
+	case errors.Is(err, models.ErrNotFound):
+		return abi.ENOENT
 	}
 	return abi.EDEVICE // accel.ErrDevice, or anything else a backend returns
 }

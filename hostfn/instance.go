@@ -15,6 +15,7 @@ import (
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn/abi"
+	"github.com/accelnode/accelnode/models"
 )
 
 // Config chooses what serves one guest invocation.
@@ -22,6 +23,8 @@ type Config struct {
 	Backend accel.Backend
 	Mode    accel.Mode
 	Limits  accel.Limits
+	// Models are the ONNX models guests may open; nil means none.
+	Models *models.Registry
 	// Logger receives the errors returned to the guest, at debug level, and
 	// internal errors at error level. nil means slog.Default().
 	Logger *slog.Logger
@@ -38,6 +41,10 @@ type Instance struct {
 	info    []byte
 	log     *slog.Logger
 
+	models    *models.Registry
+	opened    map[uint32]*models.Model
+	nextModel uint32
+
 	// ctx is the context of the host call in progress, or of none; the
 	// session's charger meters against it.
 	ctx  context.Context
@@ -46,7 +53,11 @@ type Instance struct {
 
 // NewInstance prepares the accel state for one guest invocation.
 func NewInstance(cfg Config) *Instance {
-	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger, ctx: context.Background()}
+	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger, ctx: context.Background(),
+		models: cfg.Models, opened: map[uint32]*models.Model{}, nextModel: 1}
+	if in.models == nil {
+		in.models = models.NewRegistry()
+	}
 	if in.log == nil {
 		in.log = slog.Default()
 	}

@@ -78,6 +78,9 @@ var functions = []function{
 	{name: "info", params: []string{"buf_ptr", "buf_len", "out_len_ptr"}, run: info},
 	{name: "units", params: []string{"out_ptr"}, run: units},
 	{name: "last_error", params: []string{"buf_ptr", "buf_len", "out_len_ptr"}, run: lastError, quiet: true},
+	{name: "model_open", params: []string{"name_ptr", "name_len", "out_model_ptr"}, run: modelOpen},
+	{name: "model_info", params: []string{"model", "buf_ptr", "buf_len", "out_len_ptr"}, run: modelInfo},
+	{name: "model_run", params: []string{"model", "inputs_ptr", "n_inputs", "outputs_ptr", "n_outputs"}, run: modelRun},
 }
 
 // hostFunc adapts f to wazero's fast host-function calling convention.
@@ -366,19 +369,19 @@ func tsneStep(c *call) error {
 	return nil
 }
 
-// copyOut writes msg into the guest buffer at args[0] (length args[1]) and
-// its length at args[2], or only the length and ETOOSMALL when it does not
-// fit. Nothing is written when a pointer is bad.
-func copyOut(c *call, msg []byte) error {
-	lenSlot, err := c.view(c.u32(2), 4, "length")
+// copyOut writes msg into the guest buffer at args[arg] (length
+// args[arg+1]) and its length at args[arg+2], or only the length and
+// ETOOSMALL when it does not fit. Nothing is written when a pointer is bad.
+func copyOut(c *call, arg int, msg []byte) error {
+	lenSlot, err := c.view(c.u32(arg+2), 4, "length")
 	if err != nil {
 		return err
 	}
-	if uint32(len(msg)) > c.u32(1) {
+	if uint32(len(msg)) > c.u32(arg+1) {
 		binary.LittleEndian.PutUint32(lenSlot, uint32(len(msg)))
-		return fail(abi.ETOOSMALL, "%d bytes needed, buffer holds %d", len(msg), c.u32(1))
+		return fail(abi.ETOOSMALL, "%d bytes needed, buffer holds %d", len(msg), c.u32(arg+1))
 	}
-	buf, err := c.view(c.u32(0), uint64(len(msg)), "buffer")
+	buf, err := c.view(c.u32(arg), uint64(len(msg)), "buffer")
 	if err != nil {
 		return err
 	}
@@ -387,9 +390,9 @@ func copyOut(c *call, msg []byte) error {
 	return nil
 }
 
-func info(c *call) error { return copyOut(c, c.in.info) }
+func info(c *call) error { return copyOut(c, 0, c.in.info) }
 
-func lastError(c *call) error { return copyOut(c, []byte(c.in.lastErr)) }
+func lastError(c *call) error { return copyOut(c, 0, []byte(c.in.lastErr)) }
 
 func units(c *call) error {
 	b, err := c.view(c.u32(0), abi.UnitsSize, "units")

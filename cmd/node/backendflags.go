@@ -13,7 +13,7 @@ import (
 // backendFlags are the flags that configure how backends open, shared by
 // every command that opens them.
 type backendFlags struct {
-	mode, threads, cudaPath, tf32 *string
+	mode, threads, cudaPath, tf32, ortLib *string
 }
 
 func addBackendFlags(fs *flag.FlagSet) *backendFlags {
@@ -22,6 +22,7 @@ func addBackendFlags(fs *flag.FlagSet) *backendFlags {
 		threads:  fs.String("threads", envconfig.Threads.Value(), "CPU threads per backend; 0 means one per core"),
 		cudaPath: fs.String("cuda-path", envconfig.CUDAPath.Value(), "directories (colon-separated) searched first for the CUDA libraries"),
 		tf32:     fs.String("tf32", envconfig.TF32.Value(), "on lets fast-mode GPU matmul and conv2d use TF32 tensor cores"),
+		ortLib:   fs.String("ort-lib", envconfig.ORTLibrary.Value(), "ONNX Runtime's shared library; empty means .deps/libonnxruntime.so.1"),
 	}
 }
 
@@ -42,7 +43,7 @@ func (f *backendFlags) options(log *slog.Logger) (accel.Mode, accel.Options, err
 		Threads:   threads,
 		Mode:      mode,
 		TF32:      *f.tf32 == "on",
-		Libraries: map[string]string{"cuda": *f.cudaPath},
+		Libraries: map[string]string{"cuda": *f.cudaPath, "ort": *f.ortLib},
 		Logger:    log,
 	}, nil
 }

@@ -15,9 +15,11 @@ import (
 	"syscall"
 
 	"github.com/accelnode/accelnode/internal/envconfig"
+	"github.com/accelnode/accelnode/internal/ortlib"
 
 	// The backends this binary ships.
 	_ "github.com/accelnode/accelnode/accel/cuda"
+	_ "github.com/accelnode/accelnode/accel/ort"
 	_ "github.com/accelnode/accelnode/accel/ref"
 )
 
@@ -43,6 +45,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	ortlib.Shutdown() // ONNX Runtime's environment is the process's
 	var exit exitError
 	switch {
 	case err == nil:

@@ -13,6 +13,7 @@ import (
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn"
 	"github.com/accelnode/accelnode/internal/envconfig"
+	"github.com/accelnode/accelnode/models"
 )
 
 // listFlag collects a repeatable flag.
@@ -32,7 +33,8 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	clock := fs.String("clock", envconfig.Clock.Value(), "clock the guest reads: system or deterministic")
 	cacheDir := fs.String("cache-dir", envconfig.CacheDir.Value(), "directory for compiled guest code; \"off\" keeps it in memory")
 	logLevel := fs.String("log-level", envconfig.LogLevel.Value(), "log level on stderr: debug, info, warn or error")
-	var dirs, env listFlag
+	var dirs, env, modelFlags listFlag
+	fs.Var(&modelFlags, "model", "load an ONNX model for guests to open: NAME=PATH.onnx (repeatable)")
 	fs.Var(&dirs, "dir", "preopen a host directory: HOST[:GUEST][:ro] (repeatable; none by default)")
 	fs.Var(&env, "env", "set a guest environment variable KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +91,19 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 
+	registry := models.NewRegistry()
+	for _, spec := range modelFlags {
+		name, path, ok := strings.Cut(spec, "=")
+		if !ok {
+			return fmt.Errorf("invalid --model %q (want NAME=PATH.onnx)", spec)
+		}
+		m, err := registry.LoadFile(name, path)
+		if err != nil {
+			return err
+		}
+		log.Debug("model loaded", "name", m.Name, "sha256", m.SHA256, "inputs", len(m.Inputs), "outputs", len(m.Outputs))
+	}
+
 	reg := accel.Open(opts)
 	defer reg.Close()
 	backend, err := reg.Select(*backendName, mode)
@@ -123,7 +138,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		Timeout:          deadline,
 		Budget:           units,
 		SystemClock:      *clock == "system",
-	}, hostfn.Config{Backend: backend, Mode: mode, Limits: accel.Limits{MaxBytes: tensorBytes}, Logger: log})
+	}, hostfn.Config{Backend: backend, Mode: mode, Limits: accel.Limits{MaxBytes: tensorBytes}, Models: registry, Logger: log})
 	log.Info("guest finished", "module", modulePath, "backend", st.Name, "mode", mode.String(),
 		"exit_code", res.ExitCode, "elapsed", res.Elapsed.Round(10_000), "units", res.UnitsUsed, "memory_pages", res.MemoryPages)
 

@@ -31,6 +31,7 @@ const (
 	EDEVICE      Errno = 11 // the backend or device failed
 	EINTERNAL    Errno = 12 // a bug in the node; it is logged
 	ETOOSMALL    Errno = 13 // the guest's buffer is too small; the needed size was written
+	ENOENT       Errno = 14 // no model by that name or hash
 )
 
 var errnoNames = [...]string{
@@ -48,6 +49,7 @@ var errnoNames = [...]string{
 	EDEVICE:      "device failure",
 	EINTERNAL:    "internal error",
 	ETOOSMALL:    "buffer too small",
+	ENOENT:       "no such model",
 }
 
 func (e Errno) Error() string {

@@ -53,3 +53,12 @@ func units(out unsafe.Pointer) uint32
 
 //go:wasmimport accel last_error
 func lastError(buf unsafe.Pointer, bufLen uint32, outLen *uint32) uint32
+
+//go:wasmimport accel model_open
+func modelOpen(name unsafe.Pointer, nameLen uint32, out *uint32) uint32
+
+//go:wasmimport accel model_info
+func modelInfo(model uint32, buf unsafe.Pointer, bufLen uint32, outLen *uint32) uint32
+
+//go:wasmimport accel model_run
+func modelRun(model uint32, inputs unsafe.Pointer, nInputs uint32, outputs unsafe.Pointer, nOutputs uint32) uint32

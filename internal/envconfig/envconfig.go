@@ -41,12 +41,13 @@ var (
 	CUDADevice        = Var{"ACCELNODE_CUDA_DEVICE", "0", "ordinal of the GPU the cuda backend uses"}
 	CUDADetectTimeout = Var{"ACCELNODE_CUDA_DETECT_TIMEOUT", "30s", "how long GPU detection may take before the cuda backend is reported unavailable"}
 	TF32              = Var{"ACCELNODE_TF32", "off", "on lets fast-mode GPU matmul and conv2d use TF32 tensor cores (inputs rounded to 10-bit mantissas)"}
+	ORTLibrary        = Var{"ONNXRUNTIME_SHARED_LIBRARY_PATH", "", "ONNX Runtime's shared library for the ort backend; empty means .deps/libonnxruntime.so.1 (make deps)"}
 )
 
 // All lists every variable, for --help.
 func All() []Var {
 	return []Var{Backend, Determinism, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel,
-		CUDAPath, CUDADevice, CUDADetectTimeout, TF32}
+		CUDAPath, CUDADevice, CUDADetectTimeout, TF32, ORTLibrary}
 }
 
 func defaultCacheDir() string {
