@@ -862,7 +862,6 @@ func fits(shape []int, dims []onnx.Dim) bool {
 	return true
 }
 
-
 // runner holds one run's values. Several names may share a tensor (Identity,
 // a reshape in place), so the tensors the run allocated count their live
 // names and are freed when the last one dies. Tensors the caller passed in

@@ -9,7 +9,7 @@ import (
 )
 
 func TestAllocWriteRead(t *testing.T) {
-		if _, err := Alloc(accel.DType(7), 4); !errors.Is(err, accel.ErrInvalid) {
+	if _, err := Alloc(accel.DType(7), 4); !errors.Is(err, accel.ErrInvalid) {
 		t.Errorf("alloc of dtype 7: %v, want ErrInvalid", err)
 	}
 	for _, le := range []bool{true, false} {

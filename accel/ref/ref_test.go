@@ -68,7 +68,6 @@ func TestRegistered(t *testing.T) {
 	}
 }
 
-
 func TestMatMulHand(t *testing.T) {
 	for _, c := range []struct {
 		name   string
