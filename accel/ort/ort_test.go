@@ -1,7 +1,10 @@
 package ort
 
 import (
+	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
@@ -58,4 +61,50 @@ func TestCUDAProvider(t *testing.T) {
 		t.Skipf("ort-cuda unavailable: %s", st.Reason)
 	}
 	conformance.TestAll(t, b)
+}
+
+// TestConcurrentCalls shares the backend's cached sessions between
+// goroutines, as concurrent guests do: every result must equal the one
+// computed alone.
+func TestConcurrentCalls(t *testing.T) {
+	b := backend(t, 2)
+	rng := rand.New(rand.NewPCG(1, 2))
+	a, w := normals(rng, 64*48), normals(rng, 48*32)
+	x, k := normals(rng, 2*3*12*12), normals(rng, 4*3*3*3)
+	conv := accel.Conv2DParams{StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, DilationH: 1, DilationW: 1, Groups: 1}
+	compute := func() ([]float32, []float32, error) {
+		s := accel.NewSession(b, accel.Fast, accel.Limits{}, nil)
+		defer s.Close()
+		ta, _ := s.FromFloat32(a, 64, 48)
+		tw, _ := s.FromFloat32(w, 48, 32)
+		tx, _ := s.FromFloat32(x, 2, 3, 12, 12)
+		tk, _ := s.FromFloat32(k, 4, 3, 3, 3)
+		mm, err := result(s)(s.MatMul(t.Context(), ta, tw, accel.MatMulParams{}))
+		if err != nil {
+			return nil, nil, err
+		}
+		cv, err := result(s)(s.Conv2D(t.Context(), tx, tk, nil, conv))
+		return mm, cv, err
+	}
+	wantMM, wantConv, err := compute()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for range 20 {
+				mm, cv, err := compute()
+				if err != nil {
+					t.Errorf("goroutine %d: %v", g, err)
+					return
+				}
+				if !slices.Equal(mm, wantMM) || !slices.Equal(cv, wantConv) {
+					t.Errorf("goroutine %d: a concurrent result differs from the one computed alone", g)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
