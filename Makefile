@@ -3,7 +3,7 @@
 
 GO       ?= go
 BIN      := bin
-EXAMPLES := matmul cnn tsne
+EXAMPLES := matmul cnn tsne mlp
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
 
 .PHONY: all build deps test demo bench clean
@@ -20,6 +20,7 @@ build: deps
 	$(GO) build -o $(BIN)/accelnode ./cmd/node
 	@mkdir -p $(BIN)/examples
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
+	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
 
 # After the whole suite, the race detector goes over the concurrent parts:
 # kernels, sessions, the engine's concurrent invocations, and guests sharing
@@ -39,6 +40,12 @@ demo: build
 	$(BIN)/accelnode run $(BIN)/examples/cnn.wasm -- -batch 8
 	@echo
 	$(BIN)/accelnode run $(BIN)/examples/tsne.wasm -- -n 300 -iters 200
+	@echo
+	$(BIN)/accelnode run --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 16
+	@echo
+	$(BIN)/accelnode run --determinism fast $(BIN)/examples/matmul.wasm -- -n 256
+	@echo
+	$(BIN)/accelnode run --determinism fast --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 256
 
 # The figures in docs/benchmarks.md (about fifteen minutes on two cores).
 bench: deps
