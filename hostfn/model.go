@@ -27,12 +27,20 @@ func modelOpen(c *call) error {
 	if err != nil {
 		return err
 	}
-	if c.in.nextModel == 0 {
-		return fail(abi.ELIMIT, "model handle numbers exhausted")
-	}
 	m, err := c.in.models.Lookup(string(name))
 	if err != nil {
 		return err
+	}
+	// A model opened again gets its first handle back, so the table holds
+	// at most one entry per registered model however often a guest asks.
+	for h, open := range c.in.opened {
+		if open == m {
+			binary.LittleEndian.PutUint32(slot, h)
+			return nil
+		}
+	}
+	if c.in.nextModel == 0 {
+		return fail(abi.ELIMIT, "model handle numbers exhausted")
 	}
 	h := c.in.nextModel
 	c.in.nextModel++

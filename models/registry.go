@@ -6,6 +6,7 @@
 package models
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -75,6 +76,7 @@ func (r *Registry) Add(name string, data []byte) (*Model, error) {
 	if name == "" || strings.ContainsAny(name, "=/\x00") || isHash(name) {
 		return nil, fmt.Errorf("%w: model name %q (want a non-empty name without '=', '/' or NUL that is not a sha256)", accel.ErrInvalid, name)
 	}
+	data = bytes.Clone(data) // the registry's copy: the caller may reuse its slice
 	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:])
 
@@ -91,14 +93,17 @@ func (r *Registry) Add(name string, data []byte) (*Model, error) {
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
 	}
-	named = &Model{}
-	*named = *m
-	named.Name = name
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if prev := r.byName[name]; prev != nil && prev.SHA256 != hash {
 		return nil, fmt.Errorf("%w: model name %q is already taken by sha256 %s", accel.ErrInvalid, name, prev.SHA256)
 	}
+	if same := r.byHash[hash]; same != nil { // added meanwhile: share its decoding
+		m = same
+	}
+	named = &Model{}
+	*named = *m
+	named.Name = name
 	r.byName[name] = named
 	if r.byHash[hash] == nil {
 		r.byHash[hash] = named
@@ -129,7 +134,12 @@ func decode(data []byte, hash string) (*Model, error) {
 			m.Inputs = append(m.Inputs, in)
 		}
 	}
+	// A graph of ops the node lacks still runs on backends that run ONNX
+	// natively; a malformed one runs nowhere.
 	m.program, m.unsupported = Compile(om)
+	if m.unsupported != nil && !errors.Is(m.unsupported, accel.ErrUnsupported) {
+		return nil, fmt.Errorf("%w: malformed graph: %w", accel.ErrInvalid, m.unsupported)
+	}
 	return m, nil
 }
 

@@ -7,8 +7,12 @@ import (
 	"unsafe"
 )
 
-// Model is a handle to an ONNX model the node holds.
+// Model is a handle to an ONNX model the node holds. Opening one model
+// again gives the same handle.
 type Model struct{ handle uint32 }
+
+// Handle is the raw ABI handle.
+func (m Model) Handle() uint32 { return m.handle }
 
 // OpenModel looks a model up by the name it was loaded under, or by its
 // sha256 (hex, optionally prefixed "sha256:").
