@@ -127,3 +127,20 @@ func ordered(x float32) int64 {
 	}
 	return int64(b)
 }
+
+// ULPs is the distance between a and b in float32 steps, counting across
+// zero (so -0 and +0 are 0 apart). Two NaNs are 0 apart; a NaN and a number
+// are math.MaxInt32 apart.
+func ULPs(a, b float32) int64 {
+	switch {
+	case a != a && b != b:
+		return 0
+	case a != a || b != b:
+		return math.MaxInt32
+	}
+	d := ordered(a) - ordered(b)
+	if d < 0 {
+		d = -d
+	}
+	return d
+}

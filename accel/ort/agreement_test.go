@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/conformance"
 	"github.com/accelnode/accelnode/accel/ref"
 )
 
@@ -22,10 +23,10 @@ type agreement struct {
 func (a *agreement) add(got, want []float32) {
 	for i := range want {
 		a.outputs++
-		d := ulps(got[i], want[i])
-		if d == 0 {
+		if math.Float32bits(got[i]) == math.Float32bits(want[i]) {
 			a.identical++
 		}
+		d := conformance.ULPs(got[i], want[i])
 		a.maxULP = max(a.maxULP, d)
 		a.sumULP += float64(d)
 	}
@@ -33,29 +34,6 @@ func (a *agreement) add(got, want []float32) {
 
 func (a agreement) share() float64   { return float64(a.identical) / float64(a.outputs) }
 func (a agreement) meanULP() float64 { return a.sumULP / float64(a.outputs) }
-
-// ulps counts the float32 values between a and b (0 when the bits agree, or
-// both are NaN); a NaN against a number counts as the largest distance.
-func ulps(a, b float32) int64 {
-	if math.Float32bits(a) == math.Float32bits(b) || (a != a && b != b) {
-		return 0
-	}
-	if a != a || b != b {
-		return math.MaxInt32
-	}
-	key := func(x float32) int64 {
-		u := int64(math.Float32bits(x))
-		if u&0x80000000 != 0 {
-			return -(u & 0x7fffffff)
-		}
-		return u
-	}
-	d := key(a) - key(b)
-	if d < 0 {
-		d = -d
-	}
-	return d
-}
 
 // opCase runs one operation on a session and returns its output.
 type opCase struct {
