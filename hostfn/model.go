@@ -58,27 +58,10 @@ func (c *call) model(i int) (*models.Model, error) {
 	return m, nil
 }
 
-// ModelInfo is what model_info reports, as JSON.
-type ModelInfo struct {
-	Name    string      `json:"name"`
-	SHA256  string      `json:"sha256"`
-	Inputs  []ValueInfo `json:"inputs"`
-	Outputs []ValueInfo `json:"outputs"`
-}
-
-// ValueInfo describes one input or output. Shape holds -1 for a symbolic
-// dimension, whose name is in Dims; Shape is null where the rank is unknown.
-type ValueInfo struct {
-	Name  string   `json:"name"`
-	DType string   `json:"dtype"`
-	Shape []int64  `json:"shape"`
-	Dims  []string `json:"dims"`
-}
-
-func describe(vs []onnx.ValueInfo) []ValueInfo {
-	out := make([]ValueInfo, len(vs))
+func describe(vs []onnx.ValueInfo) []abi.ValueInfo {
+	out := make([]abi.ValueInfo, len(vs))
 	for i, v := range vs {
-		out[i] = ValueInfo{Name: v.Name, DType: dtypeName(v.ElemType)}
+		out[i] = abi.ValueInfo{Name: v.Name, DType: dtypeName(v.ElemType)}
 		for _, d := range v.Dims {
 			size, name := d.Value, d.Param
 			if name != "" || size <= 0 {
@@ -110,7 +93,7 @@ func modelInfo(c *call) error {
 	if err != nil {
 		return err
 	}
-	msg, err := json.Marshal(ModelInfo{Name: m.Name, SHA256: m.SHA256, Inputs: describe(m.Inputs), Outputs: describe(m.Outputs)})
+	msg, err := json.Marshal(abi.ModelInfo{Name: m.Name, SHA256: m.SHA256, Inputs: describe(m.Inputs), Outputs: describe(m.Outputs)})
 	if err != nil {
 		return err
 	}

@@ -166,7 +166,7 @@ func modelGuestInput(n int) []float32 {
 // modelOutput is what the model guest printed.
 type modelOutput struct {
 	rawInfo    string
-	info       hostfn.ModelInfo
+	info       abi.ModelInfo
 	described  []string // the "input ..." and "output ..." lines
 	values     map[string][]float32
 	shapes     map[string][]int
@@ -334,10 +334,10 @@ func TestModelInfo(t *testing.T) {
 				t.Fatalf("%v\n%s", err, stderr)
 			}
 			o := parseModelOutput(t, stdout)
-			want := hostfn.ModelInfo{
+			want := abi.ModelInfo{
 				Name: "mlp", SHA256: hash,
-				Inputs:  []hostfn.ValueInfo{{Name: "x", DType: "f32", Shape: []int64{-1, 4}, Dims: []string{"batch", "4"}}},
-				Outputs: []hostfn.ValueInfo{{Name: "y", DType: "f32", Shape: []int64{-1, 3}, Dims: []string{"batch", "3"}}},
+				Inputs:  []abi.ValueInfo{{Name: "x", DType: "f32", Shape: []int64{-1, 4}, Dims: []string{"batch", "4"}}},
+				Outputs: []abi.ValueInfo{{Name: "y", DType: "f32", Shape: []int64{-1, 3}, Dims: []string{"batch", "3"}}},
 			}
 			if !equalModelInfo(o.info, want) {
 				t.Errorf("model_info = %s\nwant %+v", o.rawInfo, want)
@@ -377,7 +377,7 @@ func TestModelInfo(t *testing.T) {
 	})
 }
 
-func equalModelInfo(a, b hostfn.ModelInfo) bool {
+func equalModelInfo(a, b abi.ModelInfo) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)

@@ -95,3 +95,21 @@ const (
 	// UnitsSize: u64 used, u64 budget (0 means unlimited).
 	UnitsSize = 16
 )
+
+// ModelInfo is the JSON that model_info writes.
+type ModelInfo struct {
+	Name    string      `json:"name"`
+	SHA256  string      `json:"sha256"`
+	Inputs  []ValueInfo `json:"inputs"`
+	Outputs []ValueInfo `json:"outputs"`
+}
+
+// ValueInfo describes one input or output of a model. Shape holds -1 for a
+// symbolic dimension, whose name is in Dims; Shape is null where the rank is
+// unknown.
+type ValueInfo struct {
+	Name  string   `json:"name"`
+	DType string   `json:"dtype"`
+	Shape []int64  `json:"shape"`
+	Dims  []string `json:"dims"`
+}

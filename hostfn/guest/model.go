@@ -5,6 +5,8 @@ package guest
 import (
 	"encoding/json"
 	"unsafe"
+
+	"github.com/accelnode/accelnode/hostfn/abi"
 )
 
 // Model is a handle to an ONNX model the node holds. Opening one model
@@ -32,21 +34,11 @@ func OpenModel(name string) (Model, error) {
 }
 
 // ModelInfo describes a model's inputs and outputs.
-type ModelInfo struct {
-	Name    string      `json:"name"`
-	SHA256  string      `json:"sha256"`
-	Inputs  []ValueInfo `json:"inputs"`
-	Outputs []ValueInfo `json:"outputs"`
-}
+type ModelInfo = abi.ModelInfo
 
 // ValueInfo is one input or output: Shape holds -1 for a symbolic
 // dimension, named in Dims, and is nil where the rank is unknown.
-type ValueInfo struct {
-	Name  string   `json:"name"`
-	DType string   `json:"dtype"`
-	Shape []int64  `json:"shape"`
-	Dims  []string `json:"dims"`
-}
+type ValueInfo = abi.ValueInfo
 
 // Info asks the node for the model's inputs and outputs.
 func (m Model) Info() (ModelInfo, error) {
