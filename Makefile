@@ -47,12 +47,13 @@ demo: build
 	@echo
 	$(BIN)/accelnode run --determinism fast --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 256
 
-# The figures in docs/benchmarks.md (about fifteen minutes on two cores).
+# The figures in docs/benchmarks.md (about twenty minutes on two cores).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/ref
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/ort
 	$(GO) test -run '^$$' -bench 'HostCallRaw' -benchtime 5x -count 3 ./hostfn
 	$(GO) test -run '^$$' -bench 'HostCall$$' -benchtime 300000x -count 3 ./hostfn
-	$(GO) test -run '^$$' -bench 'GuestMatMul' -benchtime 2x -count 3 -timeout 60m ./hostfn
+	$(GO) test -run '^$$' -bench 'GuestMatMul|GuestConv2D' -benchtime 2x -count 3 -timeout 60m ./hostfn
 
 clean:
 	rm -rf $(BIN)

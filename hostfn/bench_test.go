@@ -6,10 +6,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
 	_ "github.com/accelnode/accelnode/accel/cuda"
+	"github.com/accelnode/accelnode/accel/ort"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn"
 	"github.com/accelnode/accelnode/internal/envconfig"
@@ -37,18 +39,80 @@ func metric(tb testing.TB, output, prefix, unit string) float64 {
 	return 0
 }
 
+var (
+	ortOnce    sync.Once
+	ortBackend *ort.Backend
+)
+
+// ortServer is the ort backend on every core (ort.New(accel.Options{},
+// false)), opened once for the test binary so that its ONNX Runtime
+// sessions are created once; make deps fetches its library, so a missing
+// one fails the benchmark rather than skipping it.
+func ortServer(tb testing.TB) accel.Backend {
+	tb.Helper()
+	ortOnce.Do(func() { ortBackend = ort.New(accel.Options{}, false) })
+	if st := ortBackend.Status(); !st.Available {
+		tb.Fatalf("ort backend unavailable (run make deps): %s", st.Reason)
+	}
+	return ortBackend
+}
+
+// server is a backend the guest benchmarks run on, with the mode they use
+// on it: ref in strict mode, or ort in fast mode (it does not implement the
+// numerics contract).
+type server struct {
+	open func(testing.TB) accel.Backend
+	mode accel.Mode
+}
+
+var (
+	refServer = server{func(testing.TB) accel.Backend { return backend }, accel.Strict}
+	onORT     = server{ortServer, accel.Fast}
+)
+
+func (s server) config(tb testing.TB) hostfn.Config {
+	return hostfn.Config{Backend: s.open(tb), Mode: s.mode}
+}
+
+// uninterruptibleEngine is an engine without the deadline checks at every
+// loop iteration: the fastest plain WebAssembly wazero runs.
+func uninterruptibleEngine(b *testing.B) *engine.Engine {
+	e, err := engine.New(context.Background(), engine.Config{HostModules: []engine.HostModule{hostfn.Module{}}, Uninterruptible: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
 // BenchmarkHostCall is the cost of one accel call from a guest: "units" is
 // the cheapest call there is, "write" copies one element into a tensor, and
-// "relu" is a one-element relu plus the free of its result (two calls). The
-// guest times its own loop, so ns/call excludes instantiation; ns/op
-// includes it, spread over b.N calls.
+// "relu" is a one-element relu plus the free of its result (two calls), on
+// ref and, as "relu-ort", on ort (one ONNX Runtime Run per relu). The guest
+// times its own loop, so ns/call excludes instantiation; ns/op includes it,
+// spread over b.N calls.
 func BenchmarkHostCall(b *testing.B) {
-	for _, op := range []string{"units", "write", "relu"} {
-		b.Run(op, func(b *testing.B) {
+	for _, c := range []struct {
+		name, op string
+		on       server
+	}{
+		{"units", "units", refServer},
+		{"write", "write", refServer},
+		{"relu", "relu", refServer},
+		{"relu-ort", "relu", onORT},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			guestModule(b, node, "hostfn/testdata/guests/callbench")
+			cfg := c.on.config(b)
+			// A first call creates the backend's state for the op (on ort,
+			// its session).
+			if _, stderr, _, err := run(b, "hostfn/testdata/guests/callbench",
+				engine.Invocation{Args: []string{"-op", c.op, "-n", "1"}, SystemClock: true}, cfg); err != nil {
+				b.Fatalf("%v\n%s", err, stderr)
+			}
 			b.ResetTimer()
 			stdout, stderr, _, err := run(b, "hostfn/testdata/guests/callbench",
-				engine.Invocation{Args: []string{"-op", op, "-n", fmt.Sprint(b.N)}, SystemClock: true}, hostfn.Config{})
+				engine.Invocation{Args: []string{"-op", c.op, "-n", fmt.Sprint(b.N)}, SystemClock: true}, cfg)
 			if err != nil {
 				b.Fatalf("%v\n%s", err, stderr)
 			}
@@ -57,47 +121,106 @@ func BenchmarkHostCall(b *testing.B) {
 	}
 }
 
-// BenchmarkGuestMatMul compares one n×n×n matmul done by a guest three
-// ways: through the host function (upload, compute on ref, download), as a
-// plain WebAssembly loop in the node's engine (which checks the deadline at
-// every loop iteration), and as the same loop in an engine without those
-// checks, the fastest plain WebAssembly wazero runs. GFLOP/s is the guest's
-// own timing of the multiplication alone (guest-ms/op); ns/op adds the
-// guest's start and its random inputs.
-func BenchmarkGuestMatMul(b *testing.B) {
-	uninterruptible, err := engine.New(context.Background(), engine.Config{HostModules: []engine.HostModule{hostfn.Module{}}, Uninterruptible: true})
-	if err != nil {
-		b.Fatal(err)
+// guestWay is one way a guest benchmark does its work: through the host
+// function on a backend, or as plain WebAssembly in the node's engine or in
+// one without deadline checks.
+type guestWay struct {
+	name, only string
+	on         server // the host function's backend
+	plain      bool
+	engine     *engine.Engine
+}
+
+func guestWays(uninterruptible *engine.Engine) []guestWay {
+	return []guestWay{
+		{name: "host-ref", only: "host", on: refServer, engine: node},
+		{name: "host-ort", only: "host", on: onORT, engine: node},
+		{name: "plain", only: "plain", on: refServer, plain: true, engine: node},
+		{name: "plain-uninterruptible", only: "plain", on: refServer, plain: true, engine: uninterruptible},
 	}
-	defer uninterruptible.Close(context.Background())
-	for _, n := range []int{256, 512, 1024} {
-		for _, way := range []struct {
-			name, only, line string
-			engine           *engine.Engine
-		}{
-			{"host", "host", "host function:", node},
-			{"plain", "plain", "plain wasm:", node},
-			{"plain-uninterruptible", "plain", "plain wasm:", uninterruptible},
-		} {
-			if way.name == "plain" && n > 512 {
+}
+
+// reps is the guest's repetitions for way: the host ways report the best
+// of three (the first run creates the backend's state, on ort its session,
+// and takes the first touch of the output's memory); a plain way's run takes
+// seconds, and one is enough.
+func (w guestWay) reps() string {
+	if w.plain {
+		return "1"
+	}
+	return "3"
+}
+
+// guestBench runs the guest module m b.N times with args and reports the
+// mean of the figure in ms on its line starting with line, as guest-ms/op,
+// and flops over it as GFLOP/s.
+func guestBench(b *testing.B, way guestWay, m *engine.Module, args []string, line string, flops float64) {
+	inv := engine.Invocation{Args: args, SystemClock: true}
+	cfg := way.on.config(b)
+	var ms float64
+	b.ResetTimer()
+	for range b.N {
+		var out strings.Builder
+		inv.Stdout = &out
+		if _, err := hostfn.Run(context.Background(), way.engine, m, inv, cfg); err != nil {
+			b.Fatal(err)
+		}
+		ms += metric(b, out.String(), line, "ms")
+	}
+	b.ReportMetric(flops/(ms/float64(b.N)*1e6), "GFLOP/s")
+	b.ReportMetric(ms/float64(b.N), "guest-ms/op")
+}
+
+// BenchmarkGuestMatMul compares one n×n×n matmul done by a guest four
+// ways: through the host function (upload, compute, download) on ref and on
+// ort, as a plain WebAssembly loop in the node's engine (which checks the
+// deadline at every loop iteration), and as the same loop in an engine
+// without those checks, the fastest plain WebAssembly wazero runs. GFLOP/s
+// is the guest's own timing of the multiplication alone (guest-ms/op; for
+// the host ways the best of three in each run); ns/op adds the guest's start
+// and its random inputs.
+func BenchmarkGuestMatMul(b *testing.B) {
+	uninterruptible := uninterruptibleEngine(b)
+	for _, n := range []int{256, 512, 1024, 2048} {
+		for _, way := range guestWays(uninterruptible) {
+			if way.name == "plain" && n > 512 || way.name == "plain-uninterruptible" && n > 1024 {
 				continue // minutes per run
 			}
 			b.Run(fmt.Sprintf("n=%d/%s", n, way.name), func(b *testing.B) {
 				m := guestModule(b, way.engine, "examples/matmul")
-				inv := engine.Invocation{Args: []string{"-n", fmt.Sprint(n), "-reps", "1", "-only", way.only}, SystemClock: true}
-				var ms float64
-				b.ResetTimer()
-				for range b.N {
-					var out strings.Builder
-					inv.Stdout = &out
-					if _, err := hostfn.Run(context.Background(), way.engine, m, inv, hostfn.Config{Backend: backend}); err != nil {
-						b.Fatal(err)
-					}
-					ms += metric(b, out.String(), way.line, "ms")
+				line := "host function:"
+				if way.plain {
+					line = "plain wasm:"
 				}
-				flops := 2 * float64(n) * float64(n) * float64(n)
-				b.ReportMetric(flops/(ms/float64(b.N)*1e6), "GFLOP/s")
-				b.ReportMetric(ms/float64(b.N), "guest-ms/op")
+				guestBench(b, way, m, []string{"-n", fmt.Sprint(n), "-reps", way.reps(), "-only", way.only},
+					line, 2*float64(n)*float64(n)*float64(n))
+			})
+		}
+	}
+}
+
+// BenchmarkGuestConv2D compares one convolution layer done by a guest
+// (hostfn/testdata/guests/convbench): an MNIST first layer (64×1×28×28, 32
+// 3×3 filters) and a ResNet-50 3×3 layer (1×64×56×56, 64 filters), both with
+// pad 1 and a bias, as accel/ref's BenchmarkConv2D. The ways are
+// BenchmarkGuestMatMul's: through the host function (upload x, w and the
+// bias, conv2d, read back) on ref and on ort, and the reference kernels
+// compiled into the guest, on one thread, in the node's engine and in one
+// without deadline checks.
+func BenchmarkGuestConv2D(b *testing.B) {
+	uninterruptible := uninterruptibleEngine(b)
+	for _, layer := range []struct {
+		name  string
+		flops float64 // 2 per multiply-add: 2·N·OC·OH·OW·C·KH·KW
+	}{
+		{"mnist", 2 * 64 * 32 * 28 * 28 * 1 * 3 * 3},
+		{"resnet", 2 * 1 * 64 * 56 * 56 * 64 * 3 * 3},
+	} {
+		for _, way := range guestWays(uninterruptible) {
+			b.Run(layer.name+"/"+way.name, func(b *testing.B) {
+				m := guestModule(b, way.engine, "hostfn/testdata/guests/convbench")
+				guestBench(b, way, m, []string{"-layer", layer.name, "-reps", way.reps(), "-only", way.only},
+					way.only+":", layer.flops)
 			})
 		}
 	}
