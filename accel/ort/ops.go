@@ -10,7 +10,11 @@ import (
 	"github.com/accelnode/accelnode/models/onnx"
 )
 
-func marshal(m *onnx.Model) func() []byte { return func() []byte { return onnx.Marshal(m) } }
+// graph returns the encoder of the graph build makes; it runs only when a
+// session is first created, not on every call.
+func graph(build func() *onnx.Model) func() []byte {
+	return func() []byte { return onnx.Marshal(build()) }
+}
 
 func flag(b bool) int {
 	if b {
@@ -21,7 +25,7 @@ func flag(b bool) int {
 
 func (b *Backend) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
 	key := fmt.Sprintf("gemm ta=%d tb=%d", flag(p.TransA), flag(p.TransB))
-	s, err := b.session(key, marshal(onnx.MatMulGraph(p.TransA, p.TransB)), []string{"A", "B"}, []string{"Y"})
+	s, err := b.session(key, graph(func() *onnx.Model { return onnx.MatMulGraph(p.TransA, p.TransB) }), []string{"A", "B"}, []string{"Y"})
 	if err != nil {
 		return err
 	}
@@ -45,7 +49,7 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 	if bias != nil {
 		inputs, values = append(inputs, "B"), append(values, tensorValue(bias))
 	}
-	s, err := b.session(key, marshal(onnx.ConvGraph(attrs, bias != nil)), inputs, []string{"Y"})
+	s, err := b.session(key, graph(func() *onnx.Model { return onnx.ConvGraph(attrs, bias != nil) }), inputs, []string{"Y"})
 	if err != nil {
 		return err
 	}
@@ -53,7 +57,7 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 }
 
 func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis int) error {
-	s, err := b.session("add", marshal(onnx.AddGraph()), []string{"X", "B"}, []string{"Y"})
+	s, err := b.session("add", graph(onnx.AddGraph), []string{"X", "B"}, []string{"Y"})
 	if err != nil {
 		return err
 	}
@@ -69,7 +73,7 @@ func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis 
 }
 
 func (b *Backend) Relu(ctx context.Context, out, x *accel.Tensor) error {
-	s, err := b.session("relu", marshal(onnx.ReluGraph()), []string{"X"}, []string{"Y"})
+	s, err := b.session("relu", graph(onnx.ReluGraph), []string{"X"}, []string{"Y"})
 	if err != nil {
 		return err
 	}
@@ -87,7 +91,7 @@ func (b *Backend) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.P
 		KernelH: p.KernelH, KernelW: p.KernelW, StrideH: p.StrideH, StrideW: p.StrideW,
 		PadTop: p.PadTop, PadLeft: p.PadLeft, PadBottom: p.PadBottom, PadRight: p.PadRight,
 	}
-	s, err := b.session(fmt.Sprintf("maxpool %+v", attrs), marshal(onnx.MaxPoolGraph(attrs)), []string{"X"}, []string{"Y"})
+	s, err := b.session(fmt.Sprintf("maxpool %+v", attrs), graph(func() *onnx.Model { return onnx.MaxPoolGraph(attrs) }), []string{"X"}, []string{"Y"})
 	if err != nil {
 		return err
 	}
@@ -95,7 +99,7 @@ func (b *Backend) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.P
 }
 
 func (b *Backend) Softmax(ctx context.Context, out, x *accel.Tensor) error {
-	s, err := b.session("softmax", marshal(onnx.SoftmaxGraph()), []string{"X"}, []string{"Y"})
+	s, err := b.session("softmax", graph(onnx.SoftmaxGraph), []string{"X"}, []string{"Y"})
 	if err != nil {
 		return err
 	}
@@ -112,16 +116,16 @@ const tsnePairs = 1 << 22
 // update and re-centring. New values are written to the state only after
 // everything has been read.
 func (b *Backend) TSNEStep(ctx context.Context, st accel.TSNEState, p accel.TSNEParams) (float32, error) {
-	repulsion, err := b.session("tsne repulsion", marshal(onnx.TSNERepulsionGraph()), []string{"Yb", "Y"}, []string{"z", "rep"})
+	repulsion, err := b.session("tsne repulsion", graph(onnx.TSNERepulsionGraph), []string{"Yb", "Y"}, []string{"z", "rep"})
 	if err != nil {
 		return 0, err
 	}
-	attraction, err := b.session("tsne attraction", marshal(onnx.TSNEAttractionGraph()),
+	attraction, err := b.session("tsne attraction", graph(onnx.TSNEAttractionGraph),
 		[]string{"rows", "cols", "vals", "Y", "Z"}, []string{"attr", "kl"})
 	if err != nil {
 		return 0, err
 	}
-	update, err := b.session("tsne update", marshal(onnx.TSNEUpdateGraph()),
+	update, err := b.session("tsne update", graph(onnx.TSNEUpdateGraph),
 		[]string{"Y", "U", "G", "attr", "rep", "Z", "eta", "alpha", "exag", "min_gain"}, []string{"Y_new", "U_new", "G_new"})
 	if err != nil {
 		return 0, err
