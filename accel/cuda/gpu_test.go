@@ -16,6 +16,8 @@ import (
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/conformance"
 	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/models"
+	"github.com/accelnode/accelnode/models/onnx"
 )
 
 // These tests need an NVIDIA GPU and skip, with the reason, without one.
@@ -439,4 +441,58 @@ func faultChild(t *testing.T) {
 	if _, err := b.Alloc(accel.F32, 4); !errors.Is(err, accel.ErrDevice) {
 		t.Fatalf("Alloc after the fault: %v, want ErrDevice", err)
 	}
+}
+
+// TestModelStrictMatchesRef runs a whole ONNX model (a small CNN: conv,
+// relu, maxpool, flatten, dense, softmax) op by op on the GPU in strict mode
+// and on ref: every output bit must agree.
+func TestModelStrictMatchesRef(t *testing.T) {
+	b := gpu(t, accel.Strict)
+	rng := rand.New(rand.NewPCG(21, 22))
+	weights := func(name string, dims ...int64) onnx.Tensor {
+		n := int64(1)
+		for _, d := range dims {
+			n *= d
+		}
+		return onnx.Tensor{Name: name, Dims: dims, DataType: onnx.Float, Floats: randomData(rng, int(n))}
+	}
+	shape := onnx.Tensor{Name: "flat", Dims: []int64{2}, DataType: onnx.Int64, Int64s: []int64{0, -1}}
+	m := &onnx.Model{IRVersion: onnx.IRVersion, OpsetVersion: onnx.Opset, Graph: onnx.Graph{
+		Name: "cnn",
+		Nodes: []onnx.Node{
+			{OpType: "Conv", Inputs: []string{"x", "w1", "b1"}, Outputs: []string{"c"},
+				Attrs: []onnx.Attribute{onnx.IntsAttr("pads", 1, 1, 1, 1)}},
+			{OpType: "Relu", Inputs: []string{"c"}, Outputs: []string{"r"}},
+			{OpType: "MaxPool", Inputs: []string{"r"}, Outputs: []string{"p"},
+				Attrs: []onnx.Attribute{onnx.IntsAttr("kernel_shape", 2, 2), onnx.IntsAttr("strides", 2, 2)}},
+			{OpType: "Reshape", Inputs: []string{"p", "flat"}, Outputs: []string{"f"}},
+			{OpType: "Gemm", Inputs: []string{"f", "w2", "b2"}, Outputs: []string{"logits"}},
+			{OpType: "Softmax", Inputs: []string{"logits"}, Outputs: []string{"probs"}, Attrs: []onnx.Attribute{onnx.IntAttr("axis", -1)}},
+		},
+		Inputs:       []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 3}, {Value: 16}, {Value: 16}}}},
+		Outputs:      []onnx.ValueInfo{{Name: "probs", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 10}}}},
+		Initializers: []onnx.Tensor{weights("w1", 8, 3, 3, 3), weights("b1", 8), weights("w2", 8*8*8, 10), weights("b2", 10), shape},
+	}}
+	model, err := models.NewRegistry().Add("cnn", onnx.Marshal(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randomData(rng, 32*3*16*16)
+	run := func(be accel.Backend) []float32 {
+		s := session(t, be)
+		in, err := s.FromFloat32(x, 32, 3, 16, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs, err := model.Run(t.Context(), s, []*accel.Tensor{in})
+		if err != nil {
+			t.Fatalf("%s: %v", be.Name(), err)
+		}
+		got, err := s.Float32(outs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	sameBits(t, "probs", run(b), run(ref.New(0)))
 }
