@@ -133,6 +133,10 @@ const (
 	Strict Mode = iota
 	// Fast serves every call from the backend's fastest kernels.
 	Fast
+	// Checked serves from the fast kernels and recomputes a sampled share of
+	// calls on the reference backend, reporting results beyond each
+	// operation's documented bound (package accel/checked).
+	Checked
 )
 
 func (m Mode) String() string {
@@ -141,6 +145,8 @@ func (m Mode) String() string {
 		return "strict"
 	case Fast:
 		return "fast"
+	case Checked:
+		return "checked"
 	}
 	return fmt.Sprintf("mode(%d)", int(m))
 }
@@ -152,6 +158,8 @@ func ParseMode(s string) (Mode, error) {
 		return Strict, nil
 	case "fast":
 		return Fast, nil
+	case "checked":
+		return Checked, nil
 	}
-	return 0, fmt.Errorf("unknown determinism mode %q (want strict or fast)", s)
+	return 0, fmt.Errorf("unknown determinism mode %q (want strict, checked or fast)", s)
 }

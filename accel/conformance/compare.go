@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
 // maxShown bounds the mismatches listed per comparison.
@@ -128,19 +130,5 @@ func ordered(x float32) int64 {
 	return int64(b)
 }
 
-// ULPs is the distance between a and b in float32 steps, counting across
-// zero (so -0 and +0 are 0 apart). Two NaNs are 0 apart; a NaN and a number
-// are math.MaxInt32 apart.
-func ULPs(a, b float32) int64 {
-	switch {
-	case a != a && b != b:
-		return 0
-	case a != a || b != b:
-		return math.MaxInt32
-	}
-	d := ordered(a) - ordered(b)
-	if d < 0 {
-		d = -d
-	}
-	return d
-}
+// ULPs is the distance between a and b in float32 steps (strictmath.ULPs).
+func ULPs(a, b float32) int64 { return strictmath.ULPs(a, b) }

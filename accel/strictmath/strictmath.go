@@ -217,3 +217,27 @@ func Log(x float32) float32 {
 	}
 	return float32(dk*ln2Hi) - ((float32(s*(f-r)) - float32(dk*ln2Lo)) - f)
 }
+
+// ULPs is the distance between a and b in float32 steps, counting across
+// zero (so -0 and +0 are 0 apart). Two NaNs are 0 apart; a NaN and a number
+// are math.MaxInt32 apart.
+func ULPs(a, b float32) int64 {
+	switch {
+	case a != a && b != b:
+		return 0
+	case a != a || b != b:
+		return math.MaxInt32
+	}
+	key := func(x float32) int64 {
+		v := int64(math.Float32bits(x))
+		if v&0x80000000 != 0 {
+			return -(v & 0x7fffffff)
+		}
+		return v
+	}
+	d := key(a) - key(b)
+	if d < 0 {
+		d = -d
+	}
+	return d
+}

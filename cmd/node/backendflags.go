@@ -18,7 +18,7 @@ type backendFlags struct {
 
 func addBackendFlags(fs *flag.FlagSet) *backendFlags {
 	return &backendFlags{
-		mode:     fs.String("determinism", envconfig.Determinism.Value(), "determinism mode: strict or fast"),
+		mode:     fs.String("determinism", envconfig.Determinism.Value(), "determinism mode: strict, checked or fast"),
 		threads:  fs.String("threads", envconfig.Threads.Value(), "CPU threads per backend; 0 means one per core"),
 		cudaPath: fs.String("cuda-path", envconfig.CUDAPath.Value(), "directories (colon-separated) searched first for the CUDA libraries"),
 		tf32:     fs.String("tf32", envconfig.TF32.Value(), "on lets fast-mode GPU matmul and conv2d use TF32 tensor cores"),

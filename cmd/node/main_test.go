@@ -86,6 +86,8 @@ func TestRun(t *testing.T) {
 		{"fast", []string{"run", "--cache-dir", "off", "--determinism", "fast", matmul, "--", "-n", "8", "-reps", "1"}, "(fast mode", 0, ""},
 		{"guest exit code", []string{"run", "--cache-dir", "off", matmul, "--", "-no-such-flag"}, "", 2, ""},
 		{"unknown backend", []string{"run", "--backend", "nope", matmul}, "", 0, `unknown backend "nope"`},
+		{"checked", []string{"run", "--cache-dir", "off", "--determinism", "checked", "--check-rate", "1", matmul, "--", "-n", "16", "-reps", "1"}, "(checked mode", 0, ""},
+		{"bad check rate", []string{"run", "--determinism", "checked", "--check-rate", "2", matmul}, "", 0, "check rate 2 is not between 0 and 1"},
 		{"bad mode", []string{"run", "--determinism", "loose", matmul}, "", 0, "unknown determinism mode"},
 		{"memory limit", []string{"run", "--cache-dir", "off", "--memory", "1MiB", matmul}, "", 0, "memory"},
 		{"bad size", []string{"run", "--memory", "lots", matmul}, "", 0, "invalid size"},
@@ -111,5 +113,20 @@ func TestRun(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", tc.wantOut, stdout)
 			}
 		})
+	}
+}
+
+// TestCheckedModeReports checks that checked mode recomputes calls on ref
+// and reports the count at exit.
+func TestCheckedModeReports(t *testing.T) {
+	cnn := guesttest.Path(t, "github.com/accelnode/accelnode/examples/cnn")
+	_, stderr, err := accelnode(t, "run", "--cache-dir", "off", "--determinism", "checked", "--check-rate", "1", cnn, "--", "-batch", "2")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	for _, want := range []string{"checked mode summary", "checked=9", "beyond_bound=0"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/checked"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn"
 	"github.com/accelnode/accelnode/internal/envconfig"
@@ -26,6 +28,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs := newFlagSet("run", "run [flags] MODULE.wasm [-- ARGS...]", stderr)
 	backendName := fs.String("backend", envconfig.Backend.Value(), "backend that serves the guest: auto, or a name that accelnode backends lists")
 	bf := addBackendFlags(fs)
+	checkRate := fs.Float64("check-rate", mustFloat(envconfig.CheckRate.Value()), "in checked mode, the share of calls recomputed on ref (0 to 1)")
 	memory := fs.String("memory", envconfig.Memory.Value(), "linear-memory limit of the guest, e.g. 256MiB")
 	tensorMemory := fs.String("tensor-memory", envconfig.TensorMemory.Value(), "limit on the tensors the guest holds on its backend")
 	timeout := fs.String("timeout", envconfig.Timeout.Value(), "deadline of the invocation; 0 means none")
@@ -110,6 +113,18 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
+	if mode == accel.Checked {
+		if *checkRate < 0 || *checkRate > 1 {
+			return fmt.Errorf("check rate %g is not between 0 and 1", *checkRate)
+		}
+		oracle, err := reg.Select("ref", accel.Strict)
+		if err != nil {
+			return err
+		}
+		chk := checked.New(backend, oracle, *checkRate, log)
+		backend = chk
+		defer reportChecks(log, chk, *checkRate)
+	}
 	cfg := engine.Config{HostModules: []engine.HostModule{hostfn.Module{}}}
 	if *cacheDir != "off" {
 		cfg.CacheDir = *cacheDir
@@ -172,4 +187,31 @@ func parseMounts(dirs []string) ([]engine.Mount, error) {
 		mounts = append(mounts, m)
 	}
 	return mounts, nil
+}
+
+// reportChecks logs what checked mode found, at exit.
+func reportChecks(log *slog.Logger, c *checked.Backend, rate float64) {
+	var calls, checkedCalls, beyond uint64
+	for op, s := range c.Stats() {
+		calls += s.Calls
+		checkedCalls += s.Checked
+		beyond += s.Beyond
+		log.Debug("checked mode", "op", op, "calls", s.Calls, "checked", s.Checked, "beyond_bound", s.Beyond, "max_ulp", s.MaxULP)
+	}
+	level := slog.LevelInfo
+	if beyond > 0 {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "checked mode summary", "backend", c.Name(), "rate", rate,
+		"calls", calls, "checked", checkedCalls, "beyond_bound", beyond)
+}
+
+// mustFloat reads a default from the environment, falling back to 0 when it
+// does not parse; the flag's own parsing reports bad command-line values.
+func mustFloat(s string) float64 {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }

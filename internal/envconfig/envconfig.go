@@ -27,7 +27,8 @@ func (v Var) Value() string {
 
 var (
 	Backend      = Var{"ACCELNODE_BACKEND", "auto", "backend that serves guests: auto, or a name that accelnode backends lists"}
-	Determinism  = Var{"ACCELNODE_DETERMINISM", "strict", "determinism mode: strict (bit-identical on every backend) or fast"}
+	Determinism  = Var{"ACCELNODE_DETERMINISM", "strict", "determinism mode: strict (bit-identical on every backend), checked (fast, with a sampled share of calls recomputed on ref) or fast"}
+	CheckRate    = Var{"ACCELNODE_CHECK_RATE", "0.01", "in checked mode, the share of calls recomputed on ref (0 to 1)"}
 	Threads      = Var{"ACCELNODE_THREADS", "0", "CPU threads per backend; 0 means one per core"}
 	Memory       = Var{"ACCELNODE_MEMORY", "1GiB", "linear-memory limit of each guest"}
 	TensorMemory = Var{"ACCELNODE_TENSOR_MEMORY", "4GiB", "limit on the tensors each guest holds on its backend"}
@@ -46,7 +47,7 @@ var (
 
 // All lists every variable, for --help.
 func All() []Var {
-	return []Var{Backend, Determinism, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel,
+	return []Var{Backend, Determinism, CheckRate, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel,
 		CUDAPath, CUDADevice, CUDADetectTimeout, TF32, ORTLibrary}
 }
 
