@@ -113,7 +113,9 @@ func (b *Backend) exactOp(ctx context.Context, op string, out *accel.Tensor, inp
 func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis int) error {
 	return b.exactOp(ctx, "add_bias", out, []*accel.Tensor{x, bias},
 		func() error { return b.fast.AddBias(ctx, out, x, bias, axis) },
-		func(s *accel.Session, in []*accel.Tensor) (*accel.Tensor, error) { return s.AddBias(ctx, in[0], in[1], axis) })
+		func(s *accel.Session, in []*accel.Tensor) (*accel.Tensor, error) {
+			return s.AddBias(ctx, in[0], in[1], axis)
+		})
 }
 
 func (b *Backend) Relu(ctx context.Context, out, x *accel.Tensor) error {
