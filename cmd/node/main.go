@@ -29,6 +29,8 @@ host functions: matmul, conv2d, tsne_step and the tensor ops a small CNN needs.
 Usage:
   accelnode run [flags] MODULE.wasm [-- ARGS...]   run a guest; stdin and stdout are the guest's
   accelnode backends [--format table|json]         list backends and whether they can serve
+  accelnode conformance [flags]                    check every backend against ref over a corpus
+                                                   of cases (bit-exactness, ulps, invariances)
   accelnode version                                print the version
 
 Run 'accelnode COMMAND --help' for a command's flags.
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runCommand(ctx, args[1:], stdin, stdout, stderr)
 	case "backends":
 		return backendsCommand(args[1:], stdout, stderr)
+	case "conformance":
+		return conformanceCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		return versionCommand(stdout)
 	case "-h", "-help", "--help", "help":

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/hostmem"
+	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/internal/guesttest"
+)
+
+const digestGuest = "github.com/accelnode/accelnode/hostfn/testdata/guests/digest"
+
+// ortAvailable skips t unless ONNX Runtime can serve here.
+func ortAvailable(t *testing.T) {
+	t.Helper()
+	reg := accel.Open(accel.Options{})
+	defer reg.Close()
+	if _, err := reg.Select("ort", accel.Fast); err != nil {
+		t.Skipf("ort: %v (run make deps)", err)
+	}
+}
+
+// offByOne is ref, claiming the contract, with matmul's element [0,0] one
+// ulp off.
+type offByOne struct{ *ref.Backend }
+
+func (offByOne) Name() string { return "off-by-one" }
+
+func (b offByOne) Status() accel.Status {
+	st := b.Backend.Status()
+	st.Name = "off-by-one"
+	return st
+}
+
+func (b offByOne) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
+	if err := b.Backend.MatMul(ctx, out, a, bm, p); err != nil {
+		return err
+	}
+	y := hostmem.F32(out)
+	if y[0] == y[0] {
+		y[0] = math.Nextafter32(y[0], float32(math.Inf(1)))
+	}
+	return nil
+}
+
+// withOffByOne adds the off-by-one backend to the registry for t.
+func withOffByOne(t *testing.T) {
+	t.Cleanup(func() { openRegistry = accel.Open })
+	openRegistry = func(o accel.Options) *accel.Registry {
+		return accel.NewRegistry(ref.New(o.Threads), offByOne{ref.New(o.Threads)})
+	}
+}
+
+func exitCode(err error) int {
+	var exit exitError
+	if errors.As(err, &exit) {
+		return exit.code
+	}
+	return -1
+}
+
+func TestConformanceStrictRef(t *testing.T) {
+	stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref", "--quick")
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, stdout, stderr)
+	}
+	for _, want := range []string{"OP ", "matmul     ref", "tsne_step  ref", "ref: 136 of 136 cases bit-exact with ref, max 0 ulp, 0 failures (strict mode"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if stderr != "" {
+		t.Errorf("stderr (no progress bar unless asked): %q", stderr)
+	}
+}
+
+// Against the contract's transcription, ref is bit-exact too.
+func TestConformanceReferenceSpec(t *testing.T) {
+	stdout, _, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref", "--reference", "spec", "--quick", "--repeat", "1")
+	if err != nil || !strings.Contains(stdout, "ref: 136 of 136 cases bit-exact with spec, max 0 ulp, 0 failures") {
+		t.Errorf("error %v, output:\n%s", err, stdout)
+	}
+}
+
+func TestConformanceRefOrt(t *testing.T) {
+	ortAvailable(t)
+	stdout, stderr, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick")
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, stdout, stderr)
+	}
+	t.Logf("\n%s", stdout)
+	// ort's matmul is not bit-exact: its row shows a real distance.
+	row := regexp.MustCompile(`(?m)^matmul +ort +22 +(\d+)/22 +[\d.]+% +([\d,]+) `).FindStringSubmatch(stdout)
+	if row == nil || row[1] == "22" || row[2] == "0" {
+		t.Errorf("no ort matmul row with a distance: %q\n%s", row, stdout)
+	}
+	if !strings.Contains(stdout, "relu       ort") || !strings.Contains(stdout, "(fast mode") {
+		t.Errorf("output:\n%s", stdout)
+	}
+}
+
+func TestConformanceJSON(t *testing.T) {
+	ortAvailable(t)
+	stdout, _, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick", "--repeat", "2", "--format", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Mode    string                    `json:"mode"`
+		Machine map[string]any            `json:"machine"`
+		Results []map[string]any          `json:"results"`
+		Summary map[string]map[string]any `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	if rep.Mode != "fast" || rep.Machine["cpus"] == nil || len(rep.Results) != 2*136 {
+		t.Fatalf("mode %q, machine %v, %d results", rep.Mode, rep.Machine, len(rep.Results))
+	}
+	fields := []string{"op", "backend", "case", "mode", "bit_exact", "share_identical", "max_ulp", "mean_ulp",
+		"nan_inf_mismatches", "run_to_run_stable", "thread_invariant", "batch_invariant"}
+	var ortMax float64
+	for _, r := range rep.Results {
+		for _, f := range fields {
+			if _, ok := r[f]; !ok {
+				t.Fatalf("result lacks %q: %v", f, r)
+			}
+		}
+		if r["backend"] == "ref" && (r["bit_exact"] != true || r["run_to_run_stable"] != true || r["thread_invariant"] != true) {
+			t.Errorf("ref: %v", r)
+		}
+		if r["backend"] == "ort" && r["op"] == "matmul" {
+			ortMax = max(ortMax, r["max_ulp"].(float64))
+		}
+	}
+	if ortMax == 0 {
+		t.Error("ort's matmul agrees with ref bit for bit everywhere")
+	}
+	for _, name := range []string{"ref", "ort"} {
+		s := rep.Summary[name]
+		for _, f := range []string{"cases", "bit_exact_cases", "max_ulp", "failures"} {
+			if _, ok := s[f]; !ok {
+				t.Errorf("summary of %s lacks %q: %v", name, f, s)
+			}
+		}
+	}
+	if rep.Summary["ref"]["bit_exact_cases"] != float64(136) || rep.Summary["ort"]["failures"] != float64(0) {
+		t.Errorf("summary %v", rep.Summary)
+	}
+}
+
+func TestConformanceMarkdown(t *testing.T) {
+	stdout, _, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick", "--repeat", "1", "--format", "markdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| backend | matmul | conv2d | add_bias | relu | maxpool2d | softmax | tsne_step |\n| --- |",
+		"| ref | bit-exact (22/22) | bit-exact (22/22) |",
+		"\n| ort | ",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// Strict mode skips ort, which does not claim the contract, and passes.
+func TestConformanceStrictSkipsOrt(t *testing.T) {
+	stdout, _, err := accelnode(t, "conformance", "--determinism", "strict", "--backends", "ort,ref", "--quick", "--repeat", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^matmul +ort +skipped: `).MatchString(stdout) || !strings.Contains(stdout, "ort: skipped: ") {
+		t.Errorf("output:\n%s", stdout)
+	}
+}
+
+// A backend that claims the contract and is one ulp off in one element of
+// matmul fails strict mode with exit code 1, and only reports in fast mode.
+func TestConformanceStrictFails(t *testing.T) {
+	withOffByOne(t)
+	stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--quick", "--format", "json")
+	if exitCode(err) != 1 {
+		t.Fatalf("error %v, want exit code 1\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "matmul/off-by-one/") || !strings.Contains(stderr, "max 1 ulp") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	var rep struct {
+		Summary map[string]struct {
+			MaxULP   int64 `json:"max_ulp"`
+			Failures int   `json:"failures"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Summary["off-by-one"]; s.MaxULP != 1 || s.Failures == 0 || rep.Summary["ref"].Failures != 0 {
+		t.Errorf("summary %+v", rep.Summary)
+	}
+
+	stdout, _, err = accelnode(t, "conformance", "--quick", "--repeat", "1")
+	if err != nil {
+		t.Fatalf("fast mode: %v\n%s", err, stdout)
+	}
+	if !regexp.MustCompile(`(?m)^matmul +off-by-one +22 +\d+/22 +[\d.]+% +1 `).MatchString(stdout) {
+		t.Errorf("output:\n%s", stdout)
+	}
+}
+
+func TestConformanceGuest(t *testing.T) {
+	digest := guesttest.Path(t, digestGuest)
+	hash := regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+	t.Run("fast", func(t *testing.T) {
+		ortAvailable(t)
+		stdout, _, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick", "--repeat", "1", "--format", "json", "--guest", digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Guest struct {
+				Runs []struct {
+					Backend string `json:"backend"`
+					SHA256  string `json:"stdout_sha256"`
+					Error   string `json:"error"`
+				} `json:"runs"`
+				Agree bool `json:"agree"`
+			} `json:"guest"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		runs := rep.Guest.Runs
+		if len(runs) != 2 || runs[0].Backend != "ref" || runs[1].Backend != "ort" {
+			t.Fatalf("runs %+v", runs)
+		}
+		for _, r := range runs {
+			if !hash.MatchString(r.SHA256) || r.Error != "" {
+				t.Errorf("run %+v", r)
+			}
+		}
+		t.Logf("ref %s, ort %s, agree %v", runs[0].SHA256, runs[1].SHA256, rep.Guest.Agree)
+	})
+
+	t.Run("strict", func(t *testing.T) {
+		stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref", "--quick", "--repeat", "1", "--guest", digest)
+		if err != nil {
+			t.Fatalf("%v\n%s%s", err, stdout, stderr)
+		}
+		if !regexp.MustCompile(`(?m)^  ref: stdout sha256 [0-9a-f]{64}$`).MatchString(stdout) || !strings.Contains(stdout, "every backend printed the same output") {
+			t.Errorf("output:\n%s", stdout)
+		}
+	})
+
+	t.Run("strict differs", func(t *testing.T) {
+		withOffByOne(t)
+		stdout, _, err := accelnode(t, "conformance", "--mode", "strict", "--quick", "--repeat", "1", "--guest", digest)
+		if exitCode(err) != 1 {
+			t.Fatalf("error %v, want exit code 1\n%s", err, stdout)
+		}
+		if !strings.Contains(stdout, "off-by-one: stdout sha256") || !strings.Contains(stdout, "guest: the backends' outputs differ") {
+			t.Errorf("output:\n%s", stdout)
+		}
+	})
+
+	t.Run("failing guest", func(t *testing.T) {
+		matmul := guesttest.Path(t, "github.com/accelnode/accelnode/examples/matmul")
+		stdout, _, err := accelnode(t, "conformance", "--backends", "ref", "--quick", "--repeat", "1", "--guest", matmul, "--", "-no-such-flag")
+		if exitCode(err) != 1 || !strings.Contains(stdout, "ref: error: exit code 2") {
+			t.Errorf("error %v, want exit code 1\n%s", err, stdout)
+		}
+	})
+}
+
+func TestConformanceUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mode", "loose"}, "unknown determinism mode"},
+		{[]string{"--mode", "checked"}, "strict or fast mode"},
+		{[]string{"--format", "xml"}, "unknown format"},
+		{[]string{"--backends", "ref,nope"}, `unknown backend "nope"`},
+		{[]string{"--repeat", "0"}, "invalid --repeat"},
+		{[]string{"--mode", "fast", "--determinism", "strict"}, "disagree"},
+		{[]string{"stray"}, "unexpected arguments"},
+		{[]string{"--reference", "nope"}, `unknown reference backend "nope"`},
+		{[]string{"--guest", "/nonexistent.wasm"}, "no such file"},
+	} {
+		_, _, err := accelnode(t, append([]string{"conformance", "--quick"}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestConformanceProgress(t *testing.T) {
+	_, stderr, err := accelnode(t, "conformance", "--backends", "ref", "--quick", "--repeat", "1", "--progress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "\r[") || !strings.Contains(stderr, "/136 matmul/ref/tiny-1x1x1/uniform") {
+		t.Errorf("stderr %q", stderr[:min(len(stderr), 300)])
+	}
+}
