@@ -8,8 +8,8 @@
 #   scripts/gpu-check.sh [DIR]         both, where Go and the GPU are on one machine
 #
 # DIR defaults to .gpu-check. The run writes full logs to DIR/logs. Set
-# ACCELNODE_CUDA_PATH where the CUDA libraries are in no standard place, and
-# QUICK=1 for a shorter benchmark pass.
+# ACCELNODE_CUDA_PATH where the CUDA libraries are in no standard place,
+# QUICK=1 for a shorter benchmark pass, and SKIP_BENCH=1 for the checks alone.
 set -euo pipefail
 
 cmd=${1:-all}
@@ -23,6 +23,7 @@ build() {
 	mkdir -p "$dir/guests"
 	export GOOS=linux GOARCH=amd64
 	go test -c -o "$dir/cuda.test" ./accel/cuda
+	go test -c -o "$dir/ref.test" ./accel/ref
 	go test -c -o "$dir/hostfn.test" ./hostfn
 	go build -o "$dir/accelnode" ./cmd/node
 	GOOS=wasip1 GOARCH=wasm go build -o "$dir/guests/resident.wasm" ./hostfn/testdata/guests/resident
@@ -51,6 +52,24 @@ run() {
 		grep -B2 -A12 -E '^\s*--- FAIL' "$logs/tests.log" | head -80
 	fi
 
+	echo "== conformance corpus: cuda against ref, strict (must be bit-identical) and fast"
+	"$dir/accelnode" conformance --mode strict --backends ref,cuda >"$logs/conformance-strict.log" 2>&1 || {
+		status=1
+		echo "strict conformance FAILED"
+	}
+	"$dir/accelnode" conformance --mode fast --backends ref,cuda >"$logs/conformance-fast.log" 2>&1 || echo "fast conformance run failed"
+	tail -n 12 "$logs/conformance-strict.log" "$logs/conformance-fast.log"
+
+	echo "== the CPU's strict kernels at every level this CPU has (AVX-512 where present)"
+	(cd "$dir" && ./ref.test -test.count=1) >"$logs/ref.log" 2>&1 || {
+		status=1
+		echo "ref tests FAILED"
+	}
+	tail -n 3 "$logs/ref.log"
+
+	if [[ ${SKIP_BENCH:-0} == 1 ]]; then
+		return $status
+	fi
 	echo "== benchmarks (each op waits for the GPU; medians in the logs)"
 	(cd "$dir" && ./cuda.test -test.run '^$' -test.bench 'MatMul|CublasDirect|TSNEStep|Conv2D' -test.benchtime "$bt" -test.count 3) \
 		>"$logs/bench-cuda.log" 2>&1 || echo "cuda benchmarks failed (see $logs/bench-cuda.log)"
