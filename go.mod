@@ -9,4 +9,4 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require golang.org/x/sys v0.44.0 // indirect
+require golang.org/x/sys v0.44.0

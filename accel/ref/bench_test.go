@@ -3,34 +3,51 @@ package ref
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
 )
 
-// BenchmarkMatMul times square products on every core.
+// BenchmarkMatMul times square products with every kernel level this CPU
+// runs, on one thread and on every core.
 func BenchmarkMatMul(b *testing.B) {
-	for _, n := range []int{256, 512, 1024} {
+	for _, n := range []int{256, 512, 1024, 2048} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, uint64(n)))
-			s := newSession(b, 0)
-			x := tensorF32(b, s, []int{n, n}, randF32(r, n*n))
-			y := tensorF32(b, s, []int{n, n}, randF32(r, n*n))
-			for b.Loop() {
-				out, err := s.MatMul(bg, x, y, accel.MatMulParams{})
-				if err != nil {
-					b.Fatal(err)
+			xs, ys := randF32(r, n*n), randF32(r, n*n)
+			for _, kern := range kernelLevels {
+				for _, threads := range benchThreads() {
+					b.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(b *testing.B) {
+						s := newSessionKernels(b, threads, kern)
+						x := tensorF32(b, s, []int{n, n}, xs)
+						y := tensorF32(b, s, []int{n, n}, ys)
+						for b.Loop() {
+							out, err := s.MatMul(bg, x, y, accel.MatMulParams{})
+							if err != nil {
+								b.Fatal(err)
+							}
+							s.Free(out)
+						}
+						flops := 2 * float64(n) * float64(n) * float64(n)
+						b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+					})
 				}
-				s.Free(out)
 			}
-			flops := 2 * float64(n) * float64(n) * float64(n)
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }
 
+// benchThreads are the thread counts benchmarks run at: one, and every core.
+func benchThreads() []int {
+	if p := runtime.GOMAXPROCS(0); p > 1 {
+		return []int{1, p}
+	}
+	return []int{1}
+}
+
 // BenchmarkConv2D times the first layer of an MNIST network and a 3x3 layer of
-// ResNet-50 on every core.
+// ResNet-50 on every core, with every kernel level this CPU runs.
 func BenchmarkConv2D(b *testing.B) {
 	for _, c := range []struct {
 		name                   string
@@ -42,22 +59,29 @@ func BenchmarkConv2D(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			r := rand.New(rand.NewPCG(2, 3))
-			s := newSession(b, 0)
-			x := tensorF32(b, s, []int{c.n, c.c, c.h, c.w}, randF32(r, c.n*c.c*c.h*c.w))
-			w := tensorF32(b, s, []int{c.oc, c.c, c.kh, c.kw}, randF32(r, c.oc*c.c*c.kh*c.kw))
-			bias := tensorF32(b, s, []int{c.oc}, randF32(r, c.oc))
-			p := accel.Conv2DParams{StrideH: 1, StrideW: 1, PadTop: c.pad, PadLeft: c.pad, PadBottom: c.pad, PadRight: c.pad, DilationH: 1, DilationW: 1, Groups: 1}
-			var outElems int
-			for b.Loop() {
-				out, err := s.Conv2D(bg, x, w, bias, p)
-				if err != nil {
-					b.Fatal(err)
-				}
-				outElems = out.Len()
-				s.Free(out)
+			xs := randF32(r, c.n*c.c*c.h*c.w)
+			ws := randF32(r, c.oc*c.c*c.kh*c.kw)
+			bs := randF32(r, c.oc)
+			for _, kern := range kernelLevels {
+				b.Run(kern.name, func(b *testing.B) {
+					s := newSessionKernels(b, 0, kern)
+					x := tensorF32(b, s, []int{c.n, c.c, c.h, c.w}, xs)
+					w := tensorF32(b, s, []int{c.oc, c.c, c.kh, c.kw}, ws)
+					bias := tensorF32(b, s, []int{c.oc}, bs)
+					p := accel.Conv2DParams{StrideH: 1, StrideW: 1, PadTop: c.pad, PadLeft: c.pad, PadBottom: c.pad, PadRight: c.pad, DilationH: 1, DilationW: 1, Groups: 1}
+					var outElems int
+					for b.Loop() {
+						out, err := s.Conv2D(bg, x, w, bias, p)
+						if err != nil {
+							b.Fatal(err)
+						}
+						outElems = out.Len()
+						s.Free(out)
+					}
+					flops := 2 * float64(outElems) * float64(c.c*c.kh*c.kw)
+					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
 			}
-			flops := 2 * float64(outElems) * float64(c.c*c.kh*c.kw)
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }

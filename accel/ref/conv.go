@@ -33,7 +33,10 @@ func validRange(size, out, stride, pad, off int) (lo, hi int) {
 // columns, each one work item. Within a rectangle the outputs start at +0
 // and receive, for c, kh and kw in order, the products of the inputs that lie
 // inside the image, so each output element sums its terms in the contract's
-// (c, kh, kw) order with padding skipped; the bias comes last.
+// (c, kh, kw) order with padding skipped; the bias comes last. With SIMD
+// kernels and a stride of 1 in W, the output rows that see every kernel row
+// are computed whole instead, one vector lane per output column, over all
+// channels and kernel taps in that same order (deepRow).
 func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
 	xs, ws, ys := x.Shape(), w.Shape(), out.Shape()
 	N, C, H, W := xs[0], xs[1], xs[2], xs[3]
@@ -53,6 +56,7 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 		ohLo[kh], ohHi[kh] = validRange(H, OH, p.StrideH, p.PadTop, kh*p.DilationH)
 	}
 	cols := newConvCols(W, OW, KW, p.StrideW, p.PadLeft, p.DilationW)
+	cols.taps = b.kern.taps
 
 	// Rectangles of whole rows where a row is cheap, else of columns.
 	perOutput := CG * KH * KW
@@ -65,7 +69,16 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 	colChunks := (OW + colStep - 1) / colStep
 	bands := (OH + bandRows - 1) / bandRows
 	plane := OH * OW
-	fused := KH == 3 && KW == 3 && p.StrideW == 1
+	// Output rows that see every kernel row. Without SIMD taps, those of
+	// a 3x3 kernel take its three rows in one pass per channel; with them,
+	// those of any kernel of stride 1 in W take every channel and every
+	// kernel row in one pass (deep).
+	allLo, allHi := 0, OH
+	for kh := range KH {
+		allLo, allHi = max(allLo, ohLo[kh]), min(allHi, ohHi[kh])
+	}
+	deep := cols.taps != nil && p.StrideW == 1
+	fused := !deep && KH == 3 && KW == 3 && p.StrideW == 1
 	return b.forEach(ctx, N*OC*bands*colChunks, func(item int) {
 		pl, rect := item/(bands*colChunks), item%(bands*colChunks)
 		n, oc := pl/OC, pl%OC
@@ -73,26 +86,40 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 		r0, r1 := rect/colChunks*bandRows, min((rect/colChunks+1)*bandRows, OH)
 		j0, j1 := rect%colChunks*colStep, min((rect%colChunks+1)*colStep, OW)
 		y := Y[pl*plane : (pl+1)*plane]
+		// The rows [fLo, fHi) take all their terms in one pass; the
+		// others one channel and one kernel row at a time.
+		fLo, fHi := max(allLo, r0), min(allHi, r1)
+		if fLo >= fHi || !deep && !fused {
+			fLo, fHi = r0, r0
+		}
+		// Deep rows are written whole, bias and canonicalisation
+		// included; every other output starts at +0.
 		for oh := r0; oh < r1; oh++ {
-			clear(y[oh*OW+j0 : oh*OW+j1])
+			if !deep || oh < fLo || oh >= fHi {
+				clear(y[oh*OW+j0 : oh*OW+j1])
+			}
+		}
+		if deep {
+			xg := X[(n*C+g*CG)*H*W : (n*C+g*CG+CG)*H*W]
+			wo := Wt[oc*CG*KH*KW : (oc+1)*CG*KH*KW]
+			mode, bv := tapsOut, float32(0)
+			if B != nil {
+				mode, bv = tapsOutBias, B[oc]
+			}
+			for oh := fLo; oh < fHi; oh++ {
+				ih := oh*p.StrideH - p.PadTop
+				cols.deepRow(y[oh*OW:(oh+1)*OW], xg[ih*W:], H*W, p.DilationH*W, wo, CG, KH, j0, j1, mode, bv)
+			}
 		}
 		for c := range CG {
 			xc := X[(n*C+g*CG+c)*H*W : (n*C+g*CG+c+1)*H*W]
 			wc := Wt[(oc*CG+c)*KH*KW : (oc*CG+c+1)*KH*KW]
-			// Rows that see all three kernel rows of a 3x3 kernel take
-			// them in one pass; the others one kernel row at a time.
-			fLo, fHi := r0, r0
 			if fused {
-				fLo, fHi = max(ohLo[0], ohLo[2], r0), min(ohHi[0], ohHi[2], r1)
-				if fLo < fHi {
-					w9 := (*[9]float32)(wc)
-					dh := p.DilationH * W
-					for oh := fLo; oh < fHi; oh++ {
-						ih := oh*p.StrideH - p.PadTop
-						cols.row3x3(y[oh*OW:(oh+1)*OW], xc[ih*W:ih*W+W], xc[ih*W+dh:ih*W+dh+W], xc[ih*W+2*dh:ih*W+2*dh+W], w9, j0, j1)
-					}
-				} else {
-					fLo, fHi = r0, r0
+				w9 := (*[9]float32)(wc)
+				dh := p.DilationH * W
+				for oh := fLo; oh < fHi; oh++ {
+					ih := oh*p.StrideH - p.PadTop
+					cols.row3x3(y[oh*OW:(oh+1)*OW], xc[ih*W:ih*W+W], xc[ih*W+dh:ih*W+dh+W], xc[ih*W+2*dh:ih*W+2*dh+W], w9, j0, j1)
 				}
 			}
 			for kh := range KH {
@@ -107,6 +134,9 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 			}
 		}
 		for oh := r0; oh < r1; oh++ {
+			if deep && fLo <= oh && oh < fHi {
+				continue // done
+			}
 			yr := y[oh*OW+j0 : oh*OW+j1]
 			if B == nil {
 				strictmath.CanonSlice(yr)
@@ -128,6 +158,8 @@ type convCols struct {
 	// With stride 1, outputs in [inLo, inHi) see every kernel column, and
 	// those in [edgeLo, edgeHi) see at least one.
 	inLo, inHi, edgeLo, edgeHi int
+	// taps, when not nil, is the SIMD kernel for the interior columns.
+	taps func(y, x []float32, dil, rs, cs int, w []float32, kw, kh, nc int, mode tapsMode, b float32)
 }
 
 func newConvCols(w, ow, kw, stride, pad, dil int) *convCols {
@@ -183,6 +215,10 @@ func (cc *convCols) row(y, x, wr []float32, j0, j1 int) {
 		return
 	}
 	ys := y[lo:hi]
+	if cc.taps != nil {
+		cc.taps(ys, x[lo+cc.off(0):hi+cc.off(len(wr)-1)], cc.dil, 0, 0, wr, len(wr), 1, 1, tapsAdd, 0)
+		return
+	}
 	switch len(wr) {
 	case 1:
 		o := cc.off(0)
@@ -220,6 +256,74 @@ func (cc *convCols) row3x3(y, x0, x1, x2 []float32, w *[9]float32, j0, j1 int) {
 		x0[lo+o0:hi+o0], x0[lo+o1:hi+o1], x0[lo+o2:hi+o2],
 		x1[lo+o0:hi+o0], x1[lo+o1:hi+o1], x1[lo+o2:hi+o2],
 		x2[lo+o0:hi+o0], x2[lo+o1:hi+o1], x2[lo+o2:hi+o2], w)
+}
+
+// deepRow computes the output columns [j0, j1) of the row y (stride 1) of
+// an output row that sees every kernel row, whole: each output is the sum
+// from +0 of the terms of the kernel w, nc channels of KH rows of KW
+// columns, in the order (c, kh, kw), where kernel row kh of channel c applies
+// to the input row x[c*cs+kh*rs : c*cs+kh*rs+W]; then the bias bv is added
+// (with mode tapsOutBias) and a NaN made canonical. The interior columns go
+// through the SIMD taps, the edge ones one at a time, skipping the kernel
+// columns in the padding.
+func (cc *convCols) deepRow(y, x []float32, cs, rs int, w []float32, nc, KH, j0, j1 int, mode tapsMode, bv float32) {
+	KW := len(w) / (nc * KH)
+	edge := func(ow int) {
+		s := cc.deepOne(0, x, cs, rs, w, nc, KH, KW, ow)
+		if mode == tapsOutBias {
+			s = s + bv
+		}
+		y[ow] = strictmath.Canon(s)
+	}
+	for ow := j0; ow < min(cc.inLo, j1); ow++ {
+		edge(ow)
+	}
+	for ow := max(cc.inHi, cc.inLo, j0); ow < j1; ow++ {
+		edge(ow)
+	}
+	lo, hi := max(cc.inLo, j0), min(cc.inHi, j1)
+	if lo >= hi {
+		return
+	}
+	xs := x[lo+cc.off(0) : (nc-1)*cs+(KH-1)*rs+hi+cc.off(KW-1)] // every input the taps read
+	cc.taps(y[lo:hi], xs, cc.dil, rs, cs, w, KW, KH, nc, mode, bv)
+}
+
+// deepOne returns s plus the terms of deepRow's kernel at the output column
+// ow, in the order (c, kh, kw), skipping the kernel columns that fall
+// outside the input.
+func (cc *convCols) deepOne(s float32, x []float32, cs, rs int, w []float32, nc, KH, KW, ow int) float32 {
+	if cc.dil != 1 {
+		tLo, tHi := validRange(cc.w, KW, cc.dil, cc.pad-ow, 0)
+		if tLo >= tHi {
+			return s
+		}
+		base := ow + cc.off(tLo)
+		for c := range nc {
+			for kh := range KH {
+				xr := x[c*cs+kh*rs+base:]
+				for t, wv := range w[(c*KH+kh)*KW+tLo : (c*KH+kh)*KW+tHi] {
+					s = s + float32(xr[t*cc.dil]*wv)
+				}
+			}
+		}
+		return s
+	}
+	// Kernel column t reads input column ow - pad + t.
+	tLo, tHi := max(0, cc.pad-ow), min(KW, cc.w+cc.pad-ow)
+	if tLo >= tHi {
+		return s
+	}
+	base, taps := ow-cc.pad+tLo, tHi-tLo
+	for c := range nc {
+		for kh := range KH {
+			xr := x[c*cs+kh*rs+base:][:taps]
+			for t, wv := range w[(c*KH+kh)*KW+tLo:][:taps] {
+				s = s + float32(xr[t]*wv)
+			}
+		}
+	}
+	return s
 }
 
 // tap9 adds the nine products w[t]·xt to y, in the order t = 0 … 8 for every

@@ -18,6 +18,15 @@ func newSession(tb testing.TB, threads int) *accel.Session {
 	return s
 }
 
+// newSessionKernels returns a strict session on a ref backend with threads
+// threads and the inner loops kern.
+func newSessionKernels(tb testing.TB, threads int, kern *kernels) *accel.Session {
+	tb.Helper()
+	s := accel.NewSession(newWithKernels(threads, kern), accel.Strict, accel.Limits{}, nil)
+	tb.Cleanup(s.Close)
+	return s
+}
+
 // tensorF32 returns an f32 tensor of shape holding data.
 func tensorF32(tb testing.TB, s *accel.Session, shape []int, data []float32) *accel.Tensor {
 	tb.Helper()

@@ -8,7 +8,8 @@ import (
 	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
-// Matmul blocking. One work item is a tile of C, mmRows x mmCols. Within a
+// Matmul blocking of the portable kernels (matmul_packed.go has the SIMD
+// ones). One work item is a tile of C, mmRows x mmCols. Within a
 // tile, k runs in blocks of mmDepth; for each block, a micro-kernel computes
 // 2 x 3 outputs at a time as dot products of two rows of A with three rows of
 // Bᵀ (both contiguous in k), keeping the six sums in registers and storing
@@ -30,15 +31,20 @@ const (
 	mmFewCols = 256
 )
 
-// MatMul computes C = A·B with A row-major [M, K] and Bᵀ row-major [N, K]:
-// whichever operand is not stored that way is transposed first, which costs
-// O(MK) or O(KN) against the product's O(MNK).
+// MatMul computes C = A·B. With SIMD kernels (and at least mmFewRows rows)
+// it packs A and B for their micro-kernel (matmulPacked). Otherwise it works
+// with A row-major [M, K] and Bᵀ row-major [N, K]: whichever operand is not
+// stored that way is transposed first, which costs O(MK) or O(KN) against
+// the product's O(MNK).
 func (b *Backend) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
 	m, k, n, err := accel.MatMulDims(a.Shape(), bm.Shape(), p)
 	if err != nil {
 		return err
 	}
 	A, Bt, C := f32(a), f32(bm), f32(out)
+	if kr := b.kern; kr.micro != nil && m >= mmFewRows {
+		return b.matmulPacked(ctx, kr, C, A, Bt, m, k, n, p)
+	}
 	if p.TransA { // stored [K, M]
 		A = transpose(A, k, m)
 	}
@@ -73,7 +79,7 @@ func (b *Backend) matmulFewRows(ctx context.Context, C, A, B []float32, m, k, n 
 				if kk%mmDepth == 0 && ctx.Err() != nil {
 					return // forEach reports the interruption
 				}
-				axpy(c, B[kk*n+j0:kk*n+j1], x)
+				b.axpy(c, B[kk*n+j0:kk*n+j1], x)
 			}
 			strictmath.CanonSlice(c)
 		}

@@ -4,6 +4,13 @@
 // (an explicit float32 conversion, so Go never fuses an FMA), and every NaN
 // written is canonical. Work is split across goroutines only along
 // independent outputs, so results do not depend on the thread count.
+//
+// On amd64 the inner loops of matmul and conv2d also come in AVX2 and AVX-512
+// assembly (kernels.go), chosen by the CPU at run time. They vectorise across
+// outputs: each vector lane owns one output and takes its products in the
+// contract's order, a multiply and then an add, never a fused multiply-add,
+// so every level computes the same bits. Building with the purego tag leaves
+// the portable Go code alone.
 package ref
 
 import (
@@ -20,34 +27,56 @@ import (
 
 func init() {
 	accel.Register("ref", func(o accel.Options) accel.Backend { return New(o.Threads) })
+	accel.Register("ref-portable", func(o accel.Options) accel.Backend { return NewPortable(o.Threads) })
 }
 
 // Backend is the reference backend. It is safe for concurrent use.
 type Backend struct {
 	threads int
 	device  string
+	kern    *kernels // the inner loops: SIMD where the CPU has it
+	name    string
 }
 
 var _ accel.Backend = (*Backend)(nil)
 
 // New returns a reference backend computing with threads goroutines; threads
-// <= 0 means runtime.GOMAXPROCS(0).
-func New(threads int) *Backend {
+// <= 0 means runtime.GOMAXPROCS(0). Its inner loops are the fastest this CPU
+// runs (AVX-512, AVX2 or portable Go on amd64); every choice gives the same
+// bits.
+func New(threads int) *Backend { return newWithKernels(threads, kernelLevels[0]) }
+
+// NewPortable returns a reference backend on the portable Go loops alone,
+// registered as "ref-portable": the same bits as New, for comparing the
+// SIMD kernels against (accelnode conformance --backends ref,ref-portable).
+func NewPortable(threads int) *Backend {
+	b := newWithKernels(threads, scalarKernels)
+	b.name = "ref-portable"
+	return b
+}
+
+// newWithKernels returns a reference backend whose inner loops are kern, one
+// of kernelLevels.
+func newWithKernels(threads int, kern *kernels) *Backend {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: threads, device: cpuinfo.Model()}
+	return &Backend{threads: threads, device: cpuinfo.Model() + ", " + kern.name + " kernels", kern: kern, name: "ref"}
 }
 
-func (b *Backend) Name() string { return "ref" }
+func (b *Backend) Name() string { return b.name }
 
 func (b *Backend) Status() accel.Status {
+	speed := 1 // above ref-portable, so auto takes the SIMD kernels
+	if b.kern == scalarKernels {
+		speed = 0
+	}
 	return accel.Status{
-		Name:          "ref",
+		Name:          b.name,
 		Available:     true,
 		Device:        b.device,
 		Deterministic: true,
-		Speed:         0,
+		Speed:         speed,
 		Threads:       b.threads,
 	}
 }

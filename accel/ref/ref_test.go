@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
@@ -39,8 +40,11 @@ func checkBits(t *testing.T, name string, got, want []float32) {
 
 func TestStatus(t *testing.T) {
 	st := New(0).Status()
-	if st.Name != "ref" || !st.Available || !st.Deterministic || st.Speed != 0 {
-		t.Errorf("status %+v, want available deterministic ref with speed 0", st)
+	if st.Name != "ref" || !st.Available || !st.Deterministic || st.Speed != 1 {
+		t.Errorf("status %+v, want available deterministic ref with speed 1", st)
+	}
+	if p := NewPortable(0).Status(); p.Name != "ref-portable" || !p.Deterministic || p.Speed != 0 || !strings.Contains(p.Device, "scalar kernels") {
+		t.Errorf("portable status %+v, want deterministic ref-portable with speed 0 on the scalar kernels", p)
 	}
 	if st.Threads != runtime.GOMAXPROCS(0) {
 		t.Errorf("threads %d, want GOMAXPROCS %d", st.Threads, runtime.GOMAXPROCS(0))

@@ -312,3 +312,18 @@ func TestConformanceProgress(t *testing.T) {
 		t.Errorf("stderr %q", stderr[:min(len(stderr), 300)])
 	}
 }
+
+// TestConformanceStrictCPU runs the whole corpus in strict mode on ref's
+// SIMD kernels and on its portable Go loops: every output must be the
+// contract's bits (against the literal transcription), so the command exits 0.
+func TestConformanceStrictCPU(t *testing.T) {
+	stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref,ref-portable", "--reference", "spec")
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, stdout, stderr)
+	}
+	for _, want := range []string{"ref: 283 of 283 cases bit-exact", "ref-portable: 283 of 283 cases bit-exact"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
