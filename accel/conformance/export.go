@@ -97,3 +97,13 @@ func SpecSoftmax(x []float32, l int) []float32 { return specSoftmax(x, l) }
 func SpecTSNEStep(rowPtr, cols []int32, vals, y, u, g []float32, p accel.TSNEParams) (newY, newU, newG []float32, kl float32) {
 	return specTSNEStep(rowPtr, cols, vals, y, u, g, p)
 }
+
+// RowSubsets lists the row ranges [lo, hi) of an M-row product that batch
+// invariance recomputes alone: the first row, the last and a middle block.
+func RowSubsets(m int) [][2]int { return rowSubsets(m) }
+
+// RowsOf returns rows lo..hi-1 of op(A), stored as a is: A is [M,K], or
+// [K,M] when transposed.
+func RowsOf(a []float32, m, k int, trans bool, lo, hi int) []float32 {
+	return rowsOf(a, m, k, trans, lo, hi)
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/conformance"
 )
 
 // Execute uploads the inputs to s, runs op with params on them, and returns
@@ -164,10 +165,10 @@ func Parts(c Case, in []Tensor) []Part {
 		if err != nil {
 			return nil
 		}
-		for _, rs := range rowSubsets(m) {
+		for _, rs := range conformance.RowSubsets(m) {
 			lo, hi := rs[0], rs[1]
 			a := in[0]
-			a.F32 = rowsOf(a.F32, m, k, p.TransA, lo, hi)
+			a.F32 = conformance.RowsOf(a.F32, m, k, p.TransA, lo, hi)
 			if p.TransA {
 				a.Shape = []int{k, hi - lo}
 			} else {
@@ -179,7 +180,7 @@ func Parts(c Case, in []Tensor) []Part {
 		x := in[0]
 		l := x.Shape[len(x.Shape)-1]
 		rows := len(x.F32) / l
-		for _, rs := range rowSubsets(rows) {
+		for _, rs := range conformance.RowSubsets(rows) {
 			lo, hi := rs[0], rs[1]
 			sub := Tensor{Name: x.Name, Shape: []int{hi - lo, l}, F32: slices.Clone(x.F32[lo*l : hi*l])}
 			parts = append(parts, Part{Name: fmt.Sprintf("rows %d..%d", lo, hi-1), Inputs: []Tensor{sub}, Offset: lo * l})
@@ -212,30 +213,4 @@ func Parts(c Case, in []Tensor) []Part {
 		parts = append(parts, part)
 	}
 	return parts
-}
-
-// rowSubsets lists row ranges [lo, hi) to recompute alone: the first row,
-// the last row and a block from the middle.
-func rowSubsets(m int) [][2]int {
-	if m < 2 {
-		return nil
-	}
-	subs := [][2]int{{0, 1}, {m - 1, m}}
-	if m >= 4 {
-		subs = append(subs, [2]int{m / 4, m/4 + m/2})
-	}
-	return subs
-}
-
-// rowsOf returns rows lo..hi-1 of op(A), stored as a is: A is [M,K], or
-// [K,M] when transposed.
-func rowsOf(a []float32, m, k int, trans bool, lo, hi int) []float32 {
-	if !trans {
-		return slices.Clone(a[lo*k : hi*k])
-	}
-	sub := make([]float32, 0, k*(hi-lo))
-	for kk := range k {
-		sub = append(sub, a[kk*m+lo:kk*m+hi]...)
-	}
-	return sub
 }
