@@ -97,28 +97,10 @@ func packA(dst, A []float32, i0, m, k, mr int, trans bool) {
 }
 
 // packB writes columns j0 … j0+nr-1 of B (columns past n as zeros) into dst
-// as dst[kk*nr+j] = B[kk, j0+j].
+// as dst[kk*nr+j] = B[kk, j0+j]. Columns of B are rows of Bᵀ, so this is
+// packA on B read transposed.
 func packB(dst, B []float32, j0, k, n, nr int, trans bool) {
-	dst = dst[:k*nr]
-	cols := min(nr, n-j0)
-	if !trans { // stored [K, N]: each k holds the panel's columns side by side
-		for kk := range k {
-			d := dst[kk*nr : kk*nr+nr]
-			copy(d, B[kk*n+j0:kk*n+j0+cols])
-			clear(d[cols:])
-		}
-		return
-	}
-	for j := range cols {
-		for kk, v := range B[(j0+j)*k : (j0+j+1)*k] {
-			dst[kk*nr+j] = v
-		}
-	}
-	for j := cols; j < nr; j++ {
-		for kk := range k {
-			dst[kk*nr+j] = 0
-		}
-	}
+	packA(dst, B, j0, n, k, nr, !trans)
 }
 
 // packedTile computes C[i0:i1, j0:j1] from the packed panels ap and bp, and
