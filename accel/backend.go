@@ -163,3 +163,38 @@ func ParseMode(s string) (Mode, error) {
 	}
 	return 0, fmt.Errorf("unknown determinism mode %q (want strict, checked or fast)", s)
 }
+
+// Device describes an accelerator for reports that relate a backend's speed
+// to its hardware: a benchmark's share of peak, say. Fields the driver does
+// not report are zero.
+type Device struct {
+	// Kind is the class of processor, such as "gpu".
+	Kind string `json:"kind"`
+	// Name is the model the driver reports, such as "NVIDIA H200".
+	Name string `json:"name"`
+	// Arch is the instruction-set generation, such as "sm_90".
+	Arch string `json:"arch,omitempty"`
+	// ComputeUnits counts the independent cores: streaming multiprocessors
+	// on an NVIDIA GPU.
+	ComputeUnits int `json:"compute_units"`
+	// ClockMHz is the peak core clock.
+	ClockMHz int `json:"clock_mhz,omitempty"`
+	// MemoryBytes is the device's own memory.
+	MemoryBytes uint64 `json:"memory_bytes"`
+	// MemoryClockMHz and MemoryBusBits describe the memory interface.
+	MemoryClockMHz int `json:"memory_clock_mhz,omitempty"`
+	MemoryBusBits  int `json:"memory_bus_bits,omitempty"`
+}
+
+// DeviceBackend is a Backend that computes on an accelerator rather than on
+// the host's CPU. Backends that do not implement it compute on the CPU.
+type DeviceBackend interface {
+	Backend
+	// Device describes the accelerator; false when the backend is
+	// unavailable.
+	Device() (Device, bool)
+	// CopyBandwidth copies bytes from one device buffer to another reps
+	// times and returns bytes read plus bytes written per second: the
+	// memory bandwidth a kernel can reach.
+	CopyBandwidth(ctx context.Context, bytes int64, reps int) (float64, error)
+}

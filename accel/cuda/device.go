@@ -26,6 +26,8 @@ type device struct {
 	major, minor int
 	totalMem     uint64
 	maxShared    int
+	// For reports only; zero where the driver no longer reports them.
+	clockKHz, memClockKHz, memBusBits int
 
 	jobs chan func()
 	quit chan struct{}
@@ -127,6 +129,19 @@ func (d *device) setUp() error {
 			return err
 		}
 		*a.dst = int(v)
+	}
+	for _, a := range []struct {
+		attr int32
+		dst  *int
+	}{
+		{attrClockRate, &d.clockKHz},
+		{attrMemoryClockRate, &d.memClockKHz},
+		{attrMemoryBusWidth, &d.memBusBits},
+	} {
+		var v int32
+		if drv.cuDeviceGetAttribute(&v, a.attr, d.dev) == cudaSuccess {
+			*a.dst = int(v)
+		}
 	}
 	if err := drv.check("cuDeviceTotalMem", drv.cuDeviceTotalMem(&d.totalMem, d.dev)); err != nil {
 		return err

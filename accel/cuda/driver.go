@@ -27,6 +27,9 @@ const (
 	attrComputeMajor        = 75
 	attrComputeMinor        = 76
 	attrMaxSharedOptin      = 97
+	attrClockRate           = 13 // kHz
+	attrMemoryClockRate     = 36 // kHz
+	attrMemoryBusWidth      = 37 // bits
 )
 
 // funcAttrMaxDynamicShared is CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
