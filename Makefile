@@ -16,8 +16,12 @@ deps:
 	$(GO) mod download
 	scripts/fetch-onnxruntime.sh .deps
 
+# The benchmark guest goes beside the binary, where `accelnode bench` looks
+# for it. -buildvcs=auto stamps the commit into the binary where git can
+# tell it, so that bench reports name the commit they measured.
 build: deps
-	$(GO) build -o $(BIN)/accelnode ./cmd/node
+	$(GO) build -buildvcs=auto -o $(BIN)/accelnode ./cmd/node
+	$(WASM_ENV) $(GO) build -o $(BIN)/bench.wasm ./internal/bench/guest
 	@mkdir -p $(BIN)/examples
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
@@ -27,7 +31,7 @@ build: deps
 # a node.
 test: deps
 	$(GO) vet ./...
-	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/...
+	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/... ./internal/bench/guest
 	$(GO) test ./...
 	$(GO) test -race -short ./accel/... ./engine/... ./models/...
 	$(GO) test -race -run 'TestConcurrentGuests|TestForeignHandle|TestModelConcurrentGuests' ./hostfn
@@ -46,6 +50,8 @@ demo: build
 	$(BIN)/accelnode run --determinism fast $(BIN)/examples/matmul.wasm -- -n 256
 	@echo
 	$(BIN)/accelnode run --determinism fast --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 256
+	@echo
+	$(BIN)/accelnode bench --quick --ops matmul,model
 
 # The figures in docs/benchmarks.md (about twenty minutes on two cores).
 bench: deps

@@ -50,19 +50,32 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// buildVersion is the module version and, when built from a checkout, its
+// commit (with "+dirty" for uncommitted changes).
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown build)"
+	}
+	version := info.Main.Version
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			version += " " + s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			version += "+dirty"
+		}
+	}
+	return version
+}
+
 func versionCommand(stdout io.Writer) error {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		fmt.Fprintln(stdout, "accelnode (unknown build)")
 		return nil
 	}
-	version := info.Main.Version
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" {
-			version += " " + s.Value
-		}
-	}
-	fmt.Fprintf(stdout, "accelnode %s %s\n", version, info.GoVersion)
+	fmt.Fprintf(stdout, "accelnode %s %s\n", buildVersion(), info.GoVersion)
 	for _, dep := range info.Deps {
 		fmt.Fprintf(stdout, "  %s %s\n", dep.Path, dep.Version)
 	}

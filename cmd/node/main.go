@@ -31,6 +31,9 @@ Usage:
   accelnode backends [--format table|json]         list backends and whether they can serve
   accelnode conformance [flags]                    check every backend against ref over a corpus
                                                    of cases (bit-exactness, ulps, invariances)
+  accelnode bench [flags]                          time matmul, conv2d, t-SNE and a whole model on
+                                                   every backend against the machine's peak and
+                                                   against plain WebAssembly
   accelnode version                                print the version
 
 Run 'accelnode COMMAND --help' for a command's flags.
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return backendsCommand(args[1:], stdout, stderr)
 	case "conformance":
 		return conformanceCommand(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		return versionCommand(stdout)
 	case "-h", "-help", "--help", "help":

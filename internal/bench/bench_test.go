@@ -1,0 +1,366 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/internal/bench/workload"
+	"github.com/accelnode/accelnode/internal/guesttest"
+)
+
+func ms(v ...float64) []time.Duration {
+	d := make([]time.Duration, len(v))
+	for i, x := range v {
+		d[i] = time.Duration(x * float64(time.Millisecond))
+	}
+	return d
+}
+
+func TestSummarize(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		times []time.Duration
+		want  Stats
+	}{
+		{"one", ms(2), Stats{Reps: 1, Median: 0.002, Min: 0.002, Max: 0.002}},
+		{"odd", ms(3, 1, 2), Stats{Reps: 3, Median: 0.002, Min: 0.001, Max: 0.003, Noise: 0.5}},
+		{"even", ms(4, 1, 2, 3), Stats{Reps: 4, Median: 0.0025, Min: 0.001, Max: 0.004, Noise: 0.4}},
+		// One slow outlier moves neither the median nor the noise much.
+		{"outlier", ms(10, 10, 10, 11, 1000), Stats{Reps: 5, Median: 0.010, Min: 0.010, Max: 1, Noise: 0}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Summarize(c.times)
+			near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-12+1e-9*math.Abs(b) }
+			if got.Reps != c.want.Reps || !near(got.Median, c.want.Median) || !near(got.Min, c.want.Min) ||
+				!near(got.Max, c.want.Max) || !near(got.Noise, c.want.Noise) {
+				t.Errorf("Summarize = %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestLookupGPU(t *testing.T) {
+	for _, c := range []struct{ driverName, want string }{
+		{"NVIDIA H200", "H200 SXM"},
+		{"NVIDIA H200 NVL", "H200 NVL"},
+		{"NVIDIA H100 80GB HBM3", "H100 SXM"},
+		{"NVIDIA H100 PCIe", "H100 PCIe"},
+		{"NVIDIA H100 NVL", "H100 NVL"},
+		{"NVIDIA A100-SXM4-80GB", "A100 80GB SXM"},
+		{"NVIDIA A100 80GB PCIe", "A100 80GB PCIe"},
+		{"NVIDIA A100-SXM4-40GB", "A100 40GB"},
+		{"NVIDIA L4", "L4"},
+		{"NVIDIA L40S", "L40S"},
+		{"NVIDIA L40", "L40"},
+		{"Tesla T4", "T4"},
+		{"NVIDIA A10G", "A10G"},
+		{"Tesla V100-SXM2-16GB", "V100 SXM2"},
+		{"NVIDIA GeForce RTX 4090", "GeForce RTX 4090"},
+		{"NVIDIA B300 SXM6 AC", ""},
+		{"NVIDIA GeForce GTX 1080", ""},
+	} {
+		part, ok := lookupGPU(c.driverName)
+		if ok != (c.want != "") || part.name != c.want {
+			t.Errorf("lookupGPU(%q) = %q, %v; want %q", c.driverName, part.name, ok, c.want)
+		}
+		if ok && (part.fp32TFLOPS <= 0 || part.bandwidthGBps <= 0) {
+			t.Errorf("%s: empty datasheet figures", part.name)
+		}
+	}
+}
+
+func TestDerivedFP32(t *testing.T) {
+	// An H200 as its driver reports it: 132 SMs of 128 FP32 lanes at
+	// 1980 MHz, the datasheet's 67 TFLOP/s.
+	h200 := accel.Device{Name: "NVIDIA H200", Arch: "sm_90", ComputeUnits: 132, ClockMHz: 1980}
+	if got := derivedFP32(h200) / 1e12; math.Abs(got-66.9) > 0.1 {
+		t.Errorf("derived H200 FP32 = %.2f TFLOP/s, want 66.9", got)
+	}
+	a100 := accel.Device{Arch: "sm_80", ComputeUnits: 108, ClockMHz: 1410}
+	if got := derivedFP32(a100) / 1e12; math.Abs(got-19.5) > 0.1 {
+		t.Errorf("derived A100 FP32 = %.2f TFLOP/s, want 19.5", got)
+	}
+	if got := derivedFP32(accel.Device{Arch: "sm_99", ComputeUnits: 10, ClockMHz: 1000}); got != 0 {
+		t.Errorf("an unknown architecture derives %g, want 0", got)
+	}
+}
+
+// TestDescribeMachine checks that the CPU's roofs are measured, not looked
+// up, and that a machine without a GPU backend lists no GPU.
+func TestDescribeMachine(t *testing.T) {
+	m, err := DescribeMachine(context.Background(), []accel.Backend{ref.New(1)}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.CPU.Model == "" || m.CPU.LogicalCPUs < 1 || m.CPU.FMAKernel == "" {
+		t.Errorf("CPU = %+v", m.CPU.CPU)
+	}
+	for name, f := range map[string]Figure{"FP32": m.CPU.PeakGFLOPS, "bandwidth": m.CPU.PeakGBps} {
+		if f.Source != "measured" || !(f.Value > 0) || f.Detail == "" {
+			t.Errorf("CPU %s peak = %+v, want a measured positive figure with its method", name, f)
+		}
+	}
+	if len(m.GPUs) != 0 {
+		t.Errorf("GPUs = %+v for the CPU backend alone", m.GPUs)
+	}
+	if r := m.roofFor("ref"); r.device != "cpu" || r.gflops != m.CPU.PeakGFLOPS.Value {
+		t.Errorf("ref's roof = %+v", r)
+	}
+}
+
+// unavailable is a backend that cannot serve here; the sweep must skip it
+// with its reason and never call it.
+type unavailable struct{ accel.Backend }
+
+func (unavailable) Name() string { return "gone" }
+func (unavailable) Status() accel.Status {
+	return accel.Status{Name: "gone", Reason: "its library is not installed"}
+}
+
+// fastOnly is ref claiming no contract, as ONNX Runtime does.
+type fastOnly struct{ *ref.Backend }
+
+func (fastOnly) Name() string { return "fast-only" }
+func (b fastOnly) Status() accel.Status {
+	st := b.Backend.Status()
+	st.Name, st.Deterministic = "fast-only", false
+	return st
+}
+
+func TestTargets(t *testing.T) {
+	regs := map[accel.Mode]*accel.Registry{
+		accel.Strict: accel.NewRegistry(ref.New(1), unavailable{}, fastOnly{ref.New(1)}),
+		accel.Fast:   accel.NewRegistry(ref.New(1), unavailable{}, fastOnly{ref.New(1)}),
+	}
+	targets, err := Targets(regs, []accel.Mode{accel.Strict, accel.Fast}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tg := range targets {
+		got = append(got, tg.Backend.Name()+" "+tg.Mode.String()+": "+tg.Skip)
+	}
+	want := []string{
+		"ref strict: ",
+		"gone strict: unavailable: its library is not installed",
+		"fast-only strict: does not implement the numerics contract, which strict mode requires",
+		"ref fast: its fast kernels are its strict ones, measured in strict mode",
+		"gone fast: unavailable: its library is not installed",
+		"fast-only fast: ",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("targets:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Fast mode alone measures ref too.
+	targets, _ = Targets(regs, []accel.Mode{accel.Fast}, []string{"ref"})
+	if len(targets) != 1 || targets[0].Skip != "" {
+		t.Errorf("fast-only targets for ref = %+v", targets)
+	}
+	if _, err := Targets(regs, []accel.Mode{accel.Fast}, []string{"nope"}); err == nil {
+		t.Error("an unknown backend name was accepted")
+	}
+}
+
+const guestPkg = "github.com/accelnode/accelnode/internal/bench/guest"
+
+// sweepReport runs a small sweep on ref and fast-only, with the
+// unavailable backend among the targets, through the real guest.
+func sweepReport(t *testing.T) *Report {
+	t.Helper()
+	if swept == nil {
+		swept = sweep1(t)
+	}
+	rep := *swept
+	rep.Results = append([]Result(nil), swept.Results...)
+	return &rep
+}
+
+// swept is the one sweep the tests share; it takes seconds.
+var swept *Report
+
+func sweep1(t *testing.T) *Report {
+	guest := guesttest.Build(t, guestPkg)
+	m, err := DescribeMachine(context.Background(), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	matmul, _ := workload.Find("matmul")
+	cnn, _ := workload.Find("model-cnn")
+	dense, _ := workload.Find("dense")
+	cfg := Config{
+		Points:        []workload.Point{matmul.At(16), matmul.At(32), dense.At(1), cnn.At(2)},
+		Budget:        workload.Budget{Warmup: 1, MinReps: 2, MaxReps: 3},
+		MaxRun:        time.Minute,
+		Guest:         guest,
+		HostCallBatch: 10,
+		Machine:       m,
+	}
+	var calls int
+	cfg.Progress = func(done, total int, what string) {
+		calls++
+		if done > total || (done < total && what == "") {
+			t.Errorf("progress %d/%d %q", done, total, what)
+		}
+	}
+	targets := []Target{{Backend: ref.New(1), Mode: accel.Strict}, {Backend: fastOnly{ref.New(1)}, Mode: accel.Fast},
+		{Backend: unavailable{}, Mode: accel.Fast, Skip: "unavailable: its library is not installed"}}
+	rep, err := Run(context.Background(), cfg, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls == 0 {
+		t.Error("no progress reported")
+	}
+	rep.Stamp(time.Unix(0, 0), "test", "accelnode bench")
+	return rep
+}
+
+func TestSweep(t *testing.T) {
+	rep := sweepReport(t)
+	// Four points on wasm, ref and fast-only.
+	if len(rep.Results) != 12 {
+		t.Fatalf("%d results, want 12", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		what := r.Workload + " " + r.Shape + " " + r.Backend
+		if !(r.Median > 0 && r.Min <= r.Median && r.Median <= r.Max && r.Reps >= 2 && r.GFLOPS > 0 && r.PeakShare > 0) {
+			t.Errorf("%s: implausible figures %+v", what, r)
+		}
+		if r.SpeedupVsWasm == nil || !(*r.SpeedupVsWasm > 0) {
+			t.Errorf("%s: no speedup over plain wasm", what)
+		}
+		if r.Backend != "wasm" && !(r.GuestMedian > 0) {
+			t.Errorf("%s: not measured through the guest", what)
+		}
+		if (r.Bound == "memory") != (r.GBps != nil) {
+			t.Errorf("%s: bound %s with GB/s %v", what, r.Bound, r.GBps)
+		}
+	}
+	if len(rep.HostCalls) != 2 {
+		t.Errorf("host calls = %+v, want ref and fast-only", rep.HostCalls)
+	}
+	for _, h := range rep.HostCalls {
+		if !(h.GuestNS > 0 && h.DirectNS > 0) {
+			t.Errorf("host call %+v", h)
+		}
+	}
+	if len(rep.Skipped) != 1 || rep.Skipped[0].Backend != "gone" || !strings.Contains(rep.Skipped[0].Reason, "not installed") {
+		t.Errorf("skipped = %+v, want the unavailable backend with its reason", rep.Skipped)
+	}
+}
+
+// TestJSONSchema pins the report's field names: other tools read them.
+func TestJSONSchema(t *testing.T) {
+	rep := sweepReport(t)
+	var buf bytes.Buffer
+	if err := rep.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	has := func(obj map[string]any, where string, keys ...string) {
+		for _, k := range keys {
+			if _, ok := obj[k]; !ok {
+				t.Errorf("%s lacks %q", where, k)
+			}
+		}
+	}
+	has(doc, "report", "schema", "date", "version", "command", "machine", "budget", "results", "host_calls", "skipped")
+	if doc["schema"] != Schema {
+		t.Errorf("schema = %v", doc["schema"])
+	}
+	machine := doc["machine"].(map[string]any)
+	has(machine, "machine", "os", "arch", "go_version", "cpu", "wasm_baseline")
+	cpu := machine["cpu"].(map[string]any)
+	has(cpu, "machine.cpu", "model", "logical_cpus", "features", "vector_bits", "peak_gflops", "peak_gbps")
+	has(cpu["peak_gflops"].(map[string]any), "peak_gflops", "value", "source")
+	for i, r := range doc["results"].([]any) {
+		has(r.(map[string]any), "results["+string(rune('0'+i%10))+"]", "op", "workload", "backend", "mode", "shape", "size",
+			"median_s", "min_s", "max_s", "noise", "reps", "gflops", "bound", "peak_share", "speedup_vs_wasm")
+	}
+	has(doc["host_calls"].([]any)[0].(map[string]any), "host_calls[0]", "backend", "mode", "guest_ns", "direct_ns", "overhead_ns")
+
+	back, err := ReadJSON(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Results) != len(rep.Results) || back.Machine.CPU.Model != rep.Machine.CPU.Model {
+		t.Error("the report does not survive a JSON round trip")
+	}
+	if _, err := ReadJSON(strings.NewReader(`{"schema":"other/9"}`)); err == nil {
+		t.Error("ReadJSON accepted another schema")
+	}
+}
+
+func TestCompare(t *testing.T) {
+	rep := sweepReport(t)
+	old := *rep
+	old.Results = append([]Result(nil), rep.Results...)
+	for i := range old.Results {
+		old.Results[i].Median *= 2
+	}
+	old.Results = old.Results[1:] // a point the old run lacks
+	ratios := rep.Ratios(&old)
+	if len(ratios) != len(rep.Results)-1 {
+		t.Errorf("%d ratios, want %d", len(ratios), len(rep.Results)-1)
+	}
+	for k, v := range ratios {
+		if math.Abs(v-2) > 1e-9 {
+			t.Errorf("%s: ratio %g, want 2", k, v)
+		}
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteComparison(&buf, &old); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "2.00×") {
+		t.Errorf("comparison lacks the ratios:\n%s", buf.String())
+	}
+}
+
+func TestTableAndPlot(t *testing.T) {
+	rep := sweepReport(t)
+	var buf bytes.Buffer
+	if err := rep.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"peak FP32", "measured", "WORKLOAD", "model-cnn", "VS WASM", "One tiny call", "Skipped:", "not installed"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"chart.svg", "chart.png"} {
+		path := filepath.Join(dir, name)
+		if err := Plot(rep, path); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "chart.svg" && !(bytes.Contains(data, []byte("<svg")) && bytes.Contains(data, []byte("matmul")) && bytes.Contains(data, []byte("CPU FP32 peak"))) {
+			t.Errorf("%s lacks the chart's svg, title or peak line", name)
+		}
+		if name == "chart.png" && !bytes.HasPrefix(data, []byte("\x89PNG")) {
+			t.Errorf("%s is not a PNG", name)
+		}
+	}
+	if err := Plot(rep, filepath.Join(dir, "chart.pdf")); err == nil {
+		t.Error("Plot accepted a .pdf")
+	}
+	if err := Plot(&Report{}, filepath.Join(dir, "empty.svg")); err == nil {
+		t.Error("Plot drew an empty report")
+	}
+}
