@@ -18,10 +18,10 @@ const Schema = "accelnode-bench/1"
 
 // Report is a sweep's outcome.
 type Report struct {
-	Schema  string `json:"schema"`
-	Date    string `json:"date"`
-	Version string `json:"version"`
-	Command string `json:"command"`
+	Schema  string  `json:"schema"`
+	Date    string  `json:"date"`
+	Version string  `json:"version"`
+	Command string  `json:"command"`
 	Machine Machine `json:"machine"`
 	Budget  Budget  `json:"budget"`
 	// Results has one entry per workload point and backend: the backend
@@ -229,7 +229,9 @@ func seconds(s float64) string {
 }
 
 // key identifies a result across reports.
-func (r Result) key() string { return fmt.Sprintf("%s|%d|%s|%s", r.Workload, r.Size, r.Backend, r.Mode) }
+func (r Result) key() string {
+	return fmt.Sprintf("%s|%d|%s|%s", r.Workload, r.Size, r.Backend, r.Mode)
+}
 
 // WriteComparison writes, for every result also in old, the ratio of old's
 // median time to this one's: above 1 is faster now.
