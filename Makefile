@@ -51,7 +51,7 @@ demo: build
 	@echo
 	$(BIN)/accelnode run --determinism fast --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 256
 	@echo
-	$(BIN)/accelnode bench --quick --ops matmul,model
+	$(BIN)/accelnode bench --quick --ops matmul-square,model
 
 # The figures in docs/benchmarks.md (about twenty minutes on two cores).
 bench: deps

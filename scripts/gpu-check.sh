@@ -25,7 +25,8 @@ build() {
 	go test -c -o "$dir/cuda.test" ./accel/cuda
 	go test -c -o "$dir/ref.test" ./accel/ref
 	go test -c -o "$dir/hostfn.test" ./hostfn
-	go build -o "$dir/accelnode" ./cmd/node
+	go build -buildvcs=auto -o "$dir/accelnode" ./cmd/node
+	GOOS=wasip1 GOARCH=wasm go build -o "$dir/bench.wasm" ./internal/bench/guest
 	GOOS=wasip1 GOARCH=wasm go build -o "$dir/guests/resident.wasm" ./hostfn/testdata/guests/resident
 	echo "built into $dir; copy it to the GPU machine and run: scripts/gpu-check.sh run $dir"
 }

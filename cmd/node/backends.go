@@ -50,14 +50,18 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// buildVersion is the module version and, when built from a checkout, its
-// commit (with "+dirty" for uncommitted changes).
+// buildVersion is the module version, which since Go 1.24 names the commit
+// of a build from a checkout ("+dirty" for uncommitted changes); where the
+// build has no version, the commit alone.
 func buildVersion() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "(unknown build)"
 	}
-	version := info.Main.Version
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	version := "(devel)"
 	for _, s := range info.Settings {
 		switch {
 		case s.Key == "vcs.revision":

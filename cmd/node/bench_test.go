@@ -77,7 +77,7 @@ func TestBenchQuick(t *testing.T) {
 	if err := os.WriteFile(old, []byte(stdout), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, err = accelnode(t, "bench", "--quick", "--ops", "matmul", "--sizes", "32", "--backends", "ref", "--mode", "strict", "--guest", guest, "--compare", old)
+	stdout, stderr, err = accelnode(t, "bench", "--quick", "--ops", "matmul-square", "--sizes", "32", "--backends", "ref", "--mode", "strict", "--guest", guest, "--compare", old)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
@@ -102,7 +102,7 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--min-reps", "0"}, "invalid budget"},
 		{[]string{"--compare", "/nonexistent.json"}, "no such file"},
 		{[]string{"--guest", "/nonexistent.wasm"}, "no such file"},
-		{[]string{"--backends", "nope", "--ops", "matmul", "--sizes", "8"}, "unknown backend"},
+		{[]string{"--backends", "nope", "--ops", "matmul-square", "--sizes", "8"}, "unknown backend"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		_, _, err := accelnode(t, append([]string{"bench"}, c.args...)...)
@@ -116,7 +116,7 @@ func TestBenchFlags(t *testing.T) {
 // measurements with the reason instead of failing.
 func TestBenchWithoutGuest(t *testing.T) {
 	t.Chdir(t.TempDir()) // no bin/bench.wasm here
-	stdout, stderr, err := accelnode(t, "bench", "--quick", "--ops", "matmul", "--sizes", "16", "--backends", "ref", "--mode", "strict")
+	stdout, stderr, err := accelnode(t, "bench", "--quick", "--ops", "matmul-square", "--sizes", "16", "--backends", "ref", "--mode", "strict")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}

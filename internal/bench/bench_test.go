@@ -193,9 +193,9 @@ func sweep1(t *testing.T) *Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	matmul, _ := workload.Find("matmul")
+	matmul, _ := workload.Find("matmul-square")
 	cnn, _ := workload.Find("model-cnn")
-	dense, _ := workload.Find("dense")
+	dense, _ := workload.Find("matmul-dense")
 	cfg := Config{
 		Points:        []workload.Point{matmul.At(16), matmul.At(32), dense.At(1), cnn.At(2)},
 		Budget:        workload.Budget{Warmup: 1, MinReps: 2, MaxReps: 3},
@@ -350,7 +350,7 @@ func TestTableAndPlot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if name == "chart.svg" && !(bytes.Contains(data, []byte("<svg")) && bytes.Contains(data, []byte("matmul")) && bytes.Contains(data, []byte("CPU FP32 peak"))) {
+		if name == "chart.svg" && !(bytes.Contains(data, []byte("<svg")) && bytes.Contains(data, []byte("matmul-square")) && bytes.Contains(data, []byte("CPU FP32 peak"))) {
 			t.Errorf("%s lacks the chart's svg, title or peak line", name)
 		}
 		if name == "chart.png" && !bytes.HasPrefix(data, []byte("\x89PNG")) {

@@ -152,7 +152,7 @@ func panel(r *Report, workload string) (*plot.Plot, error) {
 		roofLine.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
 		roofLine.Color = color.Gray{Y: uint8(60 + 60*i)}
 		p.Add(roofLine)
-		p.Legend.Add(fmt.Sprintf("%s %.0f", pk.label, pk.value), roofLine)
+		p.Legend.Add(fmt.Sprintf("%s %.0f GFLOP/s", pk.label, pk.value), roofLine)
 		hi = max(hi, pk.value)
 	}
 	if xlo == xhi { // one size: give the axis some width

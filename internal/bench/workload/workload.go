@@ -19,7 +19,7 @@ import (
 // Spec is a workload: one operation of the guest ABI on inputs whose shape
 // grows with Size.
 type Spec struct {
-	// Name identifies the workload, such as "conv2d-resnet50".
+	// Name identifies the workload, such as "matmul-dense" or "conv2d-resnet50".
 	Name string
 	// Op is the ABI operation it calls: matmul, conv2d, tsne_step or model.
 	Op string
@@ -38,10 +38,10 @@ const (
 )
 
 var specs = []Spec{
-	{Name: "matmul", Op: "matmul", SizeName: "n",
+	{Name: "matmul-square", Op: "matmul", SizeName: "n",
 		Summary: "square product [n,n]·[n,n]",
 		Sizes:   []int{64, 128, 256, 512, 1024, 2048, 4096, 8192}, Quick: []int{64, 128}},
-	{Name: "dense", Op: "matmul", SizeName: "rows",
+	{Name: "matmul-dense", Op: "matmul", SizeName: "rows",
 		Summary: fmt.Sprintf("dense layer [rows,%d]·[%d,%d]: tall and skinny; memory-bound at few rows", denseIn, denseIn, denseOut),
 		Sizes:   []int{1, 8, 64, 512, 4096, 32768}, Quick: []int{1, 16}},
 	{Name: "conv2d-mnist", Op: "conv2d", SizeName: "batch",
@@ -108,9 +108,9 @@ func (p Point) Validate() error {
 func (p Point) shapes() [][]int {
 	n := p.Size
 	switch p.Name {
-	case "matmul":
+	case "matmul-square":
 		return [][]int{{n, n}, {n, n}, {n, n}}
-	case "dense":
+	case "matmul-dense":
 		return [][]int{{n, denseIn}, {denseIn, denseOut}, {n, denseOut}}
 	case "conv2d-mnist", "conv2d-resnet50":
 		c := p.conv()
@@ -127,9 +127,9 @@ func (p Point) shapes() [][]int {
 func (p Point) Shape() string {
 	n := p.Size
 	switch p.Name {
-	case "matmul":
+	case "matmul-square":
 		return fmt.Sprintf("%dx%dx%d", n, n, n)
-	case "dense":
+	case "matmul-dense":
 		return fmt.Sprintf("%dx%dx%d", n, denseIn, denseOut)
 	case "conv2d-mnist", "conv2d-resnet50":
 		c := p.conv()
@@ -157,9 +157,9 @@ func dims(d []int) string {
 func (p Point) FLOPs() float64 {
 	n := float64(p.Size)
 	switch p.Name {
-	case "matmul":
+	case "matmul-square":
 		return 2 * n * n * n
-	case "dense":
+	case "matmul-dense":
 		return 2 * n * denseIn * denseOut
 	case "conv2d-mnist", "conv2d-resnet50":
 		c := p.conv()
@@ -250,7 +250,7 @@ func (p Point) Inputs() []Tensor {
 	}
 	s := p.shapes()
 	switch p.Name {
-	case "matmul", "dense":
+	case "matmul-square", "matmul-dense":
 		return []Tensor{f32("a", 1, s[0]...), f32("b", 1, s[1]...)}
 	case "conv2d-mnist", "conv2d-resnet50":
 		c := p.conv()

@@ -19,8 +19,8 @@ func TestFLOPsAndBytes(t *testing.T) {
 		flops, bytes float64
 		shape        string
 	}{
-		{"matmul", 4, 2 * 4 * 4 * 4, 4 * 3 * 16, "4x4x4"},
-		{"dense", 2, 2 * 2 * 1024 * 1024, 4 * (2*1024 + 1024*1024 + 2*1024), "2x1024x1024"},
+		{"matmul-square", 4, 2 * 4 * 4 * 4, 4 * 3 * 16, "4x4x4"},
+		{"matmul-dense", 2, 2 * 2 * 1024 * 1024, 4 * (2*1024 + 1024*1024 + 2*1024), "2x1024x1024"},
 		{"conv2d-mnist", 1, 2 * 32 * 26 * 26 * 9, 4 * (28*28 + 32*9 + 32*26*26), "1x1x28x28*32x1x3x3"},
 		{"conv2d-resnet50", 2, 2 * 2 * 64 * 56 * 56 * 64 * 9, 4 * (2*64*56*56*2 + 64*64*9), "2x64x56x56*64x64x3x3"},
 		{"tsne", 100, 13*100*99 + 12*100*90 + 20*100, 4*101 + 8*100*90 + 48*100, "N=100,nnz=9000"},
@@ -51,11 +51,11 @@ func TestValidate(t *testing.T) {
 		size int
 		ok   bool
 	}{
-		{"matmul", 1, true},
-		{"matmul", 0, false},
+		{"matmul-square", 1, true},
+		{"matmul-square", 0, false},
 		{"tsne", 90, false},
 		{"tsne", 91, true},
-		{"matmul", 1 << 16, false}, // 2^32 elements a matrix
+		{"matmul-square", 1 << 16, false}, // 2^32 elements a matrix
 	} {
 		s, _ := Find(c.name)
 		if err := s.At(c.size).Validate(); (err == nil) != c.ok {
