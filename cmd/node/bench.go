@@ -162,16 +162,27 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if *progress {
 			fmt.Fprintln(stderr)
 		}
-		return err
+		if rep == nil || ctx.Err() == nil {
+			return err
+		}
+		// Interrupted: keep what was measured, marked partial.
+		rep.Partial = true
 	}
 	rep.Stamp(time.Now(), buildVersion(), "accelnode "+strings.Join(append([]string{"bench"}, args...), " "))
+	if werr := writeBenchReport(rep, *format, *plotPath, old, stdout, stderr); werr != nil {
+		return werr
+	}
+	return err
+}
 
-	if *plotPath != "" {
-		if err := bench.Plot(rep, *plotPath); err != nil {
+func writeBenchReport(rep *bench.Report, format, plotPath string, old *bench.Report, stdout, stderr io.Writer) error {
+
+	if plotPath != "" && len(rep.Results) > 0 {
+		if err := bench.Plot(rep, plotPath); err != nil {
 			return err
 		}
 	}
-	if *format == "json" {
+	if format == "json" {
 		if err := rep.WriteJSON(stdout); err != nil {
 			return err
 		}
@@ -180,7 +191,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if old != nil {
 		w := stdout
-		if *format == "json" {
+		if format == "json" {
 			w = stderr // keep stdout one JSON document
 		}
 		fmt.Fprintln(w)

@@ -18,10 +18,12 @@ const Schema = "accelnode-bench/1"
 
 // Report is a sweep's outcome.
 type Report struct {
-	Schema  string  `json:"schema"`
-	Date    string  `json:"date"`
-	Version string  `json:"version"`
-	Command string  `json:"command"`
+	Schema  string `json:"schema"`
+	Date    string `json:"date"`
+	Version string `json:"version"`
+	Command string `json:"command"`
+	// Partial is set when the sweep was interrupted before its end.
+	Partial bool    `json:"partial,omitempty"`
 	Machine Machine `json:"machine"`
 	Budget  Budget  `json:"budget"`
 	// Results has one entry per workload point and backend: the backend
@@ -132,6 +134,9 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 // borderless tables.
 func (r *Report) WriteTable(w io.Writer) error {
 	m := r.Machine
+	if r.Partial {
+		fmt.Fprintln(w, "PARTIAL: the sweep was interrupted; these are the points measured before.")
+	}
 	fmt.Fprintf(w, "CPU: %s, %d logical CPUs, %s\n", m.CPU.Model, m.CPU.LogicalCPUs, strings.Join(m.CPU.Features, " "))
 	fmt.Fprintf(w, "  peak FP32 %s, memory %s\n", figure(m.CPU.PeakGFLOPS, "GFLOP/s"), figure(m.CPU.PeakGBps, "GB/s"))
 	for _, g := range m.GPUs {
