@@ -38,6 +38,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	format := fs.String("format", "table", "output format: table or json")
 	plotPath := fs.String("plot", "", "also draw GFLOP/s against size, one chart per workload, into FILE.svg or FILE.png")
 	comparePath := fs.String("compare", "", "also print each point's speedup against an earlier --format json report")
+	fromPath := fs.String("from", "", "measure nothing: print (and --plot, --compare) a saved --format json report, such as one from another machine")
 	guestPath := fs.String("guest", "", "the benchmark guest; empty means "+benchGuestName+" beside the accelnode binary or in ./bin")
 	progress := fs.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	minTime := fs.Duration("time", 0, "keep timing each point until this much time has passed (default 1s, 50ms with --quick)")
@@ -79,15 +80,16 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var old *bench.Report
 	if *comparePath != "" {
-		f, err := os.Open(*comparePath)
-		if err != nil {
-			return err
-		}
-		old, err = bench.ReadJSON(f)
-		f.Close()
-		if err != nil {
+		if old, err = readBenchReport(*comparePath); err != nil {
 			return fmt.Errorf("--compare %s: %w", *comparePath, err)
 		}
+	}
+	if *fromPath != "" {
+		rep, err := readBenchReport(*fromPath)
+		if err != nil {
+			return fmt.Errorf("--from %s: %w", *fromPath, err)
+		}
+		return writeBenchReport(rep, *format, *plotPath, old, stdout, stderr)
 	}
 	budget := workload.Budget{Warmup: *warmup, MinReps: *minReps, MaxReps: *maxReps, Time: *minTime}
 	if !set["time"] {
@@ -287,4 +289,13 @@ func loadBenchGuest(path string) ([]byte, string, error) {
 		}
 	}
 	return nil, fmt.Sprintf("no benchmark guest (looked in %s; `make build` builds it, or pass --guest)", strings.Join(places, ", ")), nil
+}
+
+func readBenchReport(path string) (*bench.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return bench.ReadJSON(f)
 }

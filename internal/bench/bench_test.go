@@ -364,3 +364,15 @@ func TestTableAndPlot(t *testing.T) {
 		t.Error("Plot drew an empty report")
 	}
 }
+
+// TestStaleGuest checks that a guest that is not this node's benchmark
+// guest is refused before anything is timed, with the remedy.
+func TestStaleGuest(t *testing.T) {
+	other := guesttest.Build(t, "github.com/accelnode/accelnode/hostfn/testdata/guests/callbench")
+	matmul, _ := workload.Find("matmul-square")
+	cfg := Config{Points: []workload.Point{matmul.At(8)}, Budget: workload.Budget{MinReps: 1, MaxReps: 1}, Guest: other}
+	_, err := Run(context.Background(), cfg, []Target{{Backend: ref.New(1), Mode: accel.Strict}})
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Errorf("Run with another guest = %v, want a refusal naming make build", err)
+	}
+}

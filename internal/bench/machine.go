@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/accelnode/accelnode/accel"
@@ -88,8 +89,8 @@ func DescribeMachine(ctx context.Context, backends []accel.Backend, quick bool) 
 
 	for _, b := range backends {
 		db, ok := b.(accel.DeviceBackend)
-		if !ok || !b.Status().Available {
-			continue
+		if !ok || !b.Status().Available || slices.ContainsFunc(m.GPUs, func(g GPU) bool { return g.Backend == b.Name() }) {
+			continue // a backend opened in two modes is one device
 		}
 		d, ok := db.Device()
 		if !ok {

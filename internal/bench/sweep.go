@@ -197,6 +197,15 @@ func (s *sweep) openEngines(ctx context.Context) error {
 	if s.plainMod, err = s.plain.Compile(ctx, s.cfg.Guest); err != nil {
 		return fmt.Errorf("compile the benchmark guest: %w", err)
 	}
+	// A guest built from other workload definitions would time other work.
+	var out bytes.Buffer
+	inv := engine.Invocation{Name: "bench", Args: []string{"-fingerprint"}, Stdout: &out}
+	if _, err := hostfn.Run(ctx, s.plain, s.plainMod, inv, hostfn.Config{Backend: ref.New(1)}); err != nil {
+		return fmt.Errorf("the benchmark guest does not report its workloads (%w), so it predates this node; rebuild it with `make build`", err)
+	}
+	if got, want := strings.TrimSpace(out.String()), workload.Fingerprint(); got != want {
+		return fmt.Errorf("the benchmark guest was built from other workloads (fingerprint %q, this node's %q); rebuild it with `make build`", got, want)
+	}
 	return nil
 }
 

@@ -47,7 +47,12 @@ func main() {
 	maxReps := flag.Int("max-reps", 50, "timed runs at most")
 	budget := flag.Duration("time", time.Second, "keep timing until this much time has passed")
 	batch := flag.Int("batch", 1000, "calls per timed run, with -workload call")
+	fingerprint := flag.Bool("fingerprint", false, "print the workloads' fingerprint and exit")
 	flag.Parse()
+	if *fingerprint {
+		fmt.Println(workload.Fingerprint())
+		return
+	}
 
 	b := workload.Budget{Warmup: *warmup, MinReps: *minReps, MaxReps: *maxReps, Time: *budget}
 	times, err := run(*way, *name, *size, *batch, b)

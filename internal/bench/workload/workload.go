@@ -8,6 +8,7 @@ package workload
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -306,4 +307,21 @@ func (p Point) tsneInputs(r *rand.Rand) []Tensor {
 		{Name: "update", Shape: []int{n, 2}, F32: make([]float32, 2*n)},
 		{Name: "gains", Shape: []int{n, 2}, F32: gains},
 	}
+}
+
+// inputsVersion changes whenever Inputs draws different data or an op is
+// called differently, so that Fingerprint tells a stale guest.
+const inputsVersion = 1
+
+// Fingerprint identifies the workloads' definitions, so that the node can
+// refuse a benchmark guest built from other ones.
+func Fingerprint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v%d", inputsVersion)
+	for _, s := range specs {
+		fmt.Fprintf(&b, ";%s:%s:%s", s.Name, s.Op, s.SizeName)
+	}
+	sum := fnv.New64a()
+	sum.Write([]byte(b.String()))
+	return fmt.Sprintf("%016x", sum.Sum64())
 }
