@@ -53,8 +53,10 @@ demo: build
 	@echo
 	$(BIN)/accelnode bench --quick --ops matmul-square,model
 
-# The figures in docs/benchmarks.md (about twenty minutes on two cores).
-bench: deps
+# The figures in docs/benchmarks.md (about forty minutes on two cores): the
+# accelnode bench sweep, then the per-package benchmarks.
+bench: build
+	$(BIN)/accelnode bench --format json --plot docs/bench/dev.svg > docs/bench/dev.json
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/ref
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/ort
 	$(GO) test -run '^$$' -bench 'HostCallRaw' -benchtime 5x -count 3 ./hostfn

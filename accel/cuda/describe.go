@@ -76,5 +76,8 @@ func (b *Backend) CopyBandwidth(ctx context.Context, bytes int64, reps int) (flo
 	if err != nil {
 		return 0, b.dev.failed("copy bandwidth", err)
 	}
+	if elapsed <= 0 {
+		return 0, fmt.Errorf("cuda: copy bandwidth: %d copies of %d bytes took no measurable time", reps, bytes)
+	}
 	return 2 * float64(bytes) * float64(reps) / elapsed.Seconds(), nil
 }

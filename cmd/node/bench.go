@@ -37,6 +37,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	quick := fs.Bool("quick", false, "a short sweep: small sizes and short timing budgets")
 	format := fs.String("format", "table", "output format: table or json")
 	plotPath := fs.String("plot", "", "also draw GFLOP/s against size, one chart per workload, into FILE.svg or FILE.png")
+
 	comparePath := fs.String("compare", "", "also print each point's speedup against an earlier --format json report")
 	fromPath := fs.String("from", "", "measure nothing: print (and --plot, --compare) a saved --format json report, such as one from another machine")
 	guestPath := fs.String("guest", "", "the benchmark guest; empty means "+benchGuestName+" beside the accelnode binary or in ./bin")
@@ -44,8 +45,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	minTime := fs.Duration("time", 0, "keep timing each point until this much time has passed (default 1s, 50ms with --quick)")
 	minReps := fs.Int("min-reps", 3, "timed runs of each point at least")
 	maxReps := fs.Int("max-reps", 50, "timed runs of each point at most")
-	warmup := fs.Int("warmup", 1, "untimed runs before timing")
-	maxRun := fs.Duration("max-run", 0, "skip a point whose single run, extrapolated from the previous size, would take longer (default 10s, 2s with --quick)")
+	warmup := fs.Int("warmup", 1, "untimed runs before timing (plain WebAssembly skips it for runs predicted over 1 s, and runs once those over 2 s)")
+	maxRun := fs.Duration("max-run", 0, "skip a point whose single run, extrapolated from the previous size, would take longer; plain WebAssembly, which cannot be interrupted, predicts its first size at 0.2 GFLOP/s (default 10s, 2s with --quick)")
 	bf := addBackendFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -179,11 +180,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func writeBenchReport(rep *bench.Report, format, plotPath string, old *bench.Report, stdout, stderr io.Writer) error {
 
-	if plotPath != "" && len(rep.Results) > 0 {
-		if err := bench.Plot(rep, plotPath); err != nil {
-			return err
-		}
-	}
+	// The report first: a chart that cannot be drawn must not lose it.
 	if format == "json" {
 		if err := rep.WriteJSON(stdout); err != nil {
 			return err
@@ -197,7 +194,14 @@ func writeBenchReport(rep *bench.Report, format, plotPath string, old *bench.Rep
 			w = stderr // keep stdout one JSON document
 		}
 		fmt.Fprintln(w)
-		return rep.WriteComparison(w, old)
+		if err := rep.WriteComparison(w, old); err != nil {
+			return err
+		}
+	}
+	if plotPath != "" {
+		if err := bench.Plot(rep, plotPath); err != nil {
+			return fmt.Errorf("the report is written, but not the chart: %w", err)
+		}
 	}
 	return nil
 }

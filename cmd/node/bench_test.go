@@ -38,7 +38,7 @@ func TestBenchQuick(t *testing.T) {
 			} `json:"cpu"`
 		} `json:"machine"`
 		Results []struct {
-			Op, Workload, Backend, Shape string
+			Op, Workload, Backend, Shape, Device string
 			Median                       float64  `json:"median_s"`
 			GFLOPS                       float64  `json:"gflops"`
 			PeakShare                    float64  `json:"peak_share"`
@@ -55,7 +55,8 @@ func TestBenchQuick(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range rep.Results {
 		seen[r.Backend+" "+r.Op] = true
-		if !(r.Median > 0 && r.GFLOPS > 0 && r.PeakShare > 0) || r.Speedup == nil {
+		// A GPU missing from the datasheet table may have no known peak.
+		if !(r.Median > 0 && r.GFLOPS > 0 && r.PeakShare >= 0) || r.Speedup == nil || r.Device == "cpu" && !(r.PeakShare > 0) {
 			t.Errorf("%s %s on %s: %+v", r.Workload, r.Shape, r.Backend, r)
 		}
 	}

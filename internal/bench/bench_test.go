@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -204,12 +205,13 @@ func sweep1(t *testing.T) *Report {
 		HostCallBatch: 10,
 		Machine:       m,
 	}
-	var calls int
+	var calls, lastDone, lastTotal int
 	cfg.Progress = func(done, total int, what string) {
 		calls++
-		if done > total || (done < total && what == "") {
-			t.Errorf("progress %d/%d %q", done, total, what)
+		if done > total || done < lastDone || (done < total && what == "") || (done == total && what != "") {
+			t.Errorf("progress %d/%d %q after %d/%d", done, total, what, lastDone, lastTotal)
 		}
+		lastDone, lastTotal = done, total
 	}
 	targets := []Target{{Backend: ref.New(1), Mode: accel.Strict}, {Backend: fastOnly{ref.New(1)}, Mode: accel.Fast},
 		{Backend: unavailable{}, Mode: accel.Fast, Skip: "unavailable: its library is not installed"}}
@@ -217,8 +219,10 @@ func sweep1(t *testing.T) *Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls == 0 {
-		t.Error("no progress reported")
+	// Every measurement was made, so the bar counted each: 4 points × (wasm
+	// + 2 backends × 2 ways) + 2 host calls × 2 ways, then the final call.
+	if want := 4*5 + 4; calls != want+1 || lastDone != want || lastTotal != want {
+		t.Errorf("progress: %d calls ending at %d/%d, want %d ending at %d/%d", calls, lastDone, lastTotal, want+1, want, want)
 	}
 	rep.Stamp(time.Unix(0, 0), "test", "accelnode bench")
 	return rep
@@ -374,5 +378,84 @@ func TestStaleGuest(t *testing.T) {
 	_, err := Run(context.Background(), cfg, []Target{{Backend: ref.New(1), Mode: accel.Strict}})
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("Run with another guest = %v, want a refusal naming make build", err)
+	}
+}
+
+// TestResultFigures checks the derived figures against a fixed roof of 100
+// GFLOP/s and 10 GB/s, whose ridge is 10 FLOPs a byte.
+func TestResultFigures(t *testing.T) {
+	s := &sweep{cfg: Config{Machine: Machine{CPU: CPU{PeakGFLOPS: Figure{Value: 100}, PeakGBps: Figure{Value: 10}}}}}
+	square, _ := workload.Find("matmul-square")
+	dense, _ := workload.Find("matmul-dense")
+	for _, c := range []struct {
+		name      string
+		p         workload.Point
+		median    float64
+		bound     string
+		gflops    float64
+		peakShare float64
+	}{
+		// 2·512³ FLOPs over 3·512²·4 bytes: 85 FLOPs a byte, compute-bound.
+		{"square", square.At(512), 0.01, "compute", 2 * 512 * 512 * 512 / 0.01 / 1e9, 2 * 512 * 512 * 512 / 0.01 / 1e9 / 100},
+		// One row: 2·1024² FLOPs over about 4·1024² bytes, memory-bound.
+		{"gemv", dense.At(1), 0.001, "memory", 2 * 1024 * 1024 / 0.001 / 1e9, dense.At(1).Bytes() / 0.001 / 1e9 / 10},
+		// A clock too coarse to see the run: no rates, and still valid JSON.
+		{"zero median", square.At(8), 0, "compute", 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := s.result(c.p, "ref", "strict", Stats{Reps: 1, Median: c.median})
+			near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Abs(b) }
+			if r.Bound != c.bound || !near(r.GFLOPS, c.gflops) || !near(r.PeakShare, c.peakShare) || r.Device != "cpu" {
+				t.Errorf("result = bound %s, %g GFLOP/s, share %g on %s; want %s, %g, %g on cpu", r.Bound, r.GFLOPS, r.PeakShare, r.Device, c.bound, c.gflops, c.peakShare)
+			}
+			if (r.Bound == "memory") != (r.GBps != nil) {
+				t.Errorf("bound %s with GB/s %v", r.Bound, r.GBps)
+			}
+			if _, err := json.Marshal(r); err != nil {
+				t.Errorf("result does not encode: %v", err)
+			}
+		})
+	}
+}
+
+// device is ref presented as an accelerator: what DescribeMachine sees of a
+// GPU backend, here on any machine.
+type device struct {
+	*ref.Backend
+	name    string
+	dev     accel.Device
+	copyErr error
+}
+
+func (d device) Name() string                 { return d.name }
+func (d device) Device() (accel.Device, bool) { return d.dev, true }
+func (d device) CopyBandwidth(ctx context.Context, bytes int64, reps int) (float64, error) {
+	return 3000e9, d.copyErr
+}
+
+func TestDescribeMachineGPU(t *testing.T) {
+	h200 := device{Backend: ref.New(1), name: "gpu-a", dev: accel.Device{Kind: "gpu", Name: "NVIDIA H200", Arch: "sm_90", ComputeUnits: 132, ClockMHz: 1980}}
+	unknown := device{Backend: ref.New(1), name: "gpu-b", dev: accel.Device{Kind: "gpu", Name: "Future GPU", Arch: "sm_90", ComputeUnits: 100, ClockMHz: 2000}}
+	noCopy := device{Backend: ref.New(1), name: "gpu-c", dev: accel.Device{Kind: "gpu", Name: "Odd GPU", Arch: "sm_99"}, copyErr: errors.New("no copy")}
+	// The same backend opened in two modes is one device.
+	m, err := DescribeMachine(context.Background(), []accel.Backend{h200, h200, unknown, noCopy}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.GPUs) != 3 {
+		t.Fatalf("%d GPUs, want 3: %+v", len(m.GPUs), m.GPUs)
+	}
+	a, b, c := m.GPUs[0], m.GPUs[1], m.GPUs[2]
+	if a.PeakGFLOPS.Source != "table" || a.PeakGFLOPS.Value != 67000 || a.PeakGBps.Source != "table" || a.CopyGBps != 3000 {
+		t.Errorf("known part: %+v", a)
+	}
+	if b.PeakGFLOPS.Source != "derived" || math.Abs(b.PeakGFLOPS.Value-100*128*2*2000e6/1e9) > 1e-6 || b.PeakGBps.Source != "measured" || b.PeakGBps.Value != 3000 {
+		t.Errorf("unknown part: %+v", b)
+	}
+	if c.PeakGFLOPS.Value != 0 || c.PeakGBps.Value != 0 || c.CopyGBps != 0 {
+		t.Errorf("a part with neither table entry, known architecture nor copy: %+v", c)
+	}
+	if r := m.roofFor("gpu-a"); r.device != "gpu" || r.gflops != 67000 || r.gbps != 4800 {
+		t.Errorf("gpu-a's roof = %+v", r)
 	}
 }

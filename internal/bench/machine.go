@@ -68,18 +68,20 @@ func measureTime(quick bool) time.Duration {
 func DescribeMachine(ctx context.Context, backends []accel.Backend, quick bool) (Machine, error) {
 	m := Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version(), Wasm: wasmBaseline}
 	m.CPU.CPU = cpupeak.Detect()
-	threads := runtime.NumCPU()
+	threads := runtime.GOMAXPROCS(0) // what the backends may use
 	peak, err := cpupeak.MeasureFP32(ctx, threads, measureTime(quick))
 	if err != nil {
 		return m, fmt.Errorf("measure the CPU's FP32 peak: %w", err)
 	}
 	m.CPU.PeakGFLOPS = Figure{Value: peak.FLOPS / 1e9, Source: "measured",
 		Detail: fmt.Sprintf("%s FMA throughput kernel on %d threads", peak.Kernel, peak.Threads)}
-	// Per thread, source and destination together: well beyond any cache.
+	// Per thread, source and destination together: well beyond any cache,
+	// and no more than 4 GiB in all on a many-core host.
 	bwBytes := int64(128 << 20)
 	if quick {
 		bwBytes = 64 << 20
 	}
+	bwBytes = max(16<<20, min(bwBytes, (4<<30)/int64(threads)))
 	bw, err := cpupeak.MeasureBandwidth(ctx, threads, bwBytes, measureTime(quick))
 	if err != nil {
 		return m, fmt.Errorf("measure the CPU's memory bandwidth: %w", err)

@@ -23,7 +23,7 @@ import (
 func Plot(r *Report, path string) error {
 	var workloads []string
 	for _, res := range r.Results {
-		if !slices.Contains(workloads, res.Workload) {
+		if res.GFLOPS > 0 && !slices.Contains(workloads, res.Workload) {
 			workloads = append(workloads, res.Workload)
 		}
 	}

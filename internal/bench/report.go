@@ -86,14 +86,16 @@ type Result struct {
 // HostCall is the cost of one tiny operation: a one-element relu and the
 // free of its result (Calls host calls).
 type HostCall struct {
-	Backend    string  `json:"backend"`
-	Mode       string  `json:"mode"`
-	Op         string  `json:"op"`
-	Elements   int     `json:"elements"`
-	Calls      int     `json:"calls"`
-	GuestNS    float64 `json:"guest_ns"`
+	Backend  string `json:"backend"`
+	Mode     string `json:"mode"`
+	Op       string `json:"op"`
+	Elements int    `json:"elements"`
+	Calls    int    `json:"calls"`
+	// GuestNS and OverheadNS are absent where the guest path was not
+	// measured.
+	GuestNS    float64 `json:"guest_ns,omitempty"`
 	DirectNS   float64 `json:"direct_ns"`
-	OverheadNS float64 `json:"overhead_ns"`
+	OverheadNS float64 `json:"overhead_ns,omitempty"`
 	Noise      float64 `json:"noise"`
 }
 

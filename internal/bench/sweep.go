@@ -136,8 +136,7 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 		if err := s.openEngines(ctx); err != nil {
 			return nil, err
 		}
-		defer s.node.Close(context.Background())
-		defer s.plain.Close(context.Background())
+		defer s.closeEngines()
 	}
 
 	var active []Target
@@ -181,14 +180,17 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 	return s.rep, nil
 }
 
-func (s *sweep) openEngines(ctx context.Context) error {
-	var err error
+func (s *sweep) openEngines(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			s.closeEngines()
+		}
+	}()
 	mods := []engine.HostModule{hostfn.Module{}}
 	if s.node, err = engine.New(ctx, engine.Config{HostModules: mods}); err != nil {
 		return err
 	}
 	if s.plain, err = engine.New(ctx, engine.Config{HostModules: mods, Uninterruptible: true}); err != nil {
-		s.node.Close(ctx)
 		return err
 	}
 	if s.nodeMod, err = s.node.Compile(ctx, s.cfg.Guest); err != nil {
@@ -209,6 +211,15 @@ func (s *sweep) openEngines(ctx context.Context) error {
 	return nil
 }
 
+func (s *sweep) closeEngines() {
+	for _, e := range []*engine.Engine{s.node, s.plain} {
+		if e != nil {
+			e.Close(context.Background())
+		}
+	}
+	s.node, s.plain = nil, nil
+}
+
 func (s *sweep) progress(what string) {
 	if s.cfg.Progress != nil {
 		if what == "" {
@@ -222,10 +233,25 @@ func (s *sweep) progress(what string) {
 
 func (s *sweep) skip(k Skip) { s.rep.Skipped = append(s.rep.Skipped, k) }
 
+// Extrapolation by FLOPs holds for compute-bound runs only: a run shorter
+// than minPredictive is mostly call and launch latency, which does not grow
+// with the work.
+const minPredictive = 10 * time.Millisecond
+
+// plainSeedRate is a slow plain-WebAssembly rate, below every workload's on
+// the machines measured, for predicting a plain series' first point: its
+// runs cannot be interrupted, so an hour-long one must not start.
+const plainSeedRate = 0.2e9 // FLOP/s
+
 // predict extrapolates one run of p in the series from its last point.
 func (s *sweep) predict(k series, p workload.Point) (time.Duration, bool) {
 	last, ok := s.last[k]
-	if !ok || last[0] <= 0 {
+	switch {
+	case k.way == "plain" && (!ok || last[0] <= 0 || last[1] <= 0):
+		return time.Duration(p.FLOPs() / plainSeedRate * 1e9), true
+	case k.way == "plain":
+		return time.Duration(last[1] * p.FLOPs() / last[0] * 1e9), true
+	case !ok || last[0] <= 0 || time.Duration(last[1]*1e9) < minPredictive:
 		return 0, false
 	}
 	return time.Duration(last[1] * p.FLOPs() / last[0] * 1e9), true
@@ -326,8 +352,10 @@ func (s *sweep) measure(ctx context.Context, p workload.Point, t Target, wasm *R
 			served = r.GuestMedian
 		}
 		r.WasmMedian = wasm.Median
-		sp := wasm.Median / served
-		r.SpeedupVsWasm = &sp
+		if served > 0 {
+			sp := wasm.Median / served
+			r.SpeedupVsWasm = &sp
+		}
 	}
 	s.rep.Results = append(s.rep.Results, r)
 	return nil
@@ -414,6 +442,9 @@ func (s *sweep) hostCall(ctx context.Context, t Target) error {
 			return err
 		}
 		s.skip(Skip{Workload: "host-call", Backend: name, Mode: mode, Reason: err.Error()})
+		if s.cfg.Guest != nil {
+			s.done++ // nor through the guest
+		}
 		return nil
 	}
 	hc.DirectNS = direct.Median / float64(batch) * 1e9
@@ -469,7 +500,10 @@ func (s *sweep) result(p workload.Point, backend, mode string, st Stats) Result 
 	}
 	rf := s.cfg.Machine.roofFor(backend)
 	r.Device = rf.device
-	if rf.gflops > 0 && rf.gbps > 0 && r.FLOPs/r.Bytes < rf.gflops/rf.gbps {
+	if st.Median <= 0 { // a clock too coarse to time the point: no rates
+		return r
+	}
+	if rf.gflops > 0 && rf.gbps > 0 && r.Bytes > 0 && r.FLOPs/r.Bytes < rf.gflops/rf.gbps {
 		r.Bound = "memory"
 		gbps := r.Bytes / st.Median / 1e9
 		r.GBps = &gbps

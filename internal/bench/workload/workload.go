@@ -7,12 +7,14 @@
 package workload
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/accelnode/accelnode/accel"
 )
@@ -92,6 +94,9 @@ func (p Point) Validate() error {
 	}
 	if p.Op == "tsne_step" && p.Size <= tsneNeighbours {
 		return fmt.Errorf("%s: %d points are too few for %d neighbours", p.Name, p.Size, tsneNeighbours)
+	}
+	if b := p.Bytes(); b > float64(accel.DefaultLimits.MaxBytes) {
+		return fmt.Errorf("%s at %s %d: its tensors need %.1f GiB, over a session's %d GiB", p.Name, p.SizeName, p.Size, b/(1<<30), accel.DefaultLimits.MaxBytes>>30)
 	}
 	for _, t := range p.shapes() {
 		n := 1
@@ -309,19 +314,22 @@ func (p Point) tsneInputs(r *rand.Rand) []Tensor {
 	}
 }
 
-// inputsVersion changes whenever Inputs draws different data or an op is
-// called differently, so that Fingerprint tells a stale guest.
-const inputsVersion = 1
-
 // Fingerprint identifies the workloads' definitions, so that the node can
-// refuse a benchmark guest built from other ones.
-func Fingerprint() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "v%d", inputsVersion)
+// refuse a benchmark guest built from other ones: every workload's shape,
+// counts, parameters and inputs at its smallest quick size, and the model.
+func Fingerprint() string { return fingerprint() }
+
+var fingerprint = sync.OnceValue(func() string {
+	h := fnv.New64a()
 	for _, s := range specs {
-		fmt.Fprintf(&b, ";%s:%s:%s", s.Name, s.Op, s.SizeName)
+		p := s.At(s.Quick[0])
+		fmt.Fprintf(h, "%s:%s:%s:%s:%g:%g:%+v:%+v;", s.Name, s.Op, s.SizeName, p.Shape(), p.FLOPs(), p.Bytes(), p.Conv2DParams(), p.TSNEParams())
+		for _, t := range p.Inputs() {
+			fmt.Fprintf(h, "%s%v", t.Name, t.Shape)
+			binary.Write(h, binary.LittleEndian, t.F32)
+			binary.Write(h, binary.LittleEndian, t.I32)
+		}
 	}
-	sum := fnv.New64a()
-	sum.Write([]byte(b.String()))
-	return fmt.Sprintf("%016x", sum.Sum64())
-}
+	h.Write(CNN())
+	return fmt.Sprintf("%016x", h.Sum64())
+})

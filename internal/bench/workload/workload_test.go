@@ -56,6 +56,8 @@ func TestValidate(t *testing.T) {
 		{"tsne", 90, false},
 		{"tsne", 91, true},
 		{"matmul-square", 1 << 16, false}, // 2^32 elements a matrix
+		{"matmul-square", 20000, false},   // 4.8 GB of tensors, over a session's 4 GiB
+		{"matmul-square", 8192, true},
 	} {
 		s, _ := Find(c.name)
 		if err := s.At(c.size).Validate(); (err == nil) != c.ok {
@@ -68,8 +70,9 @@ func TestValidate(t *testing.T) {
 }
 
 // TestBindRun runs every workload's quick sizes on ref: the inputs fit the
-// op, the model compiles, and the host and the guest draw the same inputs
-// (they are a function of the point alone).
+// op, the model compiles, runs free what they produce, and the inputs are a
+// function of the point alone (which is what lets the guest draw the same
+// ones; the fingerprint check compares the two sides).
 func TestBindRun(t *testing.T) {
 	reg := models.NewRegistry()
 	cnn, err := reg.Add(CNNName, CNN())
