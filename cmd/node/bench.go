@@ -109,7 +109,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 
-	cfg := bench.Config{Points: points, Budget: budget, MaxRun: *maxRun, HostCallBatch: pick(*quick, 200, 2000)}
+	cfg := bench.Config{Points: points, Budget: budget, MaxRun: *maxRun, HostCallBatch: pick(*quick, 200, 2000),
+		RemeasureCPU: true, Quick: *quick}
 	cfg.Guest, cfg.GuestMissing, err = loadBenchGuest(*guestPath)
 	if err != nil {
 		return err

@@ -39,10 +39,10 @@ func TestBenchQuick(t *testing.T) {
 		} `json:"machine"`
 		Results []struct {
 			Op, Workload, Backend, Shape, Device string
-			Median                       float64  `json:"median_s"`
-			GFLOPS                       float64  `json:"gflops"`
-			PeakShare                    float64  `json:"peak_share"`
-			Speedup                      *float64 `json:"speedup_vs_wasm"`
+			Median                               float64  `json:"median_s"`
+			GFLOPS                               float64  `json:"gflops"`
+			PeakShare                            float64  `json:"peak_share"`
+			Speedup                              *float64 `json:"speedup_vs_wasm"`
 		} `json:"results"`
 		Skipped []struct{ Backend, Reason string } `json:"skipped"`
 	}

@@ -204,6 +204,8 @@ func sweep1(t *testing.T) *Report {
 		Guest:         guest,
 		HostCallBatch: 10,
 		Machine:       m,
+		RemeasureCPU:  true,
+		Quick:         true,
 	}
 	var calls, lastDone, lastTotal int
 	cfg.Progress = func(done, total int, what string) {
@@ -457,5 +459,30 @@ func TestDescribeMachineGPU(t *testing.T) {
 	}
 	if r := m.roofFor("gpu-a"); r.device != "gpu" || r.gflops != 67000 || r.gbps != 4800 {
 		t.Errorf("gpu-a's roof = %+v", r)
+	}
+}
+
+// TestRemeasureCPU checks that a second measurement keeps the higher roof:
+// one measured low under a neighbour's load is replaced, a higher one kept.
+func TestRemeasureCPU(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		old      float64
+		replaced bool
+	}{
+		{"measured low", 1e-6, true},
+		{"measured high", 1e12, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := Machine{CPU: CPU{PeakGFLOPS: Figure{Value: c.old}, PeakGBps: Figure{Value: c.old}}}
+			if err := m.RemeasureCPU(context.Background(), true); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []Figure{m.CPU.PeakGFLOPS, m.CPU.PeakGBps} {
+				if (f.Value != c.old) != c.replaced || !strings.Contains(f.Detail, "before and after") {
+					t.Errorf("roof %g became %+v, replaced want %v", c.old, f, c.replaced)
+				}
+			}
+		})
 	}
 }

@@ -95,6 +95,9 @@ type Config struct {
 	// overhead makes.
 	HostCallBatch int
 	Machine       Machine
+	// RemeasureCPU measures the CPU's roofs again after the sweep and keeps
+	// the higher (Machine.RemeasureCPU); Quick shortens that measurement.
+	RemeasureCPU, Quick bool
 	// Progress, if set, is called before each measurement and once at the
 	// end with done == total.
 	Progress func(done, total int, what string)
@@ -174,6 +177,14 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 	for _, t := range active {
 		if err := s.hostCall(ctx, t); err != nil {
 			return s.rep, err
+		}
+	}
+	if cfg.RemeasureCPU {
+		if err := s.rep.Machine.RemeasureCPU(ctx, cfg.Quick); err != nil {
+			return s.rep, err
+		}
+		for i := range s.rep.Results {
+			s.rep.Results[i].applyRoof(s.rep.Machine.roofFor(s.rep.Results[i].Backend))
 		}
 	}
 	s.progress("")
@@ -498,10 +509,16 @@ func (s *sweep) result(p workload.Point, backend, mode string, st Stats) Result 
 	if st.Median > 0 {
 		r.GFLOPS = r.FLOPs / st.Median / 1e9
 	}
-	rf := s.cfg.Machine.roofFor(backend)
-	r.Device = rf.device
+	r.applyRoof(s.cfg.Machine.roofFor(backend))
+	return r
+}
+
+// applyRoof sets the result's bound and share of peak from rf.
+func (r *Result) applyRoof(rf roof) {
+	r.Device, r.Bound, r.GBps, r.PeakShare = rf.device, "compute", nil, 0
+	st := r.Stats
 	if st.Median <= 0 { // a clock too coarse to time the point: no rates
-		return r
+		return
 	}
 	if rf.gflops > 0 && rf.gbps > 0 && r.Bytes > 0 && r.FLOPs/r.Bytes < rf.gflops/rf.gbps {
 		r.Bound = "memory"
@@ -511,5 +528,4 @@ func (s *sweep) result(p workload.Point, backend, mode string, st Stats) Result 
 	} else if rf.gflops > 0 {
 		r.PeakShare = r.GFLOPS / rf.gflops
 	}
-	return r
 }
