@@ -9,7 +9,10 @@
 #
 # DIR defaults to .gpu-check. The run writes full logs to DIR/logs. Set
 # ACCELNODE_CUDA_PATH where the CUDA libraries are in no standard place,
-# QUICK=1 for a shorter benchmark pass, and SKIP_BENCH=1 for the checks alone.
+# ONNXRUNTIME_SHARED_LIBRARY_PATH to include ONNX Runtime in the bench sweep,
+# QUICK=1 for a shorter benchmark pass, SWEEP_TIME and SWEEP_MAX_RUN for the
+# sweep's budgets (docs/benchmarks.md used 250ms and 4s), and SKIP_BENCH=1
+# for the checks alone.
 set -euo pipefail
 
 cmd=${1:-all}
@@ -79,6 +82,11 @@ run() {
 			"$dir/hostfn.test" -test.run '^$' -test.bench 'ResidentMatMul' -test.benchtime 3x -test.count 3 \
 			>"$logs/bench-resident-$mode.log" 2>&1 || echo "resident benchmark ($mode) failed (see $logs/bench-resident-$mode.log)"
 	done
+	echo "== accelnode bench: every backend here, both modes (report in $logs/bench.json, chart in $logs/bench.svg)"
+	"$dir/accelnode" bench --time "${SWEEP_TIME:-1s}" --max-run "${SWEEP_MAX_RUN:-10s}" \
+		--format json --plot "$logs/bench.svg" >"$logs/bench.json" 2>"$logs/bench.err" ||
+		echo "bench sweep failed (see $logs/bench.err)"
+	"$dir/accelnode" bench --from "$logs/bench.json" >"$logs/bench.txt" 2>&1 && head -n 4 "$logs/bench.txt"
 	cat "$logs"/bench-*.log | grep -E '^Benchmark' | awk '{
 		line = $1; for (i = 3; i < NF; i += 2) if ($(i+1) != "ns/op") line = line "  " $i " " $(i+1); print line }'
 	return $status

@@ -159,6 +159,27 @@ func panel(r *Report, workload string) (*plot.Plot, error) {
 		xlo, xhi = xlo/2, xhi*2
 	}
 	p.X.Min, p.X.Max = xlo/1.3, xhi*1.3
-	p.Y.Min, p.Y.Max = lo/3, hi*8 // room above for the legend
+	// The legend takes the top of the panel: leave the top 40 % of the
+	// decades free of lines.
+	p.Y.Min = lo / 3
+	p.Y.Max = p.Y.Min * math.Pow(10, math.Log10(hi/p.Y.Min)/0.6)
+	p.Y.Tick.Marker = ticksUpTo{plot.LogTicks{Prec: -1}, hi * 1.01}
 	return p, nil
+}
+
+// ticksUpTo labels the axis only up to limit, so that the legend's space
+// above the lines carries no figures.
+type ticksUpTo struct {
+	plot.LogTicks
+	limit float64
+}
+
+func (t ticksUpTo) Ticks(min, max float64) []plot.Tick {
+	var out []plot.Tick
+	for _, tk := range t.LogTicks.Ticks(min, max) {
+		if tk.Value <= t.limit {
+			out = append(out, tk)
+		}
+	}
+	return out
 }
