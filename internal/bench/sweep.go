@@ -153,6 +153,8 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 	if cfg.Guest == nil {
 		s.skip(Skip{Backend: "wasm", Reason: cfg.GuestMissing})
 	}
+	// Each point: plain wasm, then every target directly and through the
+	// guest; then every target's tiny call both ways.
 	ways := 1
 	if cfg.Guest != nil {
 		ways = 2
@@ -160,12 +162,11 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 	s.total = len(cfg.Points)*(ways-1+ways*len(active)) + ways*len(active)
 
 	for _, p := range cfg.Points {
-		var wasm *Result
+		var wasm *Result // nil when plain wasm was not measured
 		if cfg.Guest != nil {
-			if r, err := s.measurePlain(ctx, p); err != nil {
+			var err error
+			if wasm, err = s.measurePlain(ctx, p); err != nil {
 				return s.rep, err
-			} else if r != nil {
-				wasm = r
 			}
 		}
 		for _, t := range active {
