@@ -1,0 +1,97 @@
+// Package hostmem is tensor storage in the node's own memory, for backends
+// that compute on the CPU: Go slices, so kernels index them directly and
+// Write and Read are plain copies.
+package hostmem
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/accelnode/accelnode/accel"
+)
+
+// Buffer holds a tensor's elements: F for f32, I for i32.
+type Buffer struct {
+	F []float32
+	I []int32
+}
+
+func (b *Buffer) Free() { b.F, b.I = nil, nil }
+
+// words views the elements as raw 32-bit words.
+func (b *Buffer) words() []uint32 {
+	if b.F != nil {
+		return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b.F))), len(b.F))
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b.I))), len(b.I))
+}
+
+// Alloc returns zero-filled storage for n elements of dt.
+func Alloc(dt accel.DType, n int) (*Buffer, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("%w: %d elements", accel.ErrInvalid, n)
+	}
+	switch dt {
+	case accel.F32:
+		return &Buffer{F: make([]float32, n)}, nil
+	case accel.I32:
+		return &Buffer{I: make([]int32, n)}, nil
+	}
+	return nil, fmt.Errorf("%w: dtype %v", accel.ErrInvalid, dt)
+}
+
+// littleEndian is true when the host stores words in little-endian order, so
+// element bytes can be copied as they are.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// span returns the words of buf from element first on, with room for n bytes.
+func span(buf accel.Buffer, first, n int) ([]uint32, error) {
+	b, ok := buf.(*Buffer)
+	if !ok {
+		return nil, fmt.Errorf("%w: buffer of type %T is not in host memory", accel.ErrInvalid, buf)
+	}
+	w := b.words()
+	if n%4 != 0 || first < 0 || first > len(w) || n/4 > len(w)-first {
+		return nil, fmt.Errorf("%w: %d bytes at element %d outside %d elements", accel.ErrInvalid, n, first, len(w))
+	}
+	return w[first : first+n/4], nil
+}
+
+// Write copies little-endian elements from src into dst from element first.
+func Write(dst accel.Buffer, first int, src []byte) error {
+	w, err := span(dst, first, len(src))
+	if err != nil {
+		return err
+	}
+	if littleEndian {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)), src)
+		return nil
+	}
+	for i := range w {
+		w[i] = binary.LittleEndian.Uint32(src[4*i:])
+	}
+	return nil
+}
+
+// Read copies elements from element first of src into dst, little-endian.
+func Read(src accel.Buffer, first int, dst []byte) error {
+	w, err := span(src, first, len(dst))
+	if err != nil {
+		return err
+	}
+	if littleEndian {
+		copy(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)))
+		return nil
+	}
+	for i, v := range w {
+		binary.LittleEndian.PutUint32(dst[4*i:], v)
+	}
+	return nil
+}
+
+// F32 returns the elements of an f32 tensor stored in host memory.
+func F32(t *accel.Tensor) []float32 { return t.Buffer().(*Buffer).F }
+
+// I32 returns the elements of an i32 tensor stored in host memory.
+func I32(t *accel.Tensor) []int32 { return t.Buffer().(*Buffer).I }

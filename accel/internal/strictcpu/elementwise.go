@@ -1,0 +1,160 @@
+package strictcpu
+
+import (
+	"context"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/strictmath"
+)
+
+// elemChunk is how many elements of an elementwise operation make one work
+// item.
+const elemChunk = 1 << 16
+
+// AddBias computes out[…, i, …] = canon(x[…, i, …] + bias[i]) along axis.
+func (b *Kernels) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis int) error {
+	shape := x.Shape()
+	inner := 1
+	for _, d := range shape[axis+1:] {
+		inner *= d
+	}
+	dim := shape[axis]
+	X, B, Y := f32(x), f32(bias), f32(out)
+	count, step := chunks(len(X), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		lo, hi := c*step, min((c+1)*step, len(X))
+		i := lo
+		for i < hi {
+			// A run of elements sharing one bias value.
+			end := min(hi, (i/inner+1)*inner)
+			bv := B[i/inner%dim]
+			xs, ys := X[i:end], Y[i:end]
+			ys = ys[:len(xs)]
+			for j, v := range xs {
+				ys[j] = strictmath.Canon(v + bv)
+			}
+			i = end
+		}
+	})
+}
+
+// Add computes out = canon(a + b) elementwise.
+func (b *Kernels) Add(ctx context.Context, out, x, y *accel.Tensor) error {
+	X, Y, Z := f32(x), f32(y), f32(out)
+	count, step := chunks(len(X), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		lo, hi := c*step, min((c+1)*step, len(X))
+		xs, ys, zs := X[lo:hi], Y[lo:hi], Z[lo:hi]
+		ys, zs = ys[:len(xs)], zs[:len(xs)]
+		for i, v := range xs {
+			zs[i] = strictmath.Canon(v + ys[i])
+		}
+	})
+}
+
+// Relu computes out = canonical NaN for NaN, x for x > 0, and +0 otherwise.
+func (b *Kernels) Relu(ctx context.Context, out, x *accel.Tensor) error {
+	X, Y := f32(x), f32(out)
+	count, step := chunks(len(X), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		lo, hi := c*step, min((c+1)*step, len(X))
+		xs, ys := X[lo:hi], Y[lo:hi]
+		ys = ys[:len(xs)]
+		for i, v := range xs {
+			switch {
+			case v > 0:
+				ys[i] = v
+			case v != v:
+				ys[i] = strictmath.NaN()
+			default:
+				ys[i] = 0
+			}
+		}
+	})
+}
+
+// maxRule is the contract's running maximum: m keeps its value if it is NaN,
+// and otherwise takes v if v is NaN or greater. Of equal values the first
+// stays.
+func maxRule(m, v float32) float32 {
+	if m == m && (v != v || v > m) {
+		return v
+	}
+	return m
+}
+
+// MaxPool2D scans each window row-major over its positions inside the input.
+// Work items are rectangles of output rows and columns holding about
+// elemChunk window positions, so that huge windows are interrupted promptly.
+func (b *Kernels) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.Pool2DParams) error {
+	xs, ys := x.Shape(), out.Shape()
+	H, W := xs[2], xs[3]
+	OH, OW := ys[2], ys[3]
+	X, Y := f32(x), f32(out)
+	planes := xs[0] * xs[1]
+	window := p.KernelH * p.KernelW // below 2^63: each side is within the padded input
+	colStep, bandRows := OW, 1
+	if window > elemChunk/OW {
+		colStep = max(1, elemChunk/window)
+	} else {
+		bandRows = max(1, min(OH, elemChunk/(OW*window)))
+	}
+	colChunks := (OW + colStep - 1) / colStep
+	bands := (OH + bandRows - 1) / bandRows
+	return b.forEach(ctx, planes*bands*colChunks, func(item int) {
+		pl, rect := item/(bands*colChunks), item%(bands*colChunks)
+		r0, r1 := rect/colChunks*bandRows, min((rect/colChunks+1)*bandRows, OH)
+		j0, j1 := rect%colChunks*colStep, min((rect%colChunks+1)*colStep, OW)
+		xp := X[pl*H*W : (pl+1)*H*W]
+		yp := Y[pl*OH*OW : (pl+1)*OH*OW]
+		for oh := r0; oh < r1; oh++ {
+			ih0 := oh*p.StrideH - p.PadTop
+			ihLo, ihHi := max(ih0, 0), min(ih0+p.KernelH, H)
+			for ow := j0; ow < j1; ow++ {
+				iw0 := ow*p.StrideW - p.PadLeft
+				iwLo, iwHi := max(iw0, 0), min(iw0+p.KernelW, W)
+				m := xp[ihLo*W+iwLo]
+				first := true
+				for ih := ihLo; ih < ihHi; ih++ {
+					for _, v := range xp[ih*W+iwLo : ih*W+iwHi] {
+						if first {
+							first = false
+							continue
+						}
+						m = maxRule(m, v)
+					}
+				}
+				yp[oh*OW+ow] = strictmath.Canon(m)
+			}
+		}
+	})
+}
+
+// Softmax normalises each row of the last axis: m is the row's maximum under
+// the maxpool rule, e[i] = exp(x[i] - m), s is their sum from the left, and
+// y[i] = canon(e[i] / s).
+func (b *Kernels) Softmax(ctx context.Context, out, x *accel.Tensor) error {
+	shape := x.Shape()
+	L := shape[len(shape)-1]
+	X, Y := f32(x), f32(out)
+	rows := len(X) / L
+	count, step := chunks(rows, elemChunk/L)
+	return b.forEach(ctx, count, func(c int) {
+		for r := c * step; r < min((c+1)*step, rows); r++ {
+			xs, ys := X[r*L:(r+1)*L], Y[r*L:(r+1)*L]
+			m := xs[0]
+			for _, v := range xs[1:] {
+				m = maxRule(m, v)
+			}
+			var s float32
+			for i, v := range xs {
+				e := strictmath.Exp(v - m)
+				ys[i] = e
+				s = s + e
+			}
+			for i, e := range ys {
+				ys[i] = strictmath.Canon(e / s)
+			}
+		}
+	})
+}
