@@ -214,7 +214,7 @@ func TestRun(t *testing.T) {
 			inv:     engine.Invocation{MemoryLimitPages: 256},
 			wantErr: engine.ErrMemoryLimit,
 			want: func(t *testing.T, res engine.Result, _ *output, err error) {
-				if !strings.Contains(err.Error(), "memory limit of 256 pages") {
+				if !strings.Contains(err.Error(), "memory limit of 16MiB") {
 					t.Errorf("error %q does not give the limit", err)
 				}
 				if res.MemoryPages != 1 {

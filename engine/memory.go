@@ -12,24 +12,43 @@ const pageSize = 1 << 16
 // grow it past a limit. wazero turns a refusal into memory.grow returning
 // -1, which the guest may or may not survive; refused records that it
 // happened so that Run can blame the limit when the guest then fails.
+//
+// Where the system allows, the memory is one mapping reserved up to the
+// limit at the start and committed by the kernel page by page as the guest
+// touches it (memory_unix.go): growing never copies, and costs what was
+// grown and touched, no more. Elsewhere it is a Go slice that grows by
+// copying.
 type limitedAllocator struct {
 	limit   uint64 // bytes
 	pages   atomic.Uint32
 	refused atomic.Bool
 }
 
-func (a *limitedAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	return &limitedMemory{a: a, buf: make([]byte, 0, min(capacity, a.limit))}
+func (a *limitedAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
+	if m := reserve(a, min(max, a.limit)); m != nil {
+		return m
+	}
+	return &sliceMemory{a: a, buf: make([]byte, 0, min(capacity, a.limit))}
 }
 
-type limitedMemory struct {
+// grown records a new size, or refuses one past the limit.
+func (a *limitedAllocator) grown(size uint64) bool {
+	if size > a.limit {
+		a.refused.Store(true)
+		return false
+	}
+	a.pages.Store(uint32(size / pageSize))
+	return true
+}
+
+// sliceMemory is linear memory in a Go slice.
+type sliceMemory struct {
 	a   *limitedAllocator
 	buf []byte
 }
 
-func (m *limitedMemory) Reallocate(size uint64) []byte {
-	if size > m.a.limit {
-		m.a.refused.Store(true)
+func (m *sliceMemory) Reallocate(size uint64) []byte {
+	if !m.a.grown(size) {
 		return nil
 	}
 	// Memory never shrinks, so the bytes between len and cap are still the
@@ -39,8 +58,7 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 	} else if size > n {
 		m.buf = m.buf[:size]
 	}
-	m.a.pages.Store(uint32(len(m.buf) / pageSize))
 	return m.buf
 }
 
-func (m *limitedMemory) Free() { m.buf = nil }
+func (m *sliceMemory) Free() { m.buf = nil }

@@ -11,11 +11,18 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/accelnode/accelnode/internal/bytesize"
 )
 
 // DefaultMemoryLimitPages is the memory limit of an invocation that sets
 // none: 16384 pages of 64 KiB, 1 GiB.
 const DefaultMemoryLimitPages = 16384
+
+// MaxMemoryPages is the largest memory limit: 4 GiB less one page. A
+// memory of exactly 4 GiB has a size that wazero's 32-bit Size reports as
+// 0, and offsets near its end wrap, so no guest gets one.
+const MaxMemoryPages = 65535
 
 // Invocation is one run of a guest.
 type Invocation struct {
@@ -30,7 +37,7 @@ type Invocation struct {
 	// file system at all.
 	Mounts []Mount
 
-	MemoryLimitPages uint32        // 64 KiB pages; 0 means DefaultMemoryLimitPages
+	MemoryLimitPages uint32        // 64 KiB pages; 0 means DefaultMemoryLimitPages; at most MaxMemoryPages
 	Timeout          time.Duration // 0 means only ctx's own deadline
 	Budget           uint64        // host compute units; 0 means unlimited
 	Entry            string        // exported function to call; empty means "_start"
@@ -52,6 +59,10 @@ type Mount struct {
 // Result describes how an invocation went. Run fills it in also when it
 // returns an error.
 type Result struct {
+	// Started is true once the guest was instantiated: it ran, however it
+	// ended. A guest refused before (its module, its memory at start) did
+	// not.
+	Started     bool
 	ExitCode    uint32 // the guest's exit code, when it exited by itself
 	UnitsUsed   uint64
 	Elapsed     time.Duration
@@ -87,17 +98,13 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 	if limit == 0 {
 		limit = DefaultMemoryLimitPages
 	}
+	limit = min(limit, MaxMemoryPages)
 	// wazero panics if the allocator cannot provide the minimum, so refuse
 	// such a guest up front.
 	if m.minPages > limit {
 		return res, newError(ErrMemoryLimit, nil,
-			"guest needs %d pages of memory to start, more than its memory limit of %d pages", m.minPages, limit)
+			"guest needs %s of memory to start, more than its memory limit of %s", bytesize.Format(int64(m.minPages)*pageSize), bytesize.Format(int64(limit)*pageSize))
 	}
-	cfg, err := moduleConfig(inv)
-	if err != nil {
-		return res, err
-	}
-
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stopOnClose := context.AfterFunc(e.stop, func() { cancel(ErrClosed) })
@@ -106,6 +113,17 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 		var cancelTimeout context.CancelFunc
 		ctx, cancelTimeout = context.WithTimeoutCause(ctx, inv.Timeout, errTimeout)
 		defer cancelTimeout()
+	}
+	if inv.Stdin != nil {
+		// A read of standard input returns when the invocation ends, so
+		// a silent pipe cannot hold the guest past its deadline.
+		in := newStdin(ctx, inv.Stdin)
+		defer in.close()
+		inv.Stdin = in
+	}
+	cfg, err := moduleConfig(inv)
+	if err != nil {
+		return res, err
 	}
 	mtr := &meter{budget: inv.Budget}
 	alloc := &limitedAllocator{limit: uint64(limit) * pageSize}
@@ -124,6 +142,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 	}
 
 	var callErr error
+	res.Started = true
 	instErr := safely(func() error {
 		mod, err := e.rt.InstantiateModule(callCtx, m.compiled, cfg)
 		if err != nil {
@@ -230,7 +249,7 @@ func classify(ctx context.Context, callErr error, mtr *meter, alloc *limitedAllo
 			code, exited = exit.ExitCode(), true
 		}
 	}
-	if stopped == nil && callErr != nil && ctx.Err() != nil {
+	if stopped == nil && ctx.Err() != nil {
 		// A host function gave up because of the context, and the guest
 		// then trapped or exited on its own, possibly with code 0. It did
 		// not finish its work in time either way.
@@ -252,7 +271,7 @@ func classify(ctx context.Context, callErr error, mtr *meter, alloc *limitedAllo
 	case mtr.exhausted.Load():
 		return code, newError(ErrBudgetExhausted, nil, "guest exhausted its compute budget of %d units", mtr.budget)
 	case alloc.refused.Load() && (!exited || code != 0):
-		return code, newError(ErrMemoryLimit, nil, "guest exceeded its memory limit of %d pages", limit)
+		return code, newError(ErrMemoryLimit, nil, "guest exceeded its memory limit of %s", bytesize.Format(int64(limit)*pageSize))
 	case !exited:
 		return 0, fmt.Errorf("%w: %w", ErrTrap, callErr)
 	case code != 0:
