@@ -21,7 +21,7 @@ deps:
 # tell it, so that bench reports name the commit they measured.
 build: deps
 	$(GO) build -buildvcs=auto -o $(BIN)/accelnode ./cmd/node
-	$(WASM_ENV) $(GO) build -o $(BIN)/bench.wasm ./internal/bench/guest
+	$(WASM_ENV) $(GO) build -o $(BIN)/bench.wasm ./bench/guest
 	@mkdir -p $(BIN)/examples
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
@@ -31,7 +31,7 @@ build: deps
 # a node.
 test: deps
 	$(GO) vet ./...
-	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/... ./internal/bench/guest
+	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/... ./bench/guest
 	$(GO) test ./...
 	$(GO) test -race -short ./accel/... ./engine/... ./models/...
 	$(GO) test -race -run 'TestConcurrentGuests|TestForeignHandle|TestModelConcurrentGuests' ./hostfn

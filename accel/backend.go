@@ -3,22 +3,21 @@ package accel
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Backend computes the node's operations on one kind of hardware.
 //
-// A Session validates every argument before calling a backend: shapes agree
-// with the operation, outputs are freshly allocated with the right shape,
-// tensors belong to this backend and are live, and index data (the t-SNE CSR
-// structure) is in range. Backends may rely on that and must not re-check.
-//
-// Data lives in Buffers, which may be device memory; it moves only through
-// Write and Read. Methods may be called from many goroutines at once, each on
-// its own tensors.
+// A Session checks every call before a backend sees it (see Kernel), so
+// backends may rely on that and must not re-check. Data lives in Buffers,
+// which may be device memory; it moves only through Write and Read. Methods
+// may be called from many goroutines at once, each on its own tensors.
 type Backend interface {
 	// Name is the backend's registry name, such as "ref".
 	Name() string
-	// Status reports whether the backend can serve and what it runs on.
+	// Status reports whether the backend can serve, in which determinism
+	// modes, and what it runs on.
 	Status() Status
 
 	// Alloc returns zero-filled storage for n elements of dt, or an error
@@ -30,28 +29,19 @@ type Backend interface {
 	// Read copies elements starting at element first into dst, little-endian.
 	Read(src Buffer, first int, dst []byte) error
 
-	// MatMul computes out = op(a)·op(b), where op transposes when asked.
-	MatMul(ctx context.Context, out, a, b *Tensor, p MatMulParams) error
-	// Conv2D computes a grouped, strided, dilated, padded 2-D convolution in
-	// NCHW layout with OIHW weights. bias is nil or has one element per output
-	// channel.
-	Conv2D(ctx context.Context, out, x, w, bias *Tensor, p Conv2DParams) error
-	// AddBias computes out = x + bias broadcast along axis.
-	AddBias(ctx context.Context, out, x, bias *Tensor, axis int) error
-	// Relu computes out = max(x, +0), NaN preserved.
-	Relu(ctx context.Context, out, x *Tensor) error
-	// MaxPool2D takes the maximum over each window of an NCHW tensor.
-	MaxPool2D(ctx context.Context, out, x *Tensor, p Pool2DParams) error
-	// Softmax normalises x along its last axis.
-	Softmax(ctx context.Context, out, x *Tensor) error
-	// TSNEStep runs one exact-gradient t-SNE iteration, updating s.Y,
-	// s.Update and s.Gains in place. It returns the KL divergence when
-	// p.ComputeKL is set, and 0 otherwise.
-	TSNEStep(ctx context.Context, s TSNEState, p TSNEParams) (kl float32, err error)
+	// Kernel returns the backend's kernel for op in mode, or nil where it
+	// has none; the Session then refuses the call with ErrUnsupported. In
+	// Strict mode a kernel must implement the numerics contract bit for
+	// bit (docs/determinism.md).
+	Kernel(op *Op, mode Mode) Kernel
 
 	// Close releases the backend's devices and handles.
 	Close() error
 }
+
+// Kernels maps operations to a backend's kernels, for a Backend's Kernel
+// method to look them up.
+type Kernels map[*Op]Kernel
 
 // Buffer is backend-owned storage for one tensor.
 type Buffer interface {
@@ -68,9 +58,12 @@ type Status struct {
 	Reason    string `json:"reason,omitempty"`
 	// Device names what the backend computes on, such as the CPU model.
 	Device string `json:"device"`
-	// Deterministic is true when every operation implements the numerics
-	// contract (docs/determinism.md) bit for bit.
-	Deterministic bool `json:"deterministic"`
+	// Modes are the determinism modes the backend serves. Strict means
+	// every operation it has implements the numerics contract bit for bit.
+	Modes []Mode `json:"modes"`
+	// FastIsStrict says that the backend serves fast mode from its strict
+	// kernels: it has no faster ones.
+	FastIsStrict bool `json:"fast_is_strict,omitempty"`
 	// Speed orders backends for the auto selection: higher is faster.
 	Speed int `json:"speed"`
 	// Threads is how many CPU threads the backend computes with, if it uses
@@ -78,51 +71,8 @@ type Status struct {
 	Threads int `json:"threads,omitempty"`
 }
 
-// MatMulParams selects transposed operands: with TransA, a is stored as
-// [K, M]; with TransB, b is stored as [N, K].
-type MatMulParams struct {
-	TransA, TransB bool
-}
-
-// Conv2DParams describes a 2-D convolution. Strides, dilations and groups
-// are at least 1 (the guest ABI reads a 0 as 1).
-type Conv2DParams struct {
-	StrideH, StrideW     int
-	PadTop, PadLeft      int
-	PadBottom, PadRight  int
-	DilationH, DilationW int
-	Groups               int
-}
-
-// Pool2DParams describes a 2-D pooling window. Every padding is smaller than
-// the kernel along its axis, so no window lies wholly in padding.
-type Pool2DParams struct {
-	KernelH, KernelW    int
-	StrideH, StrideW    int
-	PadTop, PadLeft     int
-	PadBottom, PadRight int
-}
-
-// TSNEState holds the tensors of one t-SNE iteration. P is the sparse
-// symmetric joint-probability matrix in CSR form: RowPtr i32[N+1], Cols
-// i32[nnz], Vals f32[nnz]. Y, Update and Gains are f32[N, 2] and are updated
-// in place.
-type TSNEState struct {
-	RowPtr, Cols, Vals *Tensor
-	Y, Update, Gains   *Tensor
-}
-
-// N is the number of points.
-func (s TSNEState) N() int { return s.Y.Shape()[0] }
-
-// TSNEParams are the hyperparameters of one t-SNE iteration.
-type TSNEParams struct {
-	LearningRate float32
-	Momentum     float32
-	Exaggeration float32
-	MinGain      float32
-	ComputeKL    bool
-}
+// Serves reports whether the backend is available and serves mode.
+func (s Status) Serves(mode Mode) bool { return s.Available && slices.Contains(s.Modes, mode) }
 
 // Mode is the node's determinism mode.
 type Mode int
@@ -139,6 +89,9 @@ const (
 	Checked
 )
 
+// AllModes lists the modes, strict first.
+var AllModes = []Mode{Strict, Fast, Checked}
+
 func (m Mode) String() string {
 	switch m {
 	case Strict:
@@ -153,15 +106,35 @@ func (m Mode) String() string {
 
 // ParseMode reads a mode name.
 func ParseMode(s string) (Mode, error) {
-	switch s {
-	case "strict":
-		return Strict, nil
-	case "fast":
-		return Fast, nil
-	case "checked":
-		return Checked, nil
+	for _, m := range AllModes {
+		if s == m.String() {
+			return m, nil
+		}
 	}
 	return 0, fmt.Errorf("unknown determinism mode %q (want strict, checked or fast)", s)
+}
+
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	*m = v
+	return err
+}
+
+// ModeList formats modes as "strict, fast and checked", or "none".
+func ModeList(modes []Mode) string {
+	names := make([]string, len(modes))
+	for i, m := range modes {
+		names[i] = m.String()
+	}
+	switch len(names) {
+	case 0:
+		return "none"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // Device describes an accelerator for reports that relate a backend's speed
@@ -197,4 +170,21 @@ type DeviceBackend interface {
 	// times and returns bytes read plus bytes written per second: the
 	// memory bandwidth a kernel can reach.
 	CopyBandwidth(ctx context.Context, bytes int64, reps int) (float64, error)
+}
+
+// ONNXRunner is implemented by backends that run whole ONNX models
+// themselves (ONNX Runtime) rather than op by op through a Session. key
+// identifies the model (its sha256) so that the backend can keep what it
+// prepared for it; inputs are in the order of inputNames and have been
+// checked against the model's declared inputs. The outputs come back in
+// host memory, in the order of outputNames, for the caller to place in its
+// session.
+type ONNXRunner interface {
+	RunONNX(ctx context.Context, key string, model []byte, inputNames, outputNames []string, inputs []*Tensor) ([]HostTensor, error)
+}
+
+// HostTensor is an f32 tensor in host memory.
+type HostTensor struct {
+	Shape []int
+	Data  []float32
 }

@@ -6,24 +6,32 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 )
 
-// Options configure backends when a Registry opens them.
+// Options configure backends when a Registry opens them. Backends read
+// nothing else: no environment, no files but the libraries named here.
 type Options struct {
 	// Threads bounds the CPU threads a backend computes with; 0 means one per
 	// core.
 	Threads int
-	// Mode is the node's determinism mode. A backend with both kinds of
-	// kernel serves this mode's, and reports Deterministic only in Strict.
-	Mode Mode
 	// TF32 lets fast-mode GPU matmuls use TF32 tensor cores, which round
 	// inputs to 10-bit mantissas. Backends that use it say so in Status.
 	TF32 bool
 	// Libraries gives the location of a backend's native libraries, by
-	// backend name: a directory, or a list of them separated by colons. Empty
-	// means the backend searches its standard places.
+	// backend name: a file or directory, or a list of directories separated
+	// by colons. Empty means the backend searches its standard places.
 	Libraries map[string]string
+	// Device is the ordinal of the accelerator a device backend opens.
+	Device int
+	// DetectTimeout bounds how long a device backend may take to find its
+	// device before it reports itself unavailable; 0 means 30 seconds.
+	DetectTimeout time.Duration
+	// CacheDir is a directory where backends may keep compiled device code
+	// across processes; empty keeps it in memory.
+	CacheDir string
 	// Logger receives backend detection and health messages; nil discards
 	// them.
 	Logger *slog.Logger
@@ -89,40 +97,39 @@ func NewRegistry(backends ...Backend) *Registry {
 // Backends returns every backend, available or not, by name.
 func (r *Registry) Backends() []Backend { return slices.Clone(r.backends) }
 
-// Select returns the backend named name, or for Auto the fastest available
-// backend that satisfies mode. A named backend must be available and, in
-// strict mode, deterministic.
+// Select returns the backend named name, or for Auto the fastest backend
+// that serves mode. A named backend must be available and serve mode.
 func (r *Registry) Select(name string, mode Mode) (Backend, error) {
 	if name == "" || name == Auto {
 		var best Backend
 		for _, b := range r.backends {
-			st := b.Status()
-			if !st.Available || (mode == Strict && !st.Deterministic) {
-				continue
-			}
-			if best == nil || st.Speed > best.Status().Speed {
+			if st := b.Status(); st.Serves(mode) && (best == nil || st.Speed > best.Status().Speed) {
 				best = b
 			}
 		}
 		if best == nil {
-			return nil, fmt.Errorf("%w: none available satisfies %s mode", ErrNoBackend, mode)
+			return nil, fmt.Errorf("%w: none available serves %s mode", ErrNoBackend, mode)
 		}
 		return best, nil
 	}
-	for _, b := range r.backends {
-		if b.Name() != name {
-			continue
-		}
-		st := b.Status()
-		if !st.Available {
-			return nil, fmt.Errorf("%w: %s is unavailable: %s", ErrNoBackend, name, st.Reason)
-		}
-		if mode == Strict && !st.Deterministic {
-			return nil, fmt.Errorf("%w: %s does not implement the numerics contract, which %s mode requires", ErrNoBackend, name, mode)
-		}
-		return b, nil
+	b, ok := r.Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown backend %q (known: %s)", ErrNoBackend, name, strings.Join(r.names(), ", "))
 	}
-	return nil, fmt.Errorf("%w: unknown backend %q (known: %v)", ErrNoBackend, name, r.names())
+	if why := cannotServe(b, mode); why != "" {
+		return nil, fmt.Errorf("%w: %s", ErrNoBackend, why)
+	}
+	return b, nil
+}
+
+// Lookup finds a backend by name, available or not.
+func (r *Registry) Lookup(name string) (Backend, bool) {
+	for _, b := range r.backends {
+		if b.Name() == name {
+			return b, true
+		}
+	}
+	return nil, false
 }
 
 func (r *Registry) names() []string {

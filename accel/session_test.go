@@ -37,7 +37,10 @@ type env struct {
 
 func newEnv(t *testing.T, lim accel.Limits, charge accel.Charger) *env {
 	b := &spy{Backend: ref.New(1)}
-	s := accel.NewSession(b, accel.Strict, lim, charge)
+	s, err := accel.NewSession(b, accel.Strict, lim, charge)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.Close)
 	return &env{t: t, s: s, b: b}
 }
@@ -296,6 +299,14 @@ func TestOpErrors(t *testing.T) {
 		}
 		return p
 	}
+	add := func(as, bs []int) func(e *env) error {
+		return func(e *env) error {
+			a, b := e.f32(as...), e.f32(bs...)
+			e.mark()
+			_, err := e.s.Add(ctx, a, b)
+			return err
+		}
+	}
 	relu := func(x func(e *env) *accel.Tensor) func(e *env) error {
 		return func(e *env) error { t := x(e); e.mark(); _, err := e.s.Relu(ctx, t); return err }
 	}
@@ -369,7 +380,11 @@ func TestOpErrors(t *testing.T) {
 		{"conv2d zero stride", accel.ErrInvalid, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.StrideH = 0 }))},
 		{"conv2d zero dilation", accel.ErrInvalid, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.DilationW = 0 }))},
 		{"conv2d zero groups", accel.ErrInvalid, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.Groups = 0 }))},
-		{"conv2d huge padding", accel.ErrOverflow, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.PadBottom = math.MaxInt / 2 }))},
+		// Window parameters beyond any tensor's dimension are invalid, as
+		// docs/abi.md says, not an overflow.
+		{"conv2d huge padding", accel.ErrInvalid, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.PadBottom = math.MaxInt / 2 }))},
+		{"conv2d stride 2^29", accel.ErrInvalid, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.StrideH = 1 << 29 }))},
+		{"conv2d stride 2^32-1", accel.ErrInvalid, conv([]int{1, 1, 5, 5}, []int{1, 1, 3, 3}, nil, cp(func(p *accel.Conv2DParams) { p.StrideW = math.MaxUint32 }))},
 		{"conv2d output too large", accel.ErrOverflow, conv([]int{1, 1, 1, 1}, []int{1, 1, 1, 1}, nil, cp(func(p *accel.Conv2DParams) { p.PadTop, p.PadLeft = 1<<20, 1<<20 }))},
 		{"conv2d i32 bias", accel.ErrInvalid, func(e *env) error {
 			x, w, b := e.f32(1, 1, 3, 3), e.f32(2, 1, 2, 2), e.i32(1, 2)
@@ -418,6 +433,24 @@ func TestOpErrors(t *testing.T) {
 		{"maxpool2d zero stride", accel.ErrInvalid, pool([]int{1, 1, 4, 4}, pp(func(p *accel.Pool2DParams) { p.StrideH = 0 }))},
 		{"maxpool2d kernel larger than padded input", accel.ErrShape, pool([]int{1, 1, 2, 2}, pp(func(p *accel.Pool2DParams) { p.KernelH, p.PadTop = 4, 1 }))},
 		{"maxpool2d input rank 3", accel.ErrShape, pool([]int{1, 4, 4}, pp(nil))},
+		{"maxpool2d stride 2^29", accel.ErrInvalid, pool([]int{1, 1, 4, 4}, pp(func(p *accel.Pool2DParams) { p.StrideH = 1 << 29 }))},
+		{"maxpool2d stride 2^32-1", accel.ErrInvalid, pool([]int{1, 1, 4, 4}, pp(func(p *accel.Pool2DParams) { p.StrideW = math.MaxUint32 }))},
+
+		{"add", nil, add([]int{2, 3}, []int{2, 3})},
+		{"add shapes differ", accel.ErrShape, add([]int{2, 3}, []int{3, 2})},
+		{"add ranks differ", accel.ErrShape, add([]int{6}, []int{2, 3})},
+		{"add i32 operand", accel.ErrInvalid, func(e *env) error {
+			a, b := e.f32(2), e.i32(1, 2)
+			e.mark()
+			_, err := e.s.Add(ctx, a, b)
+			return err
+		}},
+		{"add freed operand", accel.ErrFreed, func(e *env) error {
+			a, b := e.f32(2), e.freed(2)
+			e.mark()
+			_, err := e.s.Add(ctx, a, b)
+			return err
+		}},
 
 		{"tsne_step", nil, tsne(nil)},
 		{"tsne_step without KL", nil, tsne(func(e *env, st *accel.TSNEState, p *accel.TSNEParams) { p.ComputeKL = false })},

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/cpupeak"
+	"github.com/accelnode/accelnode/bench/cpupeak"
 )
 
 // Figure is a peak with where it came from.
@@ -27,8 +27,12 @@ type Machine struct {
 	GoVersion string `json:"go_version"`
 	CPU       CPU    `json:"cpu"`
 	GPUs      []GPU  `json:"gpus,omitempty"`
-	// Wasm describes the plain-WebAssembly baseline.
-	Wasm string `json:"wasm_baseline"`
+	// Wasm describes the plain-WebAssembly baseline (backend "wasm"), and
+	// WasmInterruptible the same code compiled as the node compiles every
+	// guest (backend "wasm-interruptible"); absent from reports before
+	// schema 2.
+	Wasm              string `json:"wasm_baseline"`
+	WasmInterruptible string `json:"wasm_interruptible_baseline,omitempty"`
 }
 
 // CPU is the processor and its measured roofs.
@@ -51,8 +55,12 @@ type GPU struct {
 	CopyGBps float64 `json:"copy_gbps,omitempty"`
 }
 
-// wasmBaseline says what the plain-WebAssembly figures are.
-const wasmBaseline = "the reference kernels' portable Go loops compiled to WebAssembly (GOOS=wasip1), one thread, in wazero's compiler without loop interruption checks"
+// wasmBaseline and wasmInterruptibleBaseline say what the two
+// plain-WebAssembly baselines are.
+const (
+	wasmBaseline              = "the reference kernels' portable Go loops compiled to WebAssembly (GOOS=wasip1), one thread, in wazero's compiler without loop interruption checks"
+	wasmInterruptibleBaseline = "the same loops in wazero's compiler with the loop checks that let a deadline stop a guest, as accelnode run runs every guest; those checks slow tight loops several times over"
+)
 
 // measureTime bounds the peak measurements: long enough to be stable, short
 // enough for a quick sweep.
@@ -66,7 +74,8 @@ func measureTime(quick bool) time.Duration {
 // DescribeMachine detects the CPU and measures its roofs, and describes
 // every available accelerator among backends with its roofs.
 func DescribeMachine(ctx context.Context, backends []accel.Backend, quick bool) (Machine, error) {
-	m := Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version(), Wasm: wasmBaseline}
+	m := Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version(),
+		Wasm: wasmBaseline, WasmInterruptible: wasmInterruptibleBaseline}
 	m.CPU.CPU = cpupeak.Detect()
 	var err error
 	if m.CPU.PeakGFLOPS, m.CPU.PeakGBps, err = measureCPURoofs(ctx, quick); err != nil {
@@ -76,7 +85,7 @@ func DescribeMachine(ctx context.Context, backends []accel.Backend, quick bool) 
 	for _, b := range backends {
 		db, ok := b.(accel.DeviceBackend)
 		if !ok || !b.Status().Available || slices.ContainsFunc(m.GPUs, func(g GPU) bool { return g.Backend == b.Name() }) {
-			continue // a backend opened in two modes is one device
+			continue // a backend measured in two modes is one device
 		}
 		d, ok := db.Device()
 		if !ok {

@@ -18,7 +18,7 @@ import (
 )
 
 // Plot draws GFLOP/s against size, one panel per workload and one line per
-// backend and mode, with the CPU's peak (and the GPU's, where a GPU
+// backend and mode (and per plain-WebAssembly baseline), with the CPU's peak (and the GPU's, where a GPU
 // backend is in the panel) as dashed lines, into path (.svg or .png).
 func Plot(r *Report, path string) error {
 	var workloads []string
@@ -102,8 +102,11 @@ func panel(r *Report, workload string) (*plot.Plot, error) {
 		}
 		p.X.Label.Text = res.SizeName
 		label := res.Backend + " " + res.Mode
-		if res.Backend == "wasm" {
+		switch res.Backend {
+		case Wasm:
 			label = "plain wasm"
+		case WasmInterruptible:
+			label = "plain wasm, interruptible"
 		}
 		i := slices.IndexFunc(lines, func(l *line) bool { return l.label == label })
 		if i < 0 {
@@ -159,10 +162,18 @@ func panel(r *Report, workload string) (*plot.Plot, error) {
 		xlo, xhi = xlo/2, xhi*2
 	}
 	p.X.Min, p.X.Max = xlo/1.3, xhi*1.3
-	// The legend takes the top of the panel: leave the top 40 % of the
-	// decades free of lines.
+	// The legend takes the top of the panel: leave its entries' height,
+	// and at least the top 40 % of the decades, free of lines. An entry
+	// takes about a nineteenth of the panel's height.
+	entries := len(lines)
+	for _, pk := range peaks {
+		if devices[pk.device] && pk.value > 0 {
+			entries++
+		}
+	}
+	legend := min(0.65, max(0.4, 0.03+float64(entries)/19))
 	p.Y.Min = lo / 3
-	p.Y.Max = p.Y.Min * math.Pow(10, math.Log10(hi/p.Y.Min)/0.6)
+	p.Y.Max = p.Y.Min * math.Pow(10, math.Log10(hi/p.Y.Min)/(1-legend))
 	p.Y.Tick.Marker = ticksUpTo{plot.LogTicks{Prec: -1}, hi * 1.01}
 	return p, nil
 }

@@ -5,16 +5,27 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/accelnode/accelnode/internal/bench/workload"
+	"github.com/accelnode/accelnode/bench/workload"
 )
 
 // Schema names the JSON report's format. Fields are only ever added to it;
 // a change to a field's meaning gets a new schema name.
-const Schema = "accelnode-bench/1"
+//
+// Schema 2 added the interruptible plain-WebAssembly baseline: results of
+// backend "wasm-interruptible" beside those of "wasm", and in every result
+// wasm_interruptible_median_s and speedup_vs_interruptible_wasm. In schema
+// 1 every result but "wasm" was a backend's; a reader that relied on that
+// would take the new baseline for a backend, hence the new name.
+const Schema = "accelnode-bench/2"
+
+// readable are the schemas ReadJSON accepts: schema 1 reads as schema 2
+// without the interruptible baseline.
+var readable = []string{Schema, "accelnode-bench/1"}
 
 // Report is a sweep's outcome.
 type Report struct {
@@ -28,8 +39,8 @@ type Report struct {
 	Budget  Budget  `json:"budget"`
 	// Results has one entry per workload point and backend: the backend
 	// called directly (median_s and the figures derived from it), through
-	// a guest's host call (guest_median_s), and backend "wasm" for plain
-	// WebAssembly.
+	// a guest's host call (guest_median_s), and backends "wasm" and
+	// "wasm-interruptible" for the plain-WebAssembly baselines.
 	Results   []Result   `json:"results"`
 	HostCalls []HostCall `json:"host_calls"`
 	Skipped   []Skip     `json:"skipped"`
@@ -43,11 +54,17 @@ type Budget struct {
 	TimeS     float64 `json:"time_s"`
 	MaxRunS   float64 `json:"max_run_s"`
 	CallBatch int     `json:"host_call_batch"`
+	// The deadline of each guest invocation and each timing from Go
+	// (Deadline) is DeadlineS, plus DeadlinePerElementS for each element
+	// of the point's inputs; absent before schema 2.
+	DeadlineS           float64 `json:"deadline_s,omitempty"`
+	DeadlinePerElementS float64 `json:"deadline_per_input_element_s,omitempty"`
 }
 
 func budgetOf(c Config) Budget {
 	return Budget{Warmup: c.Budget.Warmup, MinReps: c.Budget.MinReps, MaxReps: c.Budget.MaxReps,
-		TimeS: c.Budget.Time.Seconds(), MaxRunS: c.MaxRun.Seconds(), CallBatch: c.HostCallBatch}
+		TimeS: c.Budget.Time.Seconds(), MaxRunS: c.MaxRun.Seconds(), CallBatch: c.HostCallBatch,
+		DeadlineS: Deadline(c.Budget, c.MaxRun, workload.Point{}).Seconds(), DeadlinePerElementS: setupPerElement.Seconds()}
 }
 
 // Result is one workload point on one backend.
@@ -76,11 +93,21 @@ type Result struct {
 	// tensors; GuestOverhead is what the guest and host-call layers add.
 	GuestMedian   float64 `json:"guest_median_s,omitempty"`
 	GuestOverhead float64 `json:"guest_overhead_s,omitempty"`
-	// WasmMedian is plain WebAssembly doing the same work, and
-	// SpeedupVsWasm that over the guest's time (or the direct time where
-	// the guest path was not measured); null without a baseline.
+	// WasmMedian is plain WebAssembly doing the same work without loop
+	// checks (backend "wasm"), and SpeedupVsWasm that over the guest's time
+	// (or the direct time where the guest path was not measured); null
+	// without a baseline.
 	WasmMedian    float64  `json:"wasm_median_s,omitempty"`
 	SpeedupVsWasm *float64 `json:"speedup_vs_wasm"`
+	// WasmInterruptibleMedian and SpeedupVsInterruptibleWasm are the same
+	// against plain WebAssembly compiled as the node compiles every guest,
+	// with the loop checks that let a deadline stop it (backend
+	// "wasm-interruptible"): the baseline of a guest under `accelnode run`.
+	// A baseline's own result has a speedup of 1 over itself, and over the
+	// other baseline the ratio of their medians: on "wasm",
+	// speedup_vs_interruptible_wasm is what the loop checks cost.
+	WasmInterruptibleMedian    float64  `json:"wasm_interruptible_median_s,omitempty"`
+	SpeedupVsInterruptibleWasm *float64 `json:"speedup_vs_interruptible_wasm"`
 }
 
 // HostCall is the cost of one tiny operation: a one-element relu and the
@@ -126,8 +153,8 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 	if err := json.NewDecoder(rd).Decode(&r); err != nil {
 		return nil, fmt.Errorf("read bench report: %w", err)
 	}
-	if r.Schema != Schema {
-		return nil, fmt.Errorf("read bench report: schema %q, want %q", r.Schema, Schema)
+	if !slices.Contains(readable, r.Schema) {
+		return nil, fmt.Errorf("read bench report: schema %q, want one of %s", r.Schema, strings.Join(readable, ", "))
 	}
 	return &r, nil
 }
@@ -147,27 +174,38 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WORKLOAD\tSHAPE\tBACKEND\tMODE\tMEDIAN\tNOISE\tREPS\tGFLOP/s\tGB/s\tOF PEAK\tVIA GUEST\tVS WASM\t")
+	fmt.Fprintln(tw, "WORKLOAD\tSHAPE\tBACKEND\tMODE\tMEDIAN\tNOISE\tREPS\tGFLOP/s\tGB/s\tOF PEAK\tVIA GUEST\tVS WASM\tVS INTERRUPTIBLE WASM\t")
+	interruptible := false
 	for _, res := range r.Results {
-		gbps, guest, speedup := "", "", ""
+		gbps, guest := "", ""
 		if res.GBps != nil {
 			gbps = fmt.Sprintf("%.1f", *res.GBps)
 		}
 		if res.GuestMedian > 0 {
 			guest = seconds(res.GuestMedian)
 		}
-		if res.SpeedupVsWasm != nil && res.Backend != "wasm" {
-			speedup = fmt.Sprintf("%.1f×", *res.SpeedupVsWasm)
+		// A baseline's speedup over itself says nothing; over the other
+		// baseline it is the cost of the loop checks.
+		vsWasm, vsInt := speedup(res.SpeedupVsWasm), speedup(res.SpeedupVsInterruptibleWasm)
+		switch res.Backend {
+		case Wasm:
+			vsWasm = ""
+		case WasmInterruptible:
+			vsInt = ""
 		}
+		interruptible = interruptible || res.SpeedupVsInterruptibleWasm != nil
 		share := fmt.Sprintf("%.1f%%", 100*res.PeakShare)
 		if res.Bound == "memory" {
 			share += " bw"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%d\t%s\t%s\t%s\t%s\t%s\t\n", res.Workload, res.Shape, res.Backend, res.Mode,
-			seconds(res.Median), 100*res.Noise, res.Reps, gflops(res.GFLOPS), gbps, share, guest, speedup)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Workload, res.Shape, res.Backend, res.Mode,
+			seconds(res.Median), 100*res.Noise, res.Reps, gflops(res.GFLOPS), gbps, share, guest, vsWasm, vsInt)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if interruptible {
+		fmt.Fprintln(w, interruptibleNote)
 	}
 	if len(r.HostCalls) > 0 {
 		fmt.Fprintln(w)
@@ -203,6 +241,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// interruptibleNote says, under the table, what the second baseline is.
+const interruptibleNote = "VS INTERRUPTIBLE WASM: against plain WebAssembly with the loop checks that let a deadline stop it (wasm-interruptible), as accelnode run runs every guest; VS WASM: without them."
+
+func speedup(v *float64) string {
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.1f×", *v)
 }
 
 func figure(f Figure, unit string) string {

@@ -1,8 +1,14 @@
 // Package bench is `accelnode bench`: it sweeps workloads × sizes ×
-// backends, times each point with the backend called directly from Go and
-// through a WebAssembly guest's host call, times the same computation as
-// plain WebAssembly, and reports each as GFLOP/s, a share of the machine's
-// measured or looked-up peak, and a speedup over plain WebAssembly.
+// backends × modes, times each point with the backend called directly from
+// Go and through a WebAssembly guest's host call, times the same
+// computation as plain WebAssembly, both as the node runs every guest
+// (interruptible) and without the loop checks that make that possible, and
+// reports each as GFLOP/s, a share of the machine's measured or looked-up
+// peak, and a speedup over each plain-WebAssembly baseline.
+//
+// The guest runs on nodes (package node) assembled over one registry, so
+// that it meets the same limits, deadline and host module as any guest of
+// `accelnode run`.
 package bench
 
 import (
@@ -15,11 +21,20 @@ import (
 	"time"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/bench/workload"
 	"github.com/accelnode/accelnode/engine"
-	"github.com/accelnode/accelnode/hostfn"
-	"github.com/accelnode/accelnode/internal/bench/workload"
 	"github.com/accelnode/accelnode/models"
+	"github.com/accelnode/accelnode/node"
+)
+
+// The backend names of the two plain-WebAssembly baselines in reports.
+const (
+	// Wasm is plain WebAssembly compiled without loop checks: the fastest
+	// plain code wazero runs, which no deadline can stop.
+	Wasm = "wasm"
+	// WasmInterruptible is the same code compiled as the node compiles
+	// every guest, with the checks that let a deadline stop a loop.
+	WasmInterruptible = "wasm-interruptible"
 )
 
 // Target is one backend in one determinism mode. A target with Skip set is
@@ -30,47 +45,45 @@ type Target struct {
 	Skip    string
 }
 
-// Targets chooses, for each mode, the backends to measure from the
-// registry opened in that mode: names, or all of them when names is empty.
-// Unavailable backends, backends without deterministic kernels in strict
-// mode, and in fast mode backends whose kernels are the strict ones already
-// measured, are kept with the reason they are skipped.
-func Targets(registries map[accel.Mode]*accel.Registry, modes []accel.Mode, names []string) ([]Target, error) {
+// Targets chooses, for each mode, the backends of reg to measure: names,
+// or all of them when names is empty. Unavailable backends, backends that
+// do not serve the mode, and in fast mode backends whose fast kernels are
+// their strict ones (Status.FastIsStrict), when strict mode is measured
+// too, are kept with the reason they are skipped.
+func Targets(reg *accel.Registry, modes []accel.Mode, names []string) ([]Target, error) {
+	all := reg.Backends()
+	chosen := all
+	if len(names) > 0 {
+		chosen = nil
+		for _, name := range names {
+			b, ok := reg.Lookup(name)
+			if !ok {
+				known := make([]string, len(all))
+				for i, b := range all {
+					known[i] = b.Name()
+				}
+				return nil, fmt.Errorf("%w: unknown backend %q (known: %s)", accel.ErrNoBackend, name, strings.Join(known, ", "))
+			}
+			chosen = append(chosen, b)
+		}
+	}
 	strictToo := false
 	for _, m := range modes {
 		strictToo = strictToo || m == accel.Strict
 	}
 	var targets []Target
 	for _, mode := range modes {
-		all := registries[mode].Backends()
-		chosen := all
-		if len(names) > 0 {
-			chosen = nil
-			for _, name := range names {
-				found := false
-				for _, b := range all {
-					if b.Name() == name {
-						chosen, found = append(chosen, b), true
-					}
-				}
-				if !found {
-					known := make([]string, len(all))
-					for i, b := range all {
-						known[i] = b.Name()
-					}
-					return nil, fmt.Errorf("%w: unknown backend %q (known: %s)", accel.ErrNoBackend, name, strings.Join(known, ", "))
-				}
-			}
-		}
 		for _, b := range chosen {
 			t := Target{Backend: b, Mode: mode}
 			st := b.Status()
 			switch {
 			case !st.Available:
 				t.Skip = "unavailable: " + st.Reason
-			case mode == accel.Strict && !st.Deterministic:
+			case mode == accel.Strict && !st.Serves(mode):
 				t.Skip = "does not implement the numerics contract, which strict mode requires"
-			case mode == accel.Fast && st.Deterministic && strictToo:
+			case !st.Serves(mode):
+				t.Skip = fmt.Sprintf("does not serve %s mode (it serves %s)", mode, accel.ModeList(st.Modes))
+			case mode == accel.Fast && st.FastIsStrict && strictToo:
 				t.Skip = "its fast kernels are its strict ones, measured in strict mode"
 			}
 			targets = append(targets, t)
@@ -79,18 +92,53 @@ func Targets(registries map[accel.Mode]*accel.Registry, modes []accel.Mode, name
 	return targets, nil
 }
 
+// MaxMaxRun bounds Config.MaxRun (--max-run): the longest single run a
+// sweep lets a point take.
+const MaxMaxRun = 10 * time.Minute
+
+// setupAllowance and setupPerElement bound what one guest invocation may
+// spend beside its timed runs: starting, and drawing and uploading its
+// inputs, which took about 0.16 µs an element in an interruptible guest on
+// a shared two-core machine. Variables for the tests, which cannot wait as
+// long.
+var (
+	setupAllowance  = 30 * time.Second
+	setupPerElement = time.Microsecond
+)
+
+// Deadline is the deadline of every guest invocation that times p, and of
+// p's timing from Go: room for the warm-up and the least number of timed
+// runs, each as long as maxRun, two runs more (the one that crosses the
+// time budget, and slack), the time budget itself, and setup for p's
+// inputs. A point whose runs keep within maxRun finishes well within it;
+// one that does not is stopped and reported as skipped. The zero Point
+// stands for a run without inputs, such as the tiny host calls. It is
+// rounded up to the second, to read well in messages.
+func Deadline(b workload.Budget, maxRun time.Duration, p workload.Point) time.Duration {
+	d := time.Duration(b.Warmup+b.MinReps+2)*maxRun + b.Time + setupAllowance + time.Duration(p.InputElements())*setupPerElement
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
 // Config is one sweep.
 type Config struct {
 	Points []workload.Point
 	Budget workload.Budget
 	// MaxRun skips a point whose single run, extrapolated from the same
-	// series' last point by FLOPs, would take longer.
+	// series' last point by FLOPs, would take longer. It must be positive
+	// and at most MaxMaxRun.
 	MaxRun time.Duration
-	// Guest is the benchmark guest (internal/bench/guest). Without it the
-	// plain-WebAssembly baseline and the guest path are skipped, with
+	// Guest is the benchmark guest (bench/guest). Without it the
+	// plain-WebAssembly baselines and the guest path are skipped, with
 	// GuestMissing as the reason.
 	Guest        []byte
 	GuestMissing string
+	// Node configures the two nodes the guest runs on. Its Registry must
+	// hold every target's backend; its Limits bound every invocation,
+	// whose deadline is Deadline (a Limits.Timeout below a point's is
+	// refused). The sweep chooses the rest: the system clock, so that the
+	// guest can time itself; one node interruptible and one not; the
+	// default backend.
+	Node node.Config
 	// HostCallBatch is how many tiny calls one timed run of the host-call
 	// overhead makes.
 	HostCallBatch int
@@ -103,43 +151,73 @@ type Config struct {
 	Progress func(done, total int, what string)
 }
 
+// Validate checks the budget, the run limit, the points and the nodes'
+// timeout against the deadline.
+func (c Config) Validate() error {
+	if err := c.Budget.Validate(); err != nil {
+		return err
+	}
+	if c.MaxRun <= 0 || c.MaxRun > MaxMaxRun {
+		return fmt.Errorf("run limit %v must be above 0 and at most %v", c.MaxRun, MaxMaxRun)
+	}
+	for _, p := range c.Points {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+	}
+	if t := c.Node.Limits.Timeout; t > 0 {
+		if d, p := LongestDeadline(c.Budget, c.MaxRun, c.Points); t < d {
+			return fmt.Errorf("timeout %v is shorter than the %v deadline of %s %d's guest invocations, so honest points could not finish", t, d, p.Name, p.Size)
+		}
+	}
+	return nil
+}
+
+// LongestDeadline is the longest Deadline of points, and its point.
+func LongestDeadline(b workload.Budget, maxRun time.Duration, points []workload.Point) (time.Duration, workload.Point) {
+	var longest time.Duration
+	var at workload.Point
+	for _, p := range points {
+		if d := Deadline(b, maxRun, p); d > longest {
+			longest, at = d, p
+		}
+	}
+	return longest, at
+}
+
 // series identifies a line of measurements whose times grow with the
 // point's FLOPs, for extrapolation.
 type series struct{ workload, backend, mode, way string }
 
 type sweep struct {
-	cfg         Config
-	rep         *Report
-	last        map[series][2]float64 // FLOPs and median seconds of the last point
-	node, plain *engine.Engine
-	nodeMod     *engine.Module
-	plainMod    *engine.Module
-	models      *models.Registry
-	cnn         *models.Model
-	done, total int
+	cfg  Config
+	rep  *Report
+	last map[series][2]float64 // FLOPs and median seconds of the last point
+	// host runs guests as `accelnode run` does: the host way, and the
+	// interruptible plain baseline; plain runs the plain baseline without
+	// loop checks.
+	host, plain       *node.Node
+	hostMod, plainMod *engine.Module
+	cnn               *models.Model
+	done, total       int
 }
 
 // Run measures every point on every target that is not skipped.
 func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
-	if err := cfg.Budget.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range cfg.Points {
-		if err := p.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	s := &sweep{cfg: cfg, last: map[series][2]float64{}, models: models.NewRegistry(),
+	s := &sweep{cfg: cfg, last: map[series][2]float64{},
 		rep: &Report{Schema: Schema, Machine: cfg.Machine, Budget: budgetOf(cfg), Results: []Result{}, HostCalls: []HostCall{}, Skipped: []Skip{}}}
 	var err error
-	if s.cnn, err = s.models.Add(workload.CNNName, workload.CNN()); err != nil {
+	if s.cnn, err = models.NewRegistry().Add(workload.CNNName, workload.CNN()); err != nil {
 		return nil, fmt.Errorf("load the benchmark model: %w", err)
 	}
 	if cfg.Guest != nil {
-		if err := s.openEngines(ctx); err != nil {
+		if err := s.openNodes(ctx); err != nil {
 			return nil, err
 		}
-		defer s.closeEngines()
+		defer s.closeNodes()
 	}
 
 	var active []Target
@@ -151,26 +229,37 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 		active = append(active, t)
 	}
 	if cfg.Guest == nil {
-		s.skip(Skip{Backend: "wasm", Reason: cfg.GuestMissing})
+		s.skip(Skip{Backend: Wasm, Reason: cfg.GuestMissing})
 	}
-	// Each point: plain wasm, then every target directly and through the
-	// guest; then every target's tiny call both ways.
-	ways := 1
+	// Each point: the two plain baselines, then every target directly and
+	// through the guest; then every target's tiny call both ways.
+	ways, baselines := 1, 0
 	if cfg.Guest != nil {
-		ways = 2
+		ways, baselines = 2, 2
 	}
-	s.total = len(cfg.Points)*(ways-1+ways*len(active)) + ways*len(active)
+	s.total = len(cfg.Points)*(baselines+ways*len(active)) + ways*len(active)
 
 	for _, p := range cfg.Points {
-		var wasm *Result // nil when plain wasm was not measured
+		var wasm, wasmInt *Result // nil where not measured
 		if cfg.Guest != nil {
-			var err error
-			if wasm, err = s.measurePlain(ctx, p); err != nil {
+			if wasm, err = s.measurePlain(ctx, p, false); err != nil {
 				return s.rep, err
+			}
+			if wasmInt, err = s.measurePlain(ctx, p, true); err != nil {
+				return s.rep, err
+			}
+			if wasm != nil && wasmInt != nil {
+				wasm.SpeedupVsInterruptibleWasm = ratio(wasmInt.Median, wasm.Median)
+				wasmInt.SpeedupVsWasm = ratio(wasm.Median, wasmInt.Median)
+			}
+			for _, r := range []*Result{wasm, wasmInt} {
+				if r != nil {
+					s.rep.Results = append(s.rep.Results, *r)
+				}
 			}
 		}
 		for _, t := range active {
-			if err := s.measure(ctx, p, t, wasm); err != nil {
+			if err := s.measure(ctx, p, t, wasm, wasmInt); err != nil {
 				return s.rep, err
 			}
 		}
@@ -192,44 +281,67 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 	return s.rep, nil
 }
 
-func (s *sweep) openEngines(ctx context.Context) (err error) {
+// ratio is base over served, or nil where either is not a time.
+func ratio(base, served float64) *float64 {
+	if !(base > 0 && served > 0) {
+		return nil
+	}
+	r := base / served
+	return &r
+}
+
+// openNodes assembles the two nodes over the configured registry and
+// compiles the guest on each.
+func (s *sweep) openNodes(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
-			s.closeEngines()
+			s.closeNodes()
 		}
 	}()
-	mods := []engine.HostModule{hostfn.Module{}}
-	if s.node, err = engine.New(ctx, engine.Config{HostModules: mods}); err != nil {
-		return err
+	cfg := s.cfg.Node
+	if cfg.Registry == nil {
+		return errors.New("the benchmark nodes need the registry the targets come from")
 	}
-	if s.plain, err = engine.New(ctx, engine.Config{HostModules: mods, Uninterruptible: true}); err != nil {
-		return err
+	cfg.Backend, cfg.Mode, cfg.Models = accel.Auto, accel.Strict, nil
+	cfg.SystemClock = true // the guest times itself
+	cfg.Uninterruptible = false
+	if s.host, err = node.Open(ctx, cfg); err != nil {
+		return fmt.Errorf("open the benchmark node: %w", err)
 	}
-	if s.nodeMod, err = s.node.Compile(ctx, s.cfg.Guest); err != nil {
-		return fmt.Errorf("compile the benchmark guest: %w", err)
+	cfg.Uninterruptible = true
+	if s.plain, err = node.Open(ctx, cfg); err != nil {
+		return fmt.Errorf("open the uninterruptible benchmark node: %w", err)
+	}
+	if _, err := s.host.Models().Add(workload.CNNName, workload.CNN()); err != nil {
+		return fmt.Errorf("load the benchmark model: %w", err)
 	}
 	if s.plainMod, err = s.plain.Compile(ctx, s.cfg.Guest); err != nil {
 		return fmt.Errorf("compile the benchmark guest: %w", err)
 	}
 	// A guest built from other workload definitions would time other work.
-	var out bytes.Buffer
-	inv := engine.Invocation{Name: "bench", Args: []string{"-fingerprint"}, Stdout: &out}
-	if _, err := hostfn.Run(ctx, s.plain, s.plainMod, inv, hostfn.Config{Backend: ref.New(1)}); err != nil {
+	// The fingerprint is drawn from every workload's inputs: give it time
+	// even where the deadline of a point is short.
+	res, err := s.plain.Invoke(ctx, s.plainMod, node.Invocation{Name: "bench", Args: []string{"-fingerprint"},
+		Limits: node.Limits{Timeout: max(s.deadline(workload.Point{}), time.Minute)}})
+	if err != nil {
 		return fmt.Errorf("the benchmark guest does not report its workloads (%w), so it predates this node; rebuild it with `make build`", err)
 	}
-	if got, want := strings.TrimSpace(out.String()), workload.Fingerprint(); got != want {
+	if got, want := strings.TrimSpace(string(res.Stdout)), workload.Fingerprint(); got != want {
 		return fmt.Errorf("the benchmark guest was built from other workloads (fingerprint %q, this node's %q); rebuild it with `make build`", got, want)
+	}
+	if s.hostMod, err = s.host.Compile(ctx, s.cfg.Guest); err != nil {
+		return fmt.Errorf("compile the benchmark guest with loop checks: %w", err)
 	}
 	return nil
 }
 
-func (s *sweep) closeEngines() {
-	for _, e := range []*engine.Engine{s.node, s.plain} {
-		if e != nil {
-			e.Close(context.Background())
+func (s *sweep) closeNodes() {
+	for _, n := range []*node.Node{s.host, s.plain} {
+		if n != nil {
+			n.Close()
 		}
 	}
-	s.node, s.plain = nil, nil
+	s.host, s.plain = nil, nil
 }
 
 func (s *sweep) progress(what string) {
@@ -251,27 +363,37 @@ func (s *sweep) skip(k Skip) { s.rep.Skipped = append(s.rep.Skipped, k) }
 const minPredictive = 10 * time.Millisecond
 
 // plainSeedRate is a slow plain-WebAssembly rate, below every workload's on
-// the machines measured, for predicting a plain series' first point: its
-// runs cannot be interrupted, so an hour-long one must not start.
+// the machines measured, for predicting the uninterruptible series' first
+// point: its runs cannot be interrupted, so an hour-long one must not start.
 const plainSeedRate = 0.2e9 // FLOP/s
+
+// interruptibleSlowdown predicts the interruptible baseline's first point
+// from the uninterruptible one: the loop checks made a naive matmul loop
+// about 9× slower (0.056 against 0.50 GFLOP/s); 10 errs on the long side.
+// A wrong guess costs little: that guest stops at its deadline.
+const interruptibleSlowdown = 10
 
 // predict extrapolates one run of p in the series from its last point.
 func (s *sweep) predict(k series, p workload.Point) (time.Duration, bool) {
 	last, ok := s.last[k]
+	ok = ok && last[0] > 0 && last[1] > 0
 	switch {
-	case k.way == "plain" && (!ok || last[0] <= 0 || last[1] <= 0):
-		return time.Duration(p.FLOPs() / plainSeedRate * 1e9), true
-	case k.way == "plain":
+	case ok && (k.way == "plain" || time.Duration(last[1]*1e9) >= minPredictive):
 		return time.Duration(last[1] * p.FLOPs() / last[0] * 1e9), true
-	case !ok || last[0] <= 0 || time.Duration(last[1]*1e9) < minPredictive:
+	case k.way != "plain":
 		return 0, false
+	case k.backend == WasmInterruptible:
+		if u, ok := s.last[series{p.Name, Wasm, k.mode, k.way}]; ok && u[0] == p.FLOPs() && u[1] > 0 {
+			return time.Duration(u[1] * interruptibleSlowdown * 1e9), true
+		}
+		return time.Duration(p.FLOPs() / (plainSeedRate / interruptibleSlowdown) * 1e9), true
 	}
-	return time.Duration(last[1] * p.FLOPs() / last[0] * 1e9), true
+	return time.Duration(p.FLOPs() / plainSeedRate * 1e9), true
 }
 
 // tooLong reports, as a skip reason, a run predicted beyond MaxRun.
 func (s *sweep) tooLong(k series, p workload.Point) string {
-	if d, ok := s.predict(k, p); ok && s.cfg.MaxRun > 0 && d > s.cfg.MaxRun {
+	if d, ok := s.predict(k, p); ok && d > s.cfg.MaxRun {
 		return fmt.Sprintf("one run would take about %s, over the %s limit (--max-run)", round(d), s.cfg.MaxRun)
 	}
 	return ""
@@ -285,17 +407,24 @@ func round(d time.Duration) time.Duration {
 }
 
 // recoverable reports whether err is the point's own failure (the backend
-// cannot do it), to be reported as a skip, rather than the sweep's.
+// cannot do it, or it ran past its deadline), to be reported as a skip,
+// rather than the sweep's.
 func recoverable(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && !errors.Is(err, context.Canceled)
 }
 
-// measurePlain times p as plain WebAssembly.
-func (s *sweep) measurePlain(ctx context.Context, p workload.Point) (*Result, error) {
-	k := series{p.Name, "wasm", "strict", "plain"}
-	s.progress(fmt.Sprintf("%s %d wasm", p.Name, p.Size))
+// measurePlain times p as plain WebAssembly, interruptible as the node runs
+// every guest or without loop checks. The result is not yet in the report.
+func (s *sweep) measurePlain(ctx context.Context, p workload.Point, interruptible bool) (*Result, error) {
+	backend, n, m := Wasm, s.plain, s.plainMod
+	if interruptible {
+		backend, n, m = WasmInterruptible, s.host, s.hostMod
+	}
+	const mode = "strict" // the reference kernels' loops
+	k := series{p.Name, backend, mode, "plain"}
+	s.progress(fmt.Sprintf("%s %d %s", p.Name, p.Size, backend))
 	if why := s.tooLong(k, p); why != "" {
-		s.skip(Skip{Workload: p.Name, Size: p.Size, Backend: "wasm", Mode: "strict", Reason: why})
+		s.skip(Skip{Workload: p.Name, Size: p.Size, Backend: backend, Mode: mode, Reason: why})
 		return nil, nil
 	}
 	b := s.cfg.Budget
@@ -305,24 +434,27 @@ func (s *sweep) measurePlain(ctx context.Context, p workload.Point) (*Result, er
 	if d, ok := s.predict(k, p); ok && d > max(b.Time, 2*time.Second) {
 		b.MinReps = 1 // the plain loop's runs vary little, and each costs seconds
 	}
-	st, err := s.runGuest(ctx, s.plain, s.plainMod, "plain", p, b, Target{Backend: nil, Mode: accel.Strict})
+	st, err := s.runGuest(ctx, n, m, "plain", p, b, nil)
 	if err != nil {
 		if recoverable(ctx, err) {
-			s.skip(Skip{Workload: p.Name, Size: p.Size, Backend: "wasm", Mode: "strict", Reason: err.Error()})
+			s.skip(Skip{Workload: p.Name, Size: p.Size, Backend: backend, Mode: mode, Reason: err.Error()})
 			return nil, nil
 		}
 		return nil, err
 	}
 	s.last[k] = [2]float64{p.FLOPs(), st.Median}
-	r := s.result(p, "wasm", "strict", st)
+	r := s.result(p, backend, mode, st)
 	one := 1.0
-	r.SpeedupVsWasm = &one
-	s.rep.Results = append(s.rep.Results, r)
+	if interruptible {
+		r.SpeedupVsInterruptibleWasm = &one
+	} else {
+		r.SpeedupVsWasm = &one
+	}
 	return &r, nil
 }
 
 // measure times p on t directly and through the guest.
-func (s *sweep) measure(ctx context.Context, p workload.Point, t Target, wasm *Result) error {
+func (s *sweep) measure(ctx context.Context, p workload.Point, t Target, wasm, wasmInt *Result) error {
 	name, mode := t.Backend.Name(), t.Mode.String()
 	k := series{p.Name, name, mode, "direct"}
 	s.progress(fmt.Sprintf("%s %d %s %s", p.Name, p.Size, name, mode))
@@ -347,7 +479,7 @@ func (s *sweep) measure(ctx context.Context, p workload.Point, t Target, wasm *R
 	r := s.result(p, name, mode, st)
 	if s.cfg.Guest != nil {
 		s.progress(fmt.Sprintf("%s %d %s %s via guest", p.Name, p.Size, name, mode))
-		g, err := s.runGuest(ctx, s.node, s.nodeMod, "host", p, s.cfg.Budget, t)
+		g, err := s.runGuest(ctx, s.host, s.hostMod, "host", p, s.cfg.Budget, &t)
 		switch {
 		case err == nil:
 			r.GuestMedian = g.Median
@@ -358,31 +490,65 @@ func (s *sweep) measure(ctx context.Context, p workload.Point, t Target, wasm *R
 			return err
 		}
 	}
+	// The speedups are over what a guest sees: the guest's time, or the
+	// direct one where the guest path was not measured.
+	served := r.Median
+	if r.GuestMedian > 0 {
+		served = r.GuestMedian
+	}
 	if wasm != nil {
-		served := r.Median
-		if r.GuestMedian > 0 {
-			served = r.GuestMedian
-		}
-		r.WasmMedian = wasm.Median
-		if served > 0 {
-			sp := wasm.Median / served
-			r.SpeedupVsWasm = &sp
-		}
+		r.WasmMedian, r.SpeedupVsWasm = wasm.Median, ratio(wasm.Median, served)
+	}
+	if wasmInt != nil {
+		r.WasmInterruptibleMedian, r.SpeedupVsInterruptibleWasm = wasmInt.Median, ratio(wasmInt.Median, served)
 	}
 	s.rep.Results = append(s.rep.Results, r)
 	return nil
 }
 
+// sessionLimits are the nodes' tensor limits, for the timings from Go.
+func (s *sweep) sessionLimits() accel.Limits {
+	l := s.cfg.Node.Limits
+	return accel.Limits{MaxBytes: l.TensorMemory, MaxTensors: l.MaxTensors}
+}
+
+// deadline is Deadline for p under the sweep's budget.
+func (s *sweep) deadline(p workload.Point) time.Duration {
+	return Deadline(s.cfg.Budget, s.cfg.MaxRun, p)
+}
+
+// errDeadline is the cause of a timing from Go stopped at the deadline.
+var errDeadline = errors.New("deadline")
+
+// withDeadline runs f under deadline d, and says so when that is what
+// stopped it.
+func withDeadline(ctx context.Context, d time.Duration, f func(ctx context.Context) error) error {
+	dctx, cancel := context.WithTimeoutCause(ctx, d, errDeadline)
+	defer cancel()
+	err := f(dctx)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(dctx), errDeadline) {
+		return fmt.Errorf("ran past its deadline of %s (a few times --max-run): %w", d, err)
+	}
+	return err
+}
+
 // direct times p on the backend called from Go, on resident inputs.
 func (s *sweep) direct(ctx context.Context, p workload.Point, t Target) (Stats, error) {
-	sess := accel.NewSession(t.Backend, t.Mode, accel.Limits{}, nil)
-	defer sess.Close()
-	bound, err := workload.Bind(sess, p, s.cnn)
+	sess, err := accel.NewSession(t.Backend, t.Mode, s.sessionLimits(), nil)
 	if err != nil {
 		return Stats{}, err
 	}
-	defer bound.Close()
-	times, err := s.cfg.Budget.Repeat(ctx, func() error { return bound.Run(ctx) })
+	defer sess.Close()
+	var times []time.Duration
+	err = withDeadline(ctx, s.deadline(p), func(ctx context.Context) error {
+		bound, err := workload.Bind(sess, p, s.cnn)
+		if err != nil {
+			return err
+		}
+		defer bound.Close()
+		times, err = s.cfg.Budget.Repeat(ctx, func() error { return bound.Run(ctx) })
+		return err
+	})
 	if err != nil {
 		return Stats{}, err
 	}
@@ -396,26 +562,35 @@ type guestOutput struct {
 }
 
 // runGuest runs the guest once, which times p its way within b.
-func (s *sweep) runGuest(ctx context.Context, e *engine.Engine, m *engine.Module, way string, p workload.Point, b workload.Budget, t Target) (Stats, error) {
+func (s *sweep) runGuest(ctx context.Context, n *node.Node, m *engine.Module, way string, p workload.Point, b workload.Budget, t *Target) (Stats, error) {
 	args := []string{"-way", way, "-workload", p.Name, "-size", fmt.Sprint(p.Size)}
-	return s.invoke(ctx, e, m, args, b, t)
+	return s.invoke(ctx, n, m, args, b, s.deadline(p), t)
 }
 
-func (s *sweep) invoke(ctx context.Context, e *engine.Engine, m *engine.Module, args []string, b workload.Budget, t Target) (Stats, error) {
+// invoke runs the guest on n under the nodes' limits and deadline d,
+// served by t, or by the node's own backend where t is nil (the plain way
+// calls no host function).
+func (s *sweep) invoke(ctx context.Context, n *node.Node, m *engine.Module, args []string, b workload.Budget, d time.Duration, t *Target) (Stats, error) {
 	args = append(args, "-warmup", fmt.Sprint(b.Warmup), "-min-reps", fmt.Sprint(b.MinReps),
 		"-max-reps", fmt.Sprint(b.MaxReps), "-time", b.Time.String())
-	var stdout, stderr bytes.Buffer
-	inv := engine.Invocation{Name: "bench", Args: args, Stdout: &stdout, Stderr: &stderr,
-		SystemClock: true, MemoryLimitPages: 65536}
-	cfg := hostfn.Config{Backend: t.Backend, Mode: t.Mode, Models: s.models}
-	if cfg.Backend == nil {
-		cfg.Backend = ref.New(1) // the plain way calls no host function
+	inv := node.Invocation{Name: "bench", Args: args, Limits: node.Limits{Timeout: d}}
+	if t != nil {
+		mode := t.Mode
+		inv.Backend, inv.Mode = t.Backend.Name(), &mode
 	}
-	_, runErr := hostfn.Run(ctx, e, m, inv, cfg)
+	res, runErr := n.Invoke(ctx, m, inv)
+	switch res.Outcome {
+	case node.Deadline:
+		return Stats{}, fmt.Errorf("the guest ran past its deadline of %s (a few times --max-run)", d)
+	case node.Budget:
+		return Stats{}, fmt.Errorf("the guest exhausted its compute budget (--budget): %w", runErr)
+	case node.Memory:
+		return Stats{}, fmt.Errorf("the guest exceeded its memory limit (--memory): %w", runErr)
+	}
 	var out guestOutput
-	line := bytes.TrimSpace(stdout.Bytes())
+	line := bytes.TrimSpace(res.Stdout)
 	if err := json.Unmarshal(line, &out); err != nil {
-		return Stats{}, fmt.Errorf("benchmark guest: %w (stdout %q, stderr %q)", errors.Join(runErr, err), truncate(line), truncate(stderr.Bytes()))
+		return Stats{}, fmt.Errorf("benchmark guest: %w (stdout %q, stderr %q)", errors.Join(runErr, err), truncate(line), truncate(res.Stderr))
 	}
 	if out.Error != "" {
 		return Stats{}, errors.New(out.Error)
@@ -447,7 +622,7 @@ func (s *sweep) hostCall(ctx context.Context, t Target) error {
 	batch := max(s.cfg.HostCallBatch, 1)
 	b := s.cfg.Budget
 	s.progress(fmt.Sprintf("host call %s %s", name, mode))
-	hc := HostCall{Backend: name, Mode: mode, Op: "relu", Elements: 1, Calls: 2}
+	hc := HostCall{Backend: name, Mode: mode, Op: accel.Relu.Name, Elements: 1, Calls: 2}
 	direct, err := s.tinyDirect(ctx, t, batch, b)
 	if err != nil {
 		if !recoverable(ctx, err) {
@@ -462,7 +637,7 @@ func (s *sweep) hostCall(ctx context.Context, t Target) error {
 	hc.DirectNS = direct.Median / float64(batch) * 1e9
 	if s.cfg.Guest != nil {
 		s.progress(fmt.Sprintf("host call %s %s via guest", name, mode))
-		g, err := s.invoke(ctx, s.node, s.nodeMod, []string{"-workload", "call", "-batch", fmt.Sprint(batch)}, b, t)
+		g, err := s.invoke(ctx, s.host, s.hostMod, []string{"-workload", "call", "-batch", fmt.Sprint(batch)}, b, s.deadline(workload.Point{}), &t)
 		if err != nil {
 			if !recoverable(ctx, err) {
 				return err
@@ -479,23 +654,31 @@ func (s *sweep) hostCall(ctx context.Context, t Target) error {
 }
 
 func (s *sweep) tinyDirect(ctx context.Context, t Target, batch int, b workload.Budget) (Stats, error) {
-	sess := accel.NewSession(t.Backend, t.Mode, accel.Limits{}, nil)
+	sess, err := accel.NewSession(t.Backend, t.Mode, s.sessionLimits(), nil)
+	if err != nil {
+		return Stats{}, err
+	}
 	defer sess.Close()
 	x, err := sess.FromFloat32([]float32{-1}, 1)
 	if err != nil {
 		return Stats{}, err
 	}
-	times, err := b.Repeat(ctx, func() error {
-		for range batch {
-			r, err := sess.Relu(ctx, x)
-			if err != nil {
-				return err
+	var times []time.Duration
+	err = withDeadline(ctx, s.deadline(workload.Point{}), func(ctx context.Context) error {
+		var err error
+		times, err = b.Repeat(ctx, func() error {
+			for range batch {
+				r, err := sess.Relu(ctx, x)
+				if err != nil {
+					return err
+				}
+				if err := sess.Free(r); err != nil {
+					return err
+				}
 			}
-			if err := sess.Free(r); err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return Stats{}, err
@@ -505,7 +688,7 @@ func (s *sweep) tinyDirect(ctx context.Context, t Target, batch int, b workload.
 
 // result fills in a result's derived figures from its statistics.
 func (s *sweep) result(p workload.Point, backend, mode string, st Stats) Result {
-	r := Result{Op: p.Op, Workload: p.Name, Backend: backend, Mode: mode, Shape: p.Shape(),
+	r := Result{Op: p.OpName(), Workload: p.Name, Backend: backend, Mode: mode, Shape: p.Shape(),
 		SizeName: p.SizeName, Size: p.Size, FLOPs: p.FLOPs(), Bytes: p.Bytes(), Stats: st, Bound: "compute"}
 	if st.Median > 0 {
 		r.GFLOPS = r.FLOPs / st.Median / 1e9

@@ -283,7 +283,8 @@ func BenchmarkResidentMatMul(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	reg := accel.Open(accel.Options{Mode: mode})
+	// The CUDA libraries, where the GPU machine's scripts name them.
+	reg := accel.Open(accel.Options{Libraries: map[string]string{"cuda": os.Getenv("ACCELNODE_CUDA_PATH")}})
 	defer reg.Close()
 	be, err := reg.Select(name, mode)
 	if err != nil {

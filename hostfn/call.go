@@ -44,9 +44,15 @@ func (c *call) view(ptr uint32, n uint64, what string) ([]byte, error) {
 	if n > math.MaxUint32 {
 		return nil, fail(abi.EOVERFLOW, "%s: %d bytes exceed the 4 GiB address space", what, n)
 	}
+	// The end is checked in 64 bits: wazero's own check adds in 32 bits,
+	// so a pointer near 4 GiB would wrap past it.
+	size := uint64(c.mem.Size())
+	if uint64(ptr)+n > size {
+		return nil, fail(abi.EFAULT, "%s: bytes [%d, %d) lie outside guest memory of %d bytes", what, ptr, uint64(ptr)+n, size)
+	}
 	b, ok := c.mem.Read(ptr, uint32(n))
 	if !ok {
-		return nil, fail(abi.EFAULT, "%s: bytes [%d, %d) lie outside guest memory of %d bytes", what, ptr, uint64(ptr)+n, c.mem.Size())
+		return nil, fail(abi.EFAULT, "%s: bytes [%d, %d) lie outside guest memory of %d bytes", what, ptr, uint64(ptr)+n, size)
 	}
 	return b, nil
 }

@@ -62,7 +62,10 @@ func run(t testing.TB, pkg string, inv engine.Invocation, cfg hostfn.Config) (st
 	if cfg.Backend == nil {
 		cfg.Backend = backend
 	}
-	in := hostfn.NewInstance(cfg)
+	in, err := hostfn.NewInstance(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := node.Run(in.Bind(context.Background()), guestModule(t, node, pkg), inv)
 	in.Close()
 	if n, b := in.Session().LiveTensors(), in.Session().LiveBytes(); n != 0 || b != 0 {
@@ -126,16 +129,25 @@ func TestHostile(t *testing.T) {
 		"add_bias_axis_out_of_range":       abi.EINVAL,
 		"conv2d_params_out_of_bounds":      abi.EFAULT,
 		"maxpool2d_padding_too_large":      abi.EINVAL,
-		"tsne_column_out_of_range":         abi.EINVAL,
-		"tsne_repeated_tensor":             abi.EINVAL,
-		"tsne_kl_out_of_bounds":            abi.EFAULT,
-		"info_buffer_too_small":            abi.ETOOSMALL,
-		"info_buffer_out_of_bounds":        abi.EFAULT,
-		"info_length_after_fault":          777, // not an errno: the untouched length
-		"units_out_of_bounds":              abi.EFAULT,
-		"free_twice_first":                 abi.OK,
-		"free_twice_second":                abi.EBADHANDLE,
-		"use_after_free":                   abi.EBADHANDLE,
+		// Window parameters beyond any dimension are invalid, as
+		// docs/abi.md says, not an overflow.
+		"conv2d_stride_0x20000000":    abi.EINVAL,
+		"conv2d_stride_0xffffffff":    abi.EINVAL,
+		"maxpool2d_stride_0x20000000": abi.EINVAL,
+		"maxpool2d_stride_0xffffffff": abi.EINVAL,
+		"add_shape_mismatch":          abi.ESHAPE,
+		"add_out_out_of_bounds":       abi.EFAULT,
+		"add_sum":                     abi.OK,
+		"tsne_column_out_of_range":    abi.EINVAL,
+		"tsne_repeated_tensor":        abi.EINVAL,
+		"tsne_kl_out_of_bounds":       abi.EFAULT,
+		"info_buffer_too_small":       abi.ETOOSMALL,
+		"info_buffer_out_of_bounds":   abi.EFAULT,
+		"info_length_after_fault":     777, // not an errno: the untouched length
+		"units_out_of_bounds":         abi.EFAULT,
+		"free_twice_first":            abi.OK,
+		"free_twice_second":           abi.EBADHANDLE,
+		"use_after_free":              abi.EBADHANDLE,
 	}
 	stdout, stderr, _, err := run(t, "hostfn/testdata/guests/hostile", engine.Invocation{}, hostfn.Config{})
 	if err != nil {
@@ -189,7 +201,10 @@ func TestForeignHandle(t *testing.T) {
 	holder := guestModule(t, node, "hostfn/testdata/guests/holder")
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
-	in := hostfn.NewInstance(hostfn.Config{Backend: backend})
+	in, err := hostfn.NewInstance(hostfn.Config{Backend: backend})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer in.Close()
 	done := make(chan error, 1)
 	go func() {
@@ -280,6 +295,46 @@ func TestNoInstance(t *testing.T) {
 	var exit *engine.ExitError
 	if !errors.As(err, &exit) || !strings.Contains(stdout.String(), "unsupported") {
 		t.Fatalf("error = %v, output %q; want exit 1 after an unsupported errno", err, stdout.String())
+	}
+}
+
+// noMemoryWasm has no memory at all, calls tensor_create and exits with
+// the errno it got:
+//
+//	(module
+//	  (import "accel" "tensor_create" (func $create (param i32 i32 i32 i32) (result i32)))
+//	  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+//	  (func (export "_start") (call $exit (call $create (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))))
+var noMemoryWasm = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x10, 0x03, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x00, 0x00,
+	0x02, 0x3a, 0x02,
+	0x05, 'a', 'c', 'c', 'e', 'l', 0x0d, 't', 'e', 'n', 's', 'o', 'r', '_', 'c', 'r', 'e', 'a', 't', 'e', 0x00, 0x00,
+	0x16, 'w', 'a', 's', 'i', '_', 's', 'n', 'a', 'p', 's', 'h', 'o', 't', '_', 'p', 'r', 'e', 'v', 'i', 'e', 'w', '1',
+	0x09, 'p', 'r', 'o', 'c', '_', 'e', 'x', 'i', 't', 0x00, 0x01,
+	0x03, 0x02, 0x01, 0x02,
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x02,
+	0x0a, 0x10, 0x01, 0x0e, 0x00,
+	0x41, 0x01, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00, 0x10, 0x00, // tensor_create(1, 0, 0, 0)
+	0x10, 0x01, 0x0b, // proc_exit, end
+}
+
+// TestNoMemory checks that a guest without memory that calls the host gets
+// EFAULT, where wazero's nil memory once made the host panic (EINTERNAL).
+func TestNoMemory(t *testing.T) {
+	m, err := node.Compile(context.Background(), noMemoryWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := hostfn.NewInstance(hostfn.Config{Backend: backend})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	_, err = node.Run(in.Bind(context.Background()), m, engine.Invocation{})
+	var exit *engine.ExitError
+	if !errors.As(err, &exit) || abi.Errno(exit.Code) != abi.EFAULT {
+		t.Fatalf("error %v, want an exit with EFAULT (%d)", err, abi.EFAULT)
 	}
 }
 

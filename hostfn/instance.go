@@ -51,8 +51,9 @@ type Instance struct {
 	call call
 }
 
-// NewInstance prepares the accel state for one guest invocation.
-func NewInstance(cfg Config) *Instance {
+// NewInstance prepares the accel state for one guest invocation. It fails
+// when cfg's backend cannot serve cfg's mode.
+func NewInstance(cfg Config) (*Instance, error) {
 	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger, ctx: context.Background(),
 		models: cfg.Models, opened: map[uint32]*models.Model{}, nextModel: 1}
 	if in.models == nil {
@@ -61,25 +62,30 @@ func NewInstance(cfg Config) *Instance {
 	if in.log == nil {
 		in.log = slog.Default()
 	}
-	in.session = accel.NewSession(cfg.Backend, cfg.Mode, cfg.Limits, in.charge)
+	var err error
+	if in.session, err = accel.NewSession(cfg.Backend, cfg.Mode, cfg.Limits, in.charge); err != nil {
+		return nil, err
+	}
 	st := cfg.Backend.Status()
 	in.info, _ = json.Marshal(Info{
 		ABI:           abi.Version,
 		Backend:       st.Name,
 		Device:        st.Device,
 		Mode:          cfg.Mode.String(),
-		Deterministic: st.Deterministic,
+		Deterministic: cfg.Mode == accel.Strict,
 	})
-	return in
+	return in, nil
 }
 
 // Info is what the info import reports to the guest, as JSON.
 type Info struct {
-	ABI           int    `json:"abi"`
-	Backend       string `json:"backend"`
-	Device        string `json:"device"`
-	Mode          string `json:"mode"`
-	Deterministic bool   `json:"deterministic"`
+	ABI     int    `json:"abi"`
+	Backend string `json:"backend"`
+	Device  string `json:"device"`
+	Mode    string `json:"mode"`
+	// Deterministic is true in strict mode: every result follows the
+	// numerics contract bit for bit.
+	Deterministic bool `json:"deterministic"`
 }
 
 func (in *Instance) charge(units uint64) error { return engine.Charge(in.ctx, units) }
@@ -109,7 +115,10 @@ func instanceFrom(ctx context.Context) *Instance {
 // Run runs one guest invocation with an accel Instance configured by cfg,
 // and frees the guest's tensors when it ends, however it ends.
 func Run(ctx context.Context, e *engine.Engine, m *engine.Module, inv engine.Invocation, cfg Config) (engine.Result, error) {
-	in := NewInstance(cfg)
+	in, err := NewInstance(cfg)
+	if err != nil {
+		return engine.Result{}, err
+	}
 	defer in.Close()
 	return e.Run(in.Bind(ctx), m, inv)
 }

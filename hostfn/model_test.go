@@ -84,7 +84,10 @@ func (w mlpWeights) onnx() []byte {
 func (w mlpWeights) reference(t testing.TB, x []float32, batch int) []float32 {
 	t.Helper()
 	ctx := context.Background()
-	s := accel.NewSession(ref.New(0), accel.Strict, accel.Limits{}, nil)
+	s, err := accel.NewSession(ref.New(0), accel.Strict, accel.Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	must := func(x *accel.Tensor, err error) *accel.Tensor {
 		t.Helper()
@@ -390,8 +393,11 @@ func equalModelInfo(a, b abi.ModelInfo) bool {
 func runCounted(t testing.TB, args []string, cfg hostfn.Config) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	in := hostfn.NewInstance(cfg)
-	_, err := node.Run(in.Bind(context.Background()), guestModule(t, node, modelGuest), engine.Invocation{Args: args, Stdout: &stdout, Stderr: &stderr})
+	in, err := hostfn.NewInstance(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = node.Run(in.Bind(context.Background()), guestModule(t, node, modelGuest), engine.Invocation{Args: args, Stdout: &stdout, Stderr: &stderr})
 	live, liveBytes := in.Session().LiveTensors(), in.Session().LiveBytes()
 	in.Close()
 	if err != nil {

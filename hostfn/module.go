@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"reflect"
+	"slices"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -61,26 +63,58 @@ func Functions() []string {
 	return names
 }
 
-var functions = []function{
-	{name: "tensor_create", params: []string{"dtype", "shape_ptr", "rank", "out_handle_ptr"}, run: tensorCreate},
-	{name: "tensor_info", params: []string{"handle", "info_ptr"}, run: tensorInfo},
-	{name: "tensor_write", params: []string{"handle", "first", "src_ptr", "count"}, run: tensorWrite},
-	{name: "tensor_read", params: []string{"handle", "first", "dst_ptr", "count"}, run: tensorRead},
-	{name: "tensor_reshape", params: []string{"handle", "shape_ptr", "rank"}, run: tensorReshape},
-	{name: "tensor_free", params: []string{"handle"}, run: tensorFree},
-	{name: "matmul", params: []string{"a", "b", "flags", "out_handle_ptr"}, run: matmul},
-	{name: "conv2d", params: []string{"x", "w", "bias", "params_ptr", "out_handle_ptr"}, run: conv2d},
-	{name: "add_bias", params: []string{"x", "bias", "axis", "out_handle_ptr"}, run: addBias},
-	{name: "relu", params: []string{"x", "out_handle_ptr"}, run: relu},
-	{name: "maxpool2d", params: []string{"x", "params_ptr", "out_handle_ptr"}, run: maxpool2d},
-	{name: "softmax", params: []string{"x", "out_handle_ptr"}, run: softmax},
-	{name: "tsne_step", params: []string{"row_ptr", "cols", "vals", "y", "update", "gains", "params_ptr", "kl_ptr"}, run: tsneStep},
-	{name: "info", params: []string{"buf_ptr", "buf_len", "out_len_ptr"}, run: info},
-	{name: "units", params: []string{"out_ptr"}, run: units},
-	{name: "last_error", params: []string{"buf_ptr", "buf_len", "out_len_ptr"}, run: lastError, quiet: true},
-	{name: "model_open", params: []string{"name_ptr", "name_len", "out_model_ptr"}, run: modelOpen},
-	{name: "model_info", params: []string{"model", "buf_ptr", "buf_len", "out_len_ptr"}, run: modelInfo},
-	{name: "model_run", params: []string{"model", "inputs_ptr", "n_inputs", "outputs_ptr", "n_outputs"}, run: modelRun},
+// functions are the imports in docs/abi.md's order: the tensor calls, one
+// import per operation of the op table, then models and the node.
+var functions = slices.Concat(
+	[]function{
+		{name: "tensor_create", params: []string{"dtype", "shape_ptr", "rank", "out_handle_ptr"}, run: tensorCreate},
+		{name: "tensor_info", params: []string{"handle", "info_ptr"}, run: tensorInfo},
+		{name: "tensor_write", params: []string{"handle", "first", "src_ptr", "count"}, run: tensorWrite},
+		{name: "tensor_read", params: []string{"handle", "first", "dst_ptr", "count"}, run: tensorRead},
+		{name: "tensor_reshape", params: []string{"handle", "shape_ptr", "rank"}, run: tensorReshape},
+		{name: "tensor_free", params: []string{"handle"}, run: tensorFree},
+	},
+	opFunctions(),
+	[]function{
+		{name: "info", params: []string{"buf_ptr", "buf_len", "out_len_ptr"}, run: info},
+		{name: "units", params: []string{"out_ptr"}, run: units},
+		{name: "last_error", params: []string{"buf_ptr", "buf_len", "out_len_ptr"}, run: lastError, quiet: true},
+		{name: "model_open", params: []string{"name_ptr", "name_len", "out_model_ptr"}, run: modelOpen},
+		{name: "model_info", params: []string{"model", "buf_ptr", "buf_len", "out_len_ptr"}, run: modelInfo},
+		{name: "model_run", params: []string{"model", "inputs_ptr", "n_inputs", "outputs_ptr", "n_outputs"}, run: modelRun},
+	},
+)
+
+// opFunctions makes an import of every operation from its description. Its
+// i32 arguments are, in order: a handle per input (0 for an absent optional
+// one); the parameter words, or one pointer to them; a pointer per output
+// for its new handle; and a pointer for the scalar result, if the op has
+// one.
+func opFunctions() []function {
+	var fs []function
+	for _, op := range accel.Ops() {
+		var params []string
+		for _, in := range op.Inputs {
+			params = append(params, in.Name)
+		}
+		switch {
+		case op.ParamsByPointer:
+			params = append(params, "params_ptr")
+		default:
+			params = append(params, op.ParamWords...)
+		}
+		for _, out := range op.Outputs {
+			if len(op.Outputs) == 1 {
+				out = "out_handle"
+			}
+			params = append(params, out+"_ptr")
+		}
+		if op.Scalar != "" {
+			params = append(params, op.Scalar+"_ptr")
+		}
+		fs = append(fs, function{name: op.Name, params: params, run: func(c *call) error { return opCall(c, op) }})
+	}
+	return fs
 }
 
 // hostFunc adapts f to wazero's fast host-function calling convention.
@@ -91,8 +125,21 @@ func hostFunc(f function) api.GoModuleFunc {
 			stack[0] = uint64(abi.EUNSUPPORTED)
 			return
 		}
-		stack[0] = uint64(in.dispatch(ctx, f, mod.Memory(), stack))
+		stack[0] = uint64(in.dispatch(ctx, f, memoryOf(mod), stack))
 	}
+}
+
+// memoryOf returns the guest's memory, or nil when it has none: wazero
+// then hands out a nil pointer in a non-nil interface.
+func memoryOf(mod api.Module) api.Memory {
+	mem := mod.Memory()
+	if mem == nil {
+		return nil
+	}
+	if v := reflect.ValueOf(mem); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	return mem
 }
 
 // dispatch runs one host call. A panic is a node bug, but it must never take
@@ -217,154 +264,69 @@ func tensorFree(c *call) error {
 	return nil
 }
 
-func matmul(c *call) error {
-	a, err := c.tensor(0, "a")
-	if err != nil {
-		return err
-	}
-	b, err := c.tensor(1, "b")
-	if err != nil {
-		return err
-	}
-	flags := c.u32(2)
-	if flags&^(abi.MatMulTransA|abi.MatMulTransB) != 0 {
-		return fail(abi.EINVAL, "unknown matmul flags %#x", flags)
-	}
-	p := accel.MatMulParams{TransA: flags&abi.MatMulTransA != 0, TransB: flags&abi.MatMulTransB != 0}
-	return c.op(c.u32(3), func() (*accel.Tensor, error) {
-		return c.in.session.MatMul(c.ctx, a, b, p)
-	})
-}
-
-// oneIfZero reads an ABI count where 0 means the default of 1.
-func oneIfZero(v uint32) int {
-	if v == 0 {
-		return 1
-	}
-	return int(v)
-}
-
-func conv2d(c *call) error {
-	x, err := c.tensor(0, "x")
-	if err != nil {
-		return err
-	}
-	w, err := c.tensor(1, "w")
-	if err != nil {
-		return err
-	}
-	var bias *accel.Tensor
-	if c.u32(2) != 0 {
-		if bias, err = c.tensor(2, "bias"); err != nil {
-			return err
+// opCall decodes one call of op, checks every pointer before any work, runs
+// the op on the guest's session and hands out the new handles.
+func opCall(c *call, op *accel.Op) error {
+	arg := 0
+	next := func() uint32 { arg++; return c.u32(arg - 1) }
+	in := make([]*accel.Tensor, len(op.Inputs))
+	for i, spec := range op.Inputs {
+		if spec.Optional && c.u32(arg) == 0 {
+			arg++
+			continue
 		}
-	}
-	f, err := c.params(c.u32(3), abi.Conv2DParamsSize/4, "conv2d params")
-	if err != nil {
-		return err
-	}
-	p := accel.Conv2DParams{
-		StrideH: oneIfZero(f[0]), StrideW: oneIfZero(f[1]),
-		PadTop: int(f[2]), PadLeft: int(f[3]), PadBottom: int(f[4]), PadRight: int(f[5]),
-		DilationH: oneIfZero(f[6]), DilationW: oneIfZero(f[7]),
-		Groups: oneIfZero(f[8]),
-	}
-	return c.op(c.u32(4), func() (*accel.Tensor, error) {
-		return c.in.session.Conv2D(c.ctx, x, w, bias, p)
-	})
-}
-
-func addBias(c *call) error {
-	x, err := c.tensor(0, "x")
-	if err != nil {
-		return err
-	}
-	bias, err := c.tensor(1, "bias")
-	if err != nil {
-		return err
-	}
-	return c.op(c.u32(3), func() (*accel.Tensor, error) {
-		return c.in.session.AddBias(c.ctx, x, bias, int(c.u32(2)))
-	})
-}
-
-func relu(c *call) error {
-	x, err := c.tensor(0, "x")
-	if err != nil {
-		return err
-	}
-	return c.op(c.u32(1), func() (*accel.Tensor, error) {
-		return c.in.session.Relu(c.ctx, x)
-	})
-}
-
-func maxpool2d(c *call) error {
-	x, err := c.tensor(0, "x")
-	if err != nil {
-		return err
-	}
-	f, err := c.params(c.u32(1), abi.Pool2DParamsSize/4, "maxpool2d params")
-	if err != nil {
-		return err
-	}
-	p := accel.Pool2DParams{
-		KernelH: int(f[0]), KernelW: int(f[1]),
-		StrideH: oneIfZero(f[2]), StrideW: oneIfZero(f[3]),
-		PadTop: int(f[4]), PadLeft: int(f[5]), PadBottom: int(f[6]), PadRight: int(f[7]),
-	}
-	return c.op(c.u32(2), func() (*accel.Tensor, error) {
-		return c.in.session.MaxPool2D(c.ctx, x, p)
-	})
-}
-
-func softmax(c *call) error {
-	x, err := c.tensor(0, "x")
-	if err != nil {
-		return err
-	}
-	return c.op(c.u32(1), func() (*accel.Tensor, error) {
-		return c.in.session.Softmax(c.ctx, x)
-	})
-}
-
-func tsneStep(c *call) error {
-	var st accel.TSNEState
-	for i, slot := range []struct {
-		t    **accel.Tensor
-		name string
-	}{{&st.RowPtr, "row_ptr"}, {&st.Cols, "cols"}, {&st.Vals, "vals"}, {&st.Y, "y"}, {&st.Update, "update"}, {&st.Gains, "gains"}} {
-		t, err := c.tensor(i, slot.name)
+		t, err := c.tensor(arg, spec.Name)
 		if err != nil {
 			return err
 		}
-		*slot.t = t
+		in[i] = t
+		arg++
 	}
-	f, err := c.params(c.u32(6), abi.TSNEParamsSize/4, "tsne_step params")
+	words := make([]uint32, len(op.ParamWords))
+	if op.ParamsByPointer {
+		var err error
+		if words, err = c.params(next(), len(op.ParamWords), "params"); err != nil {
+			return err
+		}
+	} else {
+		for i := range words {
+			words[i] = next()
+		}
+	}
+	p, err := op.DecodeParams(words)
 	if err != nil {
 		return err
 	}
-	if f[4]&^abi.TSNEComputeKL != 0 {
-		return fail(abi.EINVAL, "unknown tsne_step flags %#x", f[4])
-	}
-	p := accel.TSNEParams{
-		LearningRate: math.Float32frombits(f[0]),
-		Momentum:     math.Float32frombits(f[1]),
-		Exaggeration: math.Float32frombits(f[2]),
-		MinGain:      math.Float32frombits(f[3]),
-		ComputeKL:    f[4]&abi.TSNEComputeKL != 0,
-	}
-	var klSlot []byte
-	if p.ComputeKL {
-		if klSlot, err = c.view(c.u32(7), 4, "kl"); err != nil {
+	slots := make([][]byte, len(op.Outputs))
+	for i := range slots {
+		if slots[i], err = c.view(next(), 4, "output handle"); err != nil {
 			return err
 		}
 	}
-	kl, err := c.in.session.TSNEStep(c.ctx, st, p)
+	if uint64(c.in.next)+uint64(len(slots)) > math.MaxUint32+1 || c.in.next == 0 {
+		return fail(abi.ELIMIT, "handle numbers exhausted")
+	}
+	var scalarSlot []byte
+	if op.Scalar != "" {
+		ptr := next()
+		if op.WantsScalar(p) {
+			if scalarSlot, err = c.view(ptr, 4, op.Scalar); err != nil {
+				return err
+			}
+		}
+	}
+	outs, scalar, err := c.in.session.Run(c.ctx, op, p, in...)
 	if err != nil {
 		return err
 	}
-	if klSlot != nil {
-		binary.LittleEndian.PutUint32(klSlot, math.Float32bits(kl))
+	for i, t := range outs {
+		h := c.in.next
+		c.in.next++
+		c.in.handles[h] = t
+		binary.LittleEndian.PutUint32(slots[i], h)
+	}
+	if scalarSlot != nil {
+		binary.LittleEndian.PutUint32(scalarSlot, math.Float32bits(scalar))
 	}
 	return nil
 }

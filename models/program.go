@@ -1,14 +1,17 @@
 package models
 
-// A Program is checked and ordered once by Compile, and each Run maps its
-// nodes one by one onto the operations of an accel.Session, so every backend
-// (and every determinism mode) that serves a Session can run it, metered like
-// any other call.
+// A Program is checked and ordered once by Compile. A run first plans every
+// node from the run's input shapes: its output's shape and the accel
+// operations it maps onto, which give the run's cost before anything runs.
+// It then charges that cost once and carries the plan out on an
+// accel.Session, so every backend (and every determinism mode) that serves
+// a Session runs the model, and the charge is the same on every backend.
 
 import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/accelnode/accelnode/accel"
@@ -21,6 +24,7 @@ type Program struct {
 	inputs  []onnx.ValueInfo
 	outputs []onnx.ValueInfo
 	inits   []initializer // the float initializers that some node or output reads
+	weights uint64        // float elements in all the initializers
 	steps   []step        // in topological order
 	// lastUse is the index of the last step that reads each tensor value,
 	// len(steps) for graph outputs: the run frees a value after that step.
@@ -34,36 +38,15 @@ type initializer struct {
 	data  []byte
 }
 
-type opKind int
-
-const (
-	opGemm opKind = iota
-	opMatMul
-	opConv
-	opRelu
-	opSoftmax
-	opMaxPool
-	opAdd
-	opReshape
-	opFlatten
-	opIdentity
-)
-
 // step is one node with its attributes parsed.
 type step struct {
-	op   string // ONNX op type, for messages
-	desc string // `node "name"`, or the node's index when it has no name
-	kind opKind
-	in   []string // tensor inputs; "" for an omitted optional one
-	out  string
-
-	mm     accel.MatMulParams // Gemm
-	conv   accel.Conv2DParams // Conv
-	kernel []int              // Conv kernel_shape, nil when not given
-	pool   accel.Pool2DParams // MaxPool
-	axis   int                // Softmax (normalised at run time) and Flatten
-	bias   int                // Add: the input that is the bias, -1 for either
-	shape  []int64            // Reshape target
+	op     string // ONNX op type, for messages
+	desc   string // `node "name"`, or the node's index when it has no name
+	rule   *onnxOp
+	in     []string // tensor inputs; "" for an omitted optional one
+	consts []string // constant inputs, read at compile time
+	out    string
+	params any // what rule.compile parsed, for rule.plan
 }
 
 func (st *step) errorf(format string, args ...any) error {
@@ -92,6 +75,9 @@ func Compile(m *onnx.Model) (*Program, error) {
 		t := &g.Initializers[i]
 		if err := checkInitializer(t); err != nil {
 			return nil, err
+		}
+		if t.DataType == onnx.Float {
+			p.weights += uint64(len(t.Floats))
 		}
 		if _, dup := c.inits[t.Name]; dup {
 			return nil, fmt.Errorf("%w: initializer %q is defined twice", accel.ErrInvalid, t.Name)
@@ -152,7 +138,7 @@ func Compile(m *onnx.Model) (*Program, error) {
 			return nil, fmt.Errorf("graph output: %w", err)
 		}
 		if out.ElemType != 0 && out.ElemType != onnx.Float {
-			return nil, fmt.Errorf("graph output %q of element type %d is %w (only float)", out.Name, out.ElemType, accel.ErrUnsupported)
+			return nil, fmt.Errorf("graph output %q of element type %d (%s) is %w (only FLOAT)", out.Name, out.ElemType, elemTypeName(out.ElemType), accel.ErrUnsupported)
 		}
 		used[out.Name] = true
 		p.lastUse[out.Name] = len(p.steps)
@@ -232,9 +218,9 @@ func checkInput(in onnx.ValueInfo) error {
 	case in.Name == "":
 		return fmt.Errorf("%w: graph input without a name", accel.ErrInvalid)
 	case in.ElemType != onnx.Float:
-		return fmt.Errorf("graph input %q of element type %d is %w (only float)", in.Name, in.ElemType, accel.ErrUnsupported)
-	case in.Dims != nil && (len(in.Dims) == 0 || len(in.Dims) > accel.MaxRank):
-		return fmt.Errorf("graph input %q of rank %d is %w (rank 1 to %d)", in.Name, len(in.Dims), accel.ErrUnsupported, accel.MaxRank)
+		return fmt.Errorf("graph input %q of element type %d (%s) is %w (only FLOAT)", in.Name, in.ElemType, elemTypeName(in.ElemType), accel.ErrUnsupported)
+	case len(in.Dims) > accel.MaxRank:
+		return fmt.Errorf("graph input %q of rank %d is %w (rank 0 to %d)", in.Name, len(in.Dims), accel.ErrUnsupported, accel.MaxRank)
 	}
 	return nil
 }
@@ -309,7 +295,7 @@ func nodeDesc(n *onnx.Node, i int) string {
 
 // compiler checks nodes in topological order, tracking each value's rank
 // (-1 when unknown) so that forms this package cannot run fail at Compile
-// where the graph says enough, and at Run otherwise.
+// where the graph says enough, and when a run is planned otherwise.
 type compiler struct {
 	opset int64
 	inits map[string]*onnx.Tensor
@@ -336,22 +322,9 @@ func (c *compiler) tensorValue(name string) error {
 	return nil
 }
 
-var attrsOf = map[string][]string{
-	"Gemm":     {"alpha", "beta", "transA", "transB"},
-	"MatMul":   {},
-	"Conv":     {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"},
-	"Relu":     {},
-	"Softmax":  {"axis"},
-	"MaxPool":  {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"},
-	"Add":      {},
-	"Reshape":  {"allowzero"},
-	"Flatten":  {"axis"},
-	"Identity": {},
-}
-
 func (c *compiler) compile(n *onnx.Node, i int) (step, error) {
 	st := step{op: n.OpType, desc: nodeDesc(n, i)}
-	known, ok := attrsOf[n.OpType]
+	rule, ok := onnxOps[n.OpType]
 	if !ok || (n.Domain != "" && n.Domain != "ai.onnx") {
 		op := n.OpType
 		if n.Domain != "" {
@@ -359,9 +332,22 @@ func (c *compiler) compile(n *onnx.Node, i int) (step, error) {
 		}
 		return st, fmt.Errorf("onnx op %q (%s) is %w", op, st.desc, accel.ErrUnsupported)
 	}
+	st.rule = rule
+	params, rank, err := c.node(&st, n, rule)
+	if err != nil {
+		return st, st.errorf("%w", err)
+	}
+	st.params = params
+	c.rank[st.out] = rank
+	return st, nil
+}
+
+// node checks a node's attributes, outputs and inputs against its rule and
+// compiles it.
+func (c *compiler) node(st *step, n *onnx.Node, rule *onnxOp) (any, int, error) {
 	for _, a := range n.Attrs {
-		if !slices.Contains(known, a.Name) {
-			return st, st.errorf("attribute %q is %w", a.Name, accel.ErrUnsupported)
+		if !slices.Contains(rule.attrs, a.Name) {
+			return nil, 0, fmt.Errorf("attribute %q is %w", a.Name, accel.ErrUnsupported)
 		}
 	}
 	outs := n.Outputs
@@ -369,131 +355,13 @@ func (c *compiler) compile(n *onnx.Node, i int) (step, error) {
 		outs = outs[:len(outs)-1] // omitted optional outputs
 	}
 	if len(outs) != 1 || outs[0] == "" {
-		return st, st.errorf("%d outputs are %w (only one)", len(n.Outputs), accel.ErrUnsupported)
+		return nil, 0, fmt.Errorf("%d outputs are %w (only one)", len(n.Outputs), accel.ErrUnsupported)
 	}
 	st.out = outs[0]
-	a := attrs{st: &st, n: n}
-
-	var err error
-	rank := -1 // of the output
-	switch n.OpType {
-	case "Gemm":
-		st.kind = opGemm
-		if err = c.inputs(&st, n, 2, 3); err != nil {
-			break
-		}
-		var alpha, beta float32
-		var ta, tb bool
-		alpha, err = a.float("alpha", 1)
-		if err == nil {
-			beta, err = a.float("beta", 1)
-		}
-		if err == nil {
-			ta, err = a.bool("transA")
-		}
-		if err == nil {
-			tb, err = a.bool("transB")
-		}
-		if err != nil {
-			break
-		}
-		st.mm = accel.MatMulParams{TransA: ta, TransB: tb}
-		hasC := len(st.in) == 3 && st.in[2] != ""
-		switch {
-		case alpha != 1:
-			err = st.errorf("alpha %v is %w (only 1)", alpha, accel.ErrUnsupported)
-		case hasC && beta != 1:
-			err = st.errorf("beta %v is %w (only 1)", beta, accel.ErrUnsupported)
-		case c.knownRank(st.in[0], 2) || c.knownRank(st.in[1], 2):
-			err = st.errorf("%w: gemm needs 2-d inputs A and B", accel.ErrShape)
-		case hasC && c.knownRank(st.in[2], 1):
-			err = st.errorf("input C of rank %d is %w (only [N])", c.rank[st.in[2]], accel.ErrUnsupported)
-		}
-		rank = 2
-	case "MatMul":
-		st.kind = opMatMul
-		if err = c.inputs(&st, n, 2, 2); err != nil {
-			break
-		}
-		if c.knownRank(st.in[0], 2) || c.knownRank(st.in[1], 2) {
-			err = st.errorf("inputs of rank %d and %d are %w (only 2-d)", c.rank[st.in[0]], c.rank[st.in[1]], accel.ErrUnsupported)
-		}
-		rank = 2
-	case "Conv":
-		st.kind = opConv
-		if err = c.inputs(&st, n, 2, 3); err != nil {
-			break
-		}
-		err = c.conv(&st, a)
-		rank = 4
-	case "Relu", "Identity":
-		st.kind = opRelu
-		if n.OpType == "Identity" {
-			st.kind = opIdentity
-		}
-		if err = c.inputs(&st, n, 1, 1); err == nil {
-			rank = c.rank[st.in[0]]
-		}
-	case "Softmax":
-		st.kind = opSoftmax
-		if err = c.inputs(&st, n, 1, 1); err != nil {
-			break
-		}
-		// Before opset 13 Softmax flattens to 2-d at axis (default 1);
-		// on the last axis that is the same as the newer per-axis form.
-		def := int64(-1)
-		if c.opset > 0 && c.opset < 13 {
-			def = 1
-		}
-		var axis int64
-		if axis, err = a.int("axis", def); err != nil {
-			break
-		}
-		st.axis = int(axis)
-		rank = c.rank[st.in[0]]
-		if rank >= 0 {
-			_, err = softmaxAxis(&st, rank)
-		}
-	case "MaxPool":
-		st.kind = opMaxPool
-		if err = c.inputs(&st, n, 1, 1); err != nil {
-			break
-		}
-		err = c.maxPool(&st, a)
-		rank = 4
-	case "Add":
-		st.kind = opAdd
-		if err = c.inputs(&st, n, 2, 2); err != nil {
-			break
-		}
-		err = c.add(&st)
-		if r0, r1 := c.rank[st.in[0]], c.rank[st.in[1]]; r0 >= 0 && r1 >= 0 {
-			rank = max(r0, r1)
-		}
-	case "Reshape":
-		st.kind = opReshape
-		err = c.reshape(&st, n, a)
-		rank = len(st.shape)
-	case "Flatten":
-		st.kind = opFlatten
-		if err = c.inputs(&st, n, 1, 1); err != nil {
-			break
-		}
-		var axis int64
-		if axis, err = a.int("axis", 1); err != nil {
-			break
-		}
-		st.axis = int(axis)
-		if r := c.rank[st.in[0]]; r >= 0 && (st.axis < -r || st.axis > r) {
-			err = st.errorf("%w: axis %d outside rank %d", accel.ErrInvalid, st.axis, r)
-		}
-		rank = 2
+	if err := c.inputs(st, n, rule); err != nil {
+		return nil, 0, err
 	}
-	if err != nil {
-		return st, err
-	}
-	c.rank[st.out] = rank
-	return st, nil
+	return rule.compile(c, st, attrs{n: n})
 }
 
 // knownRank reports whether name's rank is known and differs from want.
@@ -502,8 +370,10 @@ func (c *compiler) knownRank(name string, want int) bool {
 	return r >= 0 && r != want
 }
 
-// inputs checks the node's input count and that each is a tensor value.
-func (c *compiler) inputs(st *step, n *onnx.Node, lo, hi int) error {
+// inputs checks the node's input count and that each input but the
+// constants is a tensor value.
+func (c *compiler) inputs(st *step, n *onnx.Node, rule *onnxOp) error {
+	lo, hi := rule.minIn, rule.maxIn
 	ins := n.Inputs
 	for len(ins) > lo && ins[len(ins)-1] == "" {
 		ins = ins[:len(ins)-1]
@@ -513,197 +383,32 @@ func (c *compiler) inputs(st *step, n *onnx.Node, lo, hi int) error {
 		if hi > lo {
 			want = fmt.Sprintf("%d to %d", lo, hi)
 		}
-		return st.errorf("%w: %d inputs, want %s", accel.ErrInvalid, len(n.Inputs), want)
+		return fmt.Errorf("%w: %d inputs, want %s", accel.ErrInvalid, len(n.Inputs), want)
 	}
+	tensors := len(ins) - rule.consts
 	for j, in := range ins {
 		if in == "" && j < lo {
-			return st.errorf("%w: required input %d is omitted", accel.ErrInvalid, j)
+			return fmt.Errorf("%w: required input %d is omitted", accel.ErrInvalid, j)
 		}
-		if in == "" {
+		if in == "" || j >= tensors {
 			continue
 		}
 		if err := c.tensorValue(in); err != nil {
-			return st.errorf("%w", err)
-		}
-	}
-	st.in = slices.Clone(ins)
-	return nil
-}
-
-func (c *compiler) conv(st *step, a attrs) error {
-	if c.knownRank(st.in[0], 4) || c.knownRank(st.in[1], 4) {
-		return st.errorf("input X of rank %d with weights of rank %d is %w (only 2-d convolution)", c.rank[st.in[0]], c.rank[st.in[1]], accel.ErrUnsupported)
-	}
-	if len(st.in) == 3 && st.in[2] != "" && c.knownRank(st.in[2], 1) {
-		return st.errorf("%w: bias must be 1-d, got rank %d", accel.ErrShape, c.rank[st.in[2]])
-	}
-	if err := a.noAutoPad(); err != nil {
-		return err
-	}
-	kernel, err := a.ints("kernel_shape", 2, nil, 1)
-	if err != nil {
-		return err
-	}
-	strides, err := a.ints("strides", 2, []int{1, 1}, 1)
-	if err != nil {
-		return err
-	}
-	dil, err := a.ints("dilations", 2, []int{1, 1}, 1)
-	if err != nil {
-		return err
-	}
-	pads, err := a.ints("pads", 4, []int{0, 0, 0, 0}, 0)
-	if err != nil {
-		return err
-	}
-	group, err := a.int("group", 1)
-	if err != nil {
-		return err
-	}
-	if group < 1 || group > accel.MaxElements {
-		return st.errorf("%w: group %d", accel.ErrInvalid, group)
-	}
-	if w, ok := c.inits[st.in[1]]; ok && kernel != nil && (w.Dims[2] != int64(kernel[0]) || w.Dims[3] != int64(kernel[1])) {
-		return st.errorf("%w: kernel_shape %v does not match weights %v", accel.ErrShape, kernel, w.Dims)
-	}
-	st.kernel = kernel
-	// ONNX orders pads as x1_begin, x2_begin, x1_end, x2_end.
-	st.conv = accel.Conv2DParams{
-		StrideH: strides[0], StrideW: strides[1],
-		PadTop: pads[0], PadLeft: pads[1], PadBottom: pads[2], PadRight: pads[3],
-		DilationH: dil[0], DilationW: dil[1],
-		Groups: int(group),
-	}
-	return nil
-}
-
-func (c *compiler) maxPool(st *step, a attrs) error {
-	if c.knownRank(st.in[0], 4) {
-		return st.errorf("input of rank %d is %w (only 2-d pooling)", c.rank[st.in[0]], accel.ErrUnsupported)
-	}
-	if err := a.noAutoPad(); err != nil {
-		return err
-	}
-	for _, name := range []string{"ceil_mode", "storage_order"} {
-		v, err := a.int(name, 0)
-		if err != nil {
 			return err
 		}
-		if v != 0 {
-			return st.errorf("%s %d is %w (only 0)", name, v, accel.ErrUnsupported)
-		}
 	}
-	dil, err := a.ints("dilations", 2, []int{1, 1}, 1)
-	if err != nil {
-		return err
-	}
-	if dil[0] != 1 || dil[1] != 1 {
-		return st.errorf("dilations %v are %w (only 1)", dil, accel.ErrUnsupported)
-	}
-	kernel, err := a.ints("kernel_shape", 2, nil, 1)
-	if err != nil {
-		return err
-	}
-	if kernel == nil {
-		return st.errorf("%w: kernel_shape is required", accel.ErrInvalid)
-	}
-	strides, err := a.ints("strides", 2, []int{1, 1}, 1)
-	if err != nil {
-		return err
-	}
-	pads, err := a.ints("pads", 4, []int{0, 0, 0, 0}, 0)
-	if err != nil {
-		return err
-	}
-	st.pool = accel.Pool2DParams{
-		KernelH: kernel[0], KernelW: kernel[1],
-		StrideH: strides[0], StrideW: strides[1],
-		PadTop: pads[0], PadLeft: pads[1], PadBottom: pads[2], PadRight: pads[3],
-	}
-	return nil
-}
-
-// add decides which operand of an Add is the bias where the graph says:
-// when exactly one is an initializer, it is, so it must vary along one axis
-// at most and have no more axes than the other operand.
-func (c *compiler) add(st *step) error {
-	st.bias = -1 // either, decided at run time
-	t0, init0 := c.inits[st.in[0]]
-	t1, init1 := c.inits[st.in[1]]
-	if init0 == init1 {
-		return nil
-	}
-	st.bias = 1
-	x, b := st.in[0], t1
-	if init0 {
-		st.bias, x, b = 0, st.in[1], t0
-	}
-	varying := 0
-	for _, d := range b.Dims {
-		if d != 1 {
-			varying++
-		}
-	}
-	if r := c.rank[x]; varying > 1 || r >= 0 && r < len(b.Dims) {
-		return st.errorf("adding initializer %q of dims %v to a value of rank %d is %w (only a bias along one axis)", b.Name, b.Dims, r, accel.ErrUnsupported)
-	}
-	return nil
-}
-
-func (c *compiler) reshape(st *step, n *onnx.Node, a attrs) error {
-	if len(n.Inputs) != 2 || n.Inputs[0] == "" || n.Inputs[1] == "" {
-		return st.errorf("%w: %d inputs, want 2", accel.ErrInvalid, len(n.Inputs))
-	}
-	if err := c.tensorValue(n.Inputs[0]); err != nil {
-		return st.errorf("%w", err)
-	}
-	st.in = []string{n.Inputs[0]}
-	t, ok := c.inits[n.Inputs[1]]
-	if !ok || t.DataType != onnx.Int64 {
-		return st.errorf("shape %q that is not an int64 initializer is %w", n.Inputs[1], accel.ErrUnsupported)
-	}
-	if len(t.Dims) != 1 || len(t.Int64s) < 1 || len(t.Int64s) > accel.MaxRank {
-		return st.errorf("shape %q of dims %v is %w (rank 1 to %d)", t.Name, t.Dims, accel.ErrUnsupported, accel.MaxRank)
-	}
-	allowZero, err := a.int("allowzero", 0)
-	if err != nil {
-		return err
-	}
-	inferred := 0
-	for _, d := range t.Int64s {
-		switch {
-		case d == 0 && allowZero != 0:
-			return st.errorf("allowzero with a 0 in shape %v is %w (no empty tensors)", t.Int64s, accel.ErrUnsupported)
-		case d == -1:
-			inferred++
-		case d < -1 || d > accel.MaxElements:
-			return st.errorf("%w: shape %v", accel.ErrInvalid, t.Int64s)
-		}
-	}
-	if inferred > 1 {
-		return st.errorf("%w: shape %v has more than one -1", accel.ErrInvalid, t.Int64s)
-	}
-	if r := c.rank[st.in[0]]; r >= 0 {
-		for i, d := range t.Int64s {
-			if d == 0 && i >= r {
-				return st.errorf("%w: shape %v copies a dimension the rank-%d input lacks", accel.ErrShape, t.Int64s, r)
-			}
-		}
-	}
-	st.shape = slices.Clone(t.Int64s)
+	st.in = slices.Clone(ins[:tensors])
+	st.consts = slices.Clone(ins[tensors:])
 	return nil
 }
 
 // attrs reads a node's attributes, checking their kinds.
-type attrs struct {
-	st *step
-	n  *onnx.Node
-}
+type attrs struct{ n *onnx.Node }
 
 func (a attrs) get(name string, kind int) (onnx.Attribute, bool, error) {
 	at, ok := a.n.Attr(name)
 	if ok && at.Type != kind {
-		return at, false, a.st.errorf("%w: attribute %q has kind %d, want %d", accel.ErrInvalid, name, at.Type, kind)
+		return at, false, fmt.Errorf("%w: attribute %q has kind %d, want %d", accel.ErrInvalid, name, at.Type, kind)
 	}
 	return at, ok, nil
 }
@@ -719,7 +424,7 @@ func (a attrs) int(name string, def int64) (int64, error) {
 func (a attrs) bool(name string) (bool, error) {
 	v, err := a.int(name, 0)
 	if err == nil && v != 0 && v != 1 {
-		err = a.st.errorf("%w: %s is %d, want 0 or 1", accel.ErrInvalid, name, v)
+		err = fmt.Errorf("%w: %s is %d, want 0 or 1", accel.ErrInvalid, name, v)
 	}
 	return v == 1, err
 }
@@ -740,12 +445,12 @@ func (a attrs) ints(name string, n int, def []int, lo int) ([]int, error) {
 		return def, err
 	}
 	if len(at.Ints) != n {
-		return nil, a.st.errorf("%s %v is %w (only 2-d, %d values)", name, at.Ints, accel.ErrUnsupported, n)
+		return nil, fmt.Errorf("%s %v is %w (only 2-d, %d values)", name, at.Ints, accel.ErrUnsupported, n)
 	}
 	v := make([]int, n)
 	for i, x := range at.Ints {
 		if x < int64(lo) || x > accel.MaxElements {
-			return nil, a.st.errorf("%w: %s %v", accel.ErrInvalid, name, at.Ints)
+			return nil, fmt.Errorf("%w: %s %v", accel.ErrInvalid, name, at.Ints)
 		}
 		v[i] = int(x)
 	}
@@ -758,41 +463,255 @@ func (a attrs) noAutoPad() error {
 		return err
 	}
 	if ok && at.S != "NOTSET" {
-		return a.st.errorf("auto_pad %q is %w (only NOTSET)", at.S, accel.ErrUnsupported)
+		return fmt.Errorf("auto_pad %q is %w (only NOTSET)", at.S, accel.ErrUnsupported)
 	}
 	return nil
 }
 
-// softmaxAxis returns the step's axis for a rank-r input, which must be the
-// last.
-func softmaxAxis(st *step, r int) (int, error) {
-	axis := st.axis
-	if axis < 0 {
-		axis += r
+// runPlan is one run worked out from its input shapes before it starts.
+type runPlan struct {
+	nodes   []nodePlan // one per step
+	outputs [][]int    // the graph outputs' ONNX shapes, rank 0 for a scalar
+	units   uint64
+}
+
+// plan works out a run with inputs of these shapes: every node's output
+// shape, the accel operations it runs, and the run's cost (see Units). Every
+// shape the run will meet is checked here, before any work.
+func (p *Program) plan(shapes [][]int) (*runPlan, error) {
+	if err := checkShapes(p.inputs, shapes); err != nil {
+		return nil, err
 	}
-	if axis < 0 || axis >= r {
-		return 0, st.errorf("%w: axis %d outside rank %d", accel.ErrInvalid, st.axis, r)
+	env := make(map[string][]int, len(p.inputs)+len(p.inits)+len(p.steps))
+	var in uint64
+	for i, vi := range p.inputs {
+		env[vi.Name] = shapes[i]
+		if scalar(vi) {
+			env[vi.Name] = []int{} // passed as [1]
+		}
+		in += elements(shapes[i])
 	}
-	if axis != r-1 {
-		return 0, st.errorf("axis %d of a rank-%d input is %w (only the last)", st.axis, r, accel.ErrUnsupported)
+	for _, init := range p.inits {
+		env[init.name] = init.shape
 	}
-	return axis, nil
+	pl := &runPlan{nodes: make([]nodePlan, len(p.steps))}
+	var compute uint64
+	for i := range p.steps {
+		st := &p.steps[i]
+		ins := make([][]int, len(st.in))
+		for j, name := range st.in {
+			if name != "" {
+				ins[j] = env[name]
+			}
+		}
+		np, err := st.rule.plan(st.params, ins)
+		if err != nil {
+			return nil, st.errorf("%w", err)
+		}
+		for k := range np.calls {
+			compute = addSat(compute, np.calls[k].units())
+		}
+		env[st.out] = np.out
+		pl.nodes[i] = np
+	}
+	var out uint64
+	for _, o := range p.outputs {
+		s := env[o.Name]
+		pl.outputs = append(pl.outputs, s)
+		out += elements(s)
+	}
+	pl.units = addSat(ioUnits(in, out, p.weights), compute)
+	return pl, nil
+}
+
+// Units is the cost in compute units of a run with inputs of these shapes,
+// which Run charges once before anything runs:
+//
+//	64 + 4·(elements of the inputs + elements of the outputs
+//	        + elements of the model's float initializers)
+//	   + the units of every accel operation the nodes map onto
+//
+// Each node's output shape follows from its input shapes by the rules the
+// run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul
+// (a vector as a one-row or one-column matrix); Conv a conv2d; Relu, Softmax
+// and MaxPool their operations; Add an add, or an add_bias where one
+// operand broadcasts along one axis; Reshape, Flatten and Identity nothing.
+// A scalar counts as one element.
+func (p *Program) Units(inputShapes [][]int) (uint64, error) {
+	pl, err := p.plan(inputShapes)
+	if err != nil {
+		return 0, err
+	}
+	return pl.units, nil
+}
+
+// ioUnits is the cost of moving a run's data: the call itself, the inputs
+// in, the outputs out and the initializers up, one unit per byte; every
+// element the node passes is 4 bytes.
+func ioUnits(in, out, weights uint64) uint64 {
+	return addSat(accel.CallUnits, mulSat(4, addSat(addSat(in, out), weights)))
+}
+
+func elements(shape []int) uint64 {
+	n := uint64(1)
+	for _, d := range shape {
+		n = mulSat(n, uint64(d))
+	}
+	return n
+}
+
+func addSat(a, b uint64) uint64 {
+	if a > math.MaxUint64-b {
+		return math.MaxUint64
+	}
+	return a + b
+}
+
+func mulSat(a, b uint64) uint64 {
+	if a != 0 && b > math.MaxUint64/a {
+		return math.MaxUint64
+	}
+	return a * b
 }
 
 // Run runs the graph on s's backend with inputs in the order of Inputs(); it
-// returns new tensors of s in the order of Outputs(). The inputs are left as
-// they were. Intermediate tensors and uploaded initializers are freed as soon
-// as no later node needs them, and everything the run allocated is freed on
-// every error path, so a failed run leaves the session as it was (unless the
-// session's charger refuses even the frees).
-func (p *Program) Run(ctx context.Context, s *accel.Session, inputs []*accel.Tensor) (outs []*accel.Tensor, err error) {
+// returns new tensors of s in the order of Outputs(), a scalar as a [1]
+// tensor. Every input and every shape the run meets is checked first; then
+// the run's Units are charged through s, once, and nothing inside the run
+// is charged again. The inputs are left as they were. Intermediate tensors
+// and uploaded initializers are freed as soon as no later node needs them,
+// and everything the run allocated is freed on every error path, so a
+// failed run leaves the session as it was.
+func (p *Program) Run(ctx context.Context, s *accel.Session, inputs []*accel.Tensor) ([]*accel.Tensor, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: nil session", accel.ErrInvalid)
 	}
-	if err := p.checkInputs(inputs); err != nil {
+	if err := checkInputs(p.inputs, inputs); err != nil {
 		return nil, err
 	}
-	r := &runner{p: p, s: s, env: map[string]*accel.Tensor{}, owned: map[*accel.Tensor]int{}}
+	pl, err := p.plan(shapesOf(inputs))
+	if err != nil {
+		return nil, err
+	}
+	var outs []*accel.Tensor
+	err = s.Prepaid(pl.units, func() error {
+		var err error
+		outs, err = p.execute(ctx, s, pl, inputs)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+func shapesOf(ts []*accel.Tensor) [][]int {
+	shapes := make([][]int, len(ts))
+	for i, t := range ts {
+		shapes[i] = t.Shape()
+	}
+	return shapes
+}
+
+// checkInputs matches tensors against a graph's declared inputs: count,
+// element type, rank and every fixed dimension.
+func checkInputs(decl []onnx.ValueInfo, in []*accel.Tensor) error {
+	if len(in) != len(decl) {
+		return fmt.Errorf("%w: the model takes %d inputs, got %d", accel.ErrInvalid, len(decl), len(in))
+	}
+	for i, vi := range decl {
+		t := in[i]
+		switch {
+		case t == nil:
+			return fmt.Errorf("%w: input %q is missing", accel.ErrInvalid, vi.Name)
+		case t.Buffer() == nil:
+			return fmt.Errorf("input %q: %w", vi.Name, accel.ErrFreed)
+		}
+		want, ok := dtypeOf(vi.ElemType)
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: input %q is declared %s, which no tensor can pass (a FLOAT input takes an f32 tensor, an INT32 input an i32 tensor)", accel.ErrInvalid, vi.Name, elemTypeName(vi.ElemType))
+		case t.DType() != want:
+			return fmt.Errorf("%w: input %q is %s, want %s: the model declares it %s", accel.ErrInvalid, vi.Name, t, want, elemTypeName(vi.ElemType))
+		case vi.Dims != nil && !fits(t.Shape(), vi.Dims):
+			return fmt.Errorf("%w: input %q is %s, want %s", accel.ErrShape, vi.Name, t, declared(vi))
+		}
+	}
+	return nil
+}
+
+// checkShapes matches input shapes against a graph's declared inputs: count,
+// rank and every fixed dimension.
+func checkShapes(decl []onnx.ValueInfo, shapes [][]int) error {
+	if len(shapes) != len(decl) {
+		return fmt.Errorf("%w: the model takes %d inputs, got %d", accel.ErrInvalid, len(decl), len(shapes))
+	}
+	for i, vi := range decl {
+		if _, err := accel.NumElements(shapes[i]); err != nil {
+			return fmt.Errorf("input %q: %w", vi.Name, err)
+		}
+		if vi.Dims != nil && !fits(shapes[i], vi.Dims) {
+			return fmt.Errorf("%w: input %q is %s, want %s", accel.ErrShape, vi.Name, accel.ShapeString(shapes[i]), declared(vi))
+		}
+	}
+	return nil
+}
+
+// dtypeOf is the tensor dtype that passes a value of ONNX element type t.
+func dtypeOf(t int) (accel.DType, bool) {
+	switch t {
+	case onnx.Float:
+		return accel.F32, true
+	case onnx.Int32:
+		return accel.I32, true
+	}
+	return 0, false
+}
+
+// elemTypeNames are ONNX's names for its element types
+// (TensorProto.DataType).
+var elemTypeNames = []string{"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64",
+	"STRING", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"}
+
+func elemTypeName(t int) string {
+	if t >= 0 && t < len(elemTypeNames) {
+		return elemTypeNames[t]
+	}
+	return fmt.Sprintf("element type %d", t)
+}
+
+// declared formats v's declared shape for messages.
+func declared(v onnx.ValueInfo) string {
+	if scalar(v) {
+		return "a scalar, passed as [1]"
+	}
+	return DimsString(v.Dims)
+}
+
+// scalar reports whether v is declared rank 0.
+func scalar(v onnx.ValueInfo) bool { return v.Dims != nil && len(v.Dims) == 0 }
+
+// fits reports whether shape has the declared rank and fixed dimensions;
+// symbolic and unknown dimensions take any size. A value declared rank 0
+// is passed as [1].
+func fits(shape []int, dims []onnx.Dim) bool {
+	if len(dims) == 0 {
+		return len(shape) == 1 && shape[0] == 1
+	}
+	if len(shape) != len(dims) {
+		return false
+	}
+	for i, d := range dims {
+		if d.Param == "" && d.Value > 0 && int64(shape[i]) != d.Value {
+			return false
+		}
+	}
+	return true
+}
+
+// execute carries out a plan.
+func (p *Program) execute(ctx context.Context, s *accel.Session, pl *runPlan, inputs []*accel.Tensor) (outs []*accel.Tensor, err error) {
+	r := &runner{p: p, plan: pl, s: s, env: map[string]*accel.Tensor{}, owned: map[*accel.Tensor]int{}}
 	defer func() {
 		if err != nil {
 			r.freeAll()
@@ -824,50 +743,15 @@ func (p *Program) Run(ctx context.Context, s *accel.Session, inputs []*accel.Ten
 	return r.results()
 }
 
-func (p *Program) checkInputs(in []*accel.Tensor) error { return checkInputs(p.inputs, in) }
-
-// checkInputs matches tensors against a graph's declared inputs: count,
-// element type, rank and every fixed dimension.
-func checkInputs(decl []onnx.ValueInfo, in []*accel.Tensor) error {
-	if len(in) != len(decl) {
-		return fmt.Errorf("%w: the model takes %d inputs, got %d", accel.ErrInvalid, len(decl), len(in))
-	}
-	for i, vi := range decl {
-		t := in[i]
-		switch {
-		case t == nil:
-			return fmt.Errorf("%w: input %q is missing", accel.ErrInvalid, vi.Name)
-		case t.Buffer() == nil:
-			return fmt.Errorf("input %q: %w", vi.Name, accel.ErrFreed)
-		case t.DType() != accel.F32:
-			return fmt.Errorf("%w: input %q is %s, want f32", accel.ErrInvalid, vi.Name, t)
-		case vi.Dims != nil && !fits(t.Shape(), vi.Dims):
-			return fmt.Errorf("%w: input %q is %s, want %s", accel.ErrShape, vi.Name, t, DimsString(vi.Dims))
-		}
-	}
-	return nil
-}
-
-// fits reports whether shape has the declared rank and fixed dimensions;
-// symbolic and unknown dimensions take any size.
-func fits(shape []int, dims []onnx.Dim) bool {
-	if len(shape) != len(dims) {
-		return false
-	}
-	for i, d := range dims {
-		if d.Param == "" && d.Value > 0 && int64(shape[i]) != d.Value {
-			return false
-		}
-	}
-	return true
-}
-
 // runner holds one run's values. Several names may share a tensor (Identity,
-// a reshape in place), so the tensors the run allocated count their live
-// names and are freed when the last one dies. Tensors the caller passed in
-// are never counted, changed or freed.
+// Reshape, Flatten), so the tensors the run allocated count their live names
+// and are freed when the last one dies. A value's tensor may hold any shape
+// of its elements: each operation views its arguments in the shapes the plan
+// gives them, and the outputs get theirs at the end. Tensors the caller
+// passed in are never counted or freed, and keep their shapes.
 type runner struct {
 	p     *Program
+	plan  *runPlan
 	s     *accel.Session
 	env   map[string]*accel.Tensor
 	owned map[*accel.Tensor]int
@@ -912,55 +796,57 @@ func (r *runner) freeAll() {
 	clear(r.owned)
 }
 
-// alloc registers a tensor an op just returned.
-func (r *runner) alloc(t *accel.Tensor, err error) (*accel.Tensor, error) {
-	if err == nil {
-		r.own(t)
-	}
-	return t, err
-}
-
 // copy returns a new tensor holding t's data with shape.
 func (r *runner) copy(t *accel.Tensor, shape []int) (*accel.Tensor, error) {
 	data := make([]byte, t.Bytes())
 	if err := r.s.Read(t, 0, data); err != nil {
 		return nil, err
 	}
-	c, err := r.alloc(r.s.NewTensor(t.DType(), shape))
+	c, err := r.s.NewTensor(t.DType(), shape)
 	if err != nil {
 		return nil, err
 	}
+	r.own(c)
 	return c, r.s.Write(c, 0, data)
 }
 
-// reshape returns the data of the value name, held in t, with shape: t
-// itself when its shape is right or nothing reads it after step i, else a
-// copy, since a tensor has one shape for all its readers.
-func (r *runner) reshape(i int, name string, t *accel.Tensor, shape []int) (*accel.Tensor, error) {
-	if slices.Equal(t.Shape(), shape) {
-		return t, nil
-	}
-	if n, ok := r.owned[t]; ok && n == 1 && r.p.lastUse[name] == i {
-		return t, r.s.Reshape(t, shape)
-	}
-	if _, err := accel.NumElements(shape); err != nil {
-		return nil, err
-	}
-	return r.copy(t, shape)
-}
-
-// step runs step i, binds its output and drops the values it read last.
+// step runs step i's plan, binds its output and drops the values it read
+// last.
 func (r *runner) step(ctx context.Context, i int) error {
-	st := &r.p.steps[i]
+	st, np := &r.p.steps[i], &r.plan.nodes[i]
 	in := make([]*accel.Tensor, len(st.in))
 	for j, name := range st.in {
 		if name != "" {
 			in[j] = r.env[name]
 		}
 	}
-	out, err := r.exec(ctx, i, st, in)
-	if err != nil {
-		return err
+	out := in[0] // a node without operations gives its first input's data
+	var last *accel.Tensor
+	for k := range np.calls {
+		c := &np.calls[k]
+		args := make([]*accel.Tensor, len(c.args))
+		for j, a := range c.args {
+			switch a {
+			case prev:
+				args[j] = last
+			case absent:
+			default:
+				args[j] = in[a]
+			}
+		}
+		y, err := r.call(ctx, c, args)
+		if err != nil {
+			return err
+		}
+		if last != nil {
+			if err := r.free(last); err != nil {
+				return err
+			}
+		}
+		last = y
+	}
+	if last != nil {
+		out = last
 	}
 	r.bind(st.out, out)
 	for j, name := range st.in {
@@ -976,221 +862,85 @@ func (r *runner) step(ctx context.Context, i int) error {
 	return nil
 }
 
-func (r *runner) exec(ctx context.Context, i int, st *step, in []*accel.Tensor) (*accel.Tensor, error) {
-	s := r.s
-	switch st.kind {
-	case opGemm:
-		var c *accel.Tensor
-		if len(in) == 3 {
-			c = in[2]
-		}
-		if c != nil && len(c.Shape()) != 1 {
-			return nil, fmt.Errorf("input C %s is %w (only [N])", c, accel.ErrUnsupported)
-		}
-		y, err := r.alloc(s.MatMul(ctx, in[0], in[1], st.mm))
-		if err != nil || c == nil {
-			return y, err
-		}
-		z, err := r.alloc(s.AddBias(ctx, y, c, 1))
-		if err != nil {
-			return nil, err
-		}
-		return z, r.free(y)
-	case opMatMul:
-		if len(in[0].Shape()) != 2 || len(in[1].Shape()) != 2 {
-			return nil, fmt.Errorf("matmul of %s and %s is %w (only 2-d)", in[0], in[1], accel.ErrUnsupported)
-		}
-		return r.alloc(s.MatMul(ctx, in[0], in[1], accel.MatMulParams{}))
-	case opConv:
-		x, w := in[0], in[1]
-		if len(x.Shape()) != 4 || len(w.Shape()) != 4 {
-			return nil, fmt.Errorf("convolution of %s with weights %s is %w (only 2-d)", x, w, accel.ErrUnsupported)
-		}
-		if k := st.kernel; k != nil && (w.Shape()[2] != k[0] || w.Shape()[3] != k[1]) {
-			return nil, fmt.Errorf("%w: kernel_shape %v does not match weights %s", accel.ErrShape, k, w)
-		}
-		var bias *accel.Tensor
-		if len(in) == 3 {
-			bias = in[2]
-		}
-		return r.alloc(s.Conv2D(ctx, x, w, bias, st.conv))
-	case opRelu:
-		return r.alloc(s.Relu(ctx, in[0]))
-	case opSoftmax:
-		if _, err := softmaxAxis(st, len(in[0].Shape())); err != nil {
-			return nil, err
-		}
-		return r.alloc(s.Softmax(ctx, in[0]))
-	case opMaxPool:
-		if len(in[0].Shape()) != 4 {
-			return nil, fmt.Errorf("max pooling of %s is %w (only 2-d)", in[0], accel.ErrUnsupported)
-		}
-		return r.alloc(s.MaxPool2D(ctx, in[0], st.pool))
-	case opAdd:
-		return r.add(ctx, i, st, in[0], in[1])
-	case opReshape:
-		shape, err := reshapeDims(in[0].Shape(), st.shape)
-		if err != nil {
-			return nil, err
-		}
-		return r.reshape(i, st.in[0], in[0], shape)
-	case opFlatten:
-		d := in[0].Shape()
-		axis := st.axis
-		if axis < 0 {
-			axis += len(d)
-		}
-		if axis < 0 || axis > len(d) {
-			return nil, fmt.Errorf("%w: axis %d outside %s", accel.ErrInvalid, st.axis, in[0])
-		}
-		return r.reshape(i, st.in[0], in[0], []int{product(d[:axis]), product(d[axis:])})
-	case opIdentity:
-		return in[0], nil
+// call runs one accel operation on args, each viewed in the shape the plan
+// gives it and given its own shape back afterwards. A tensor the operation
+// reads twice in two shapes is copied for the second.
+func (r *runner) call(ctx context.Context, c *opCall, args []*accel.Tensor) (*accel.Tensor, error) {
+	type view struct {
+		t     *accel.Tensor
+		shape []int
 	}
-	return nil, fmt.Errorf("%w: op kind %d", accel.ErrUnsupported, st.kind)
-}
-
-// add computes x + b where one operand broadcasts along a single axis of the
-// other. Addition commutes bit for bit (NaNs are canonical), so either
-// operand may be the bias.
-func (r *runner) add(ctx context.Context, i int, st *step, a, b *accel.Tensor) (*accel.Tensor, error) {
-	var x, bias *accel.Tensor
-	var name string
-	axis, ok := 0, false
-	if st.bias != 0 {
-		x, bias, name = a, b, st.in[1]
-		axis, ok = biasAxis(a.Shape(), b.Shape())
-	}
-	if !ok && st.bias != 1 {
-		x, bias, name = b, a, st.in[0]
-		axis, ok = biasAxis(b.Shape(), a.Shape())
-	}
-	if !ok {
-		return nil, fmt.Errorf("adding %s and %s is %w (only a bias along one axis)", a, b, accel.ErrUnsupported)
-	}
-	if len(bias.Shape()) == 1 {
-		return r.alloc(r.s.AddBias(ctx, x, bias, axis))
-	}
-	// The bias must be 1-d: view it so, without touching a tensor someone
-	// else still reads under its own shape.
-	flat := []int{x.Shape()[axis]}
-	n, owned := r.owned[bias]
-	switch {
-	case !owned || bias == x:
-		tmp, err := r.copy(bias, flat)
-		if err != nil {
-			return nil, err
-		}
-		y, err := r.alloc(r.s.AddBias(ctx, x, tmp, axis))
-		if err != nil {
-			return nil, err
-		}
-		return y, r.free(tmp)
-	case n == 1 && r.p.lastUse[name] == i:
-		if err := r.s.Reshape(bias, flat); err != nil {
-			return nil, err
-		}
-		return r.alloc(r.s.AddBias(ctx, x, bias, axis))
-	default:
-		old := slices.Clone(bias.Shape())
-		if err := r.s.Reshape(bias, flat); err != nil {
-			return nil, err
-		}
-		y, err := r.alloc(r.s.AddBias(ctx, x, bias, axis))
-		if err != nil {
-			return nil, err
-		}
-		return y, r.s.Reshape(bias, old)
-	}
-}
-
-// biasAxis reports whether b, aligned to the trailing axes of x as numpy
-// broadcasting does, varies along one axis of x at most and matches it
-// there, and returns that axis.
-func biasAxis(x, b []int) (int, bool) {
-	off := len(x) - len(b)
-	if off < 0 {
-		return 0, false
-	}
-	axis, single := -1, -1
-	for j, d := range b {
-		xd := x[off+j]
-		switch {
-		case d == 1 && xd == 1:
-			single = off + j
-		case d == 1:
-			// broadcast along this axis
-		case d != xd || axis >= 0:
-			return 0, false
-		default:
-			axis = off + j
-		}
-	}
-	if axis < 0 {
-		axis = single // a one-element b adds along an axis of size 1
-	}
-	return axis, axis >= 0
-}
-
-// reshapeDims resolves an ONNX Reshape shape (0 copies a dimension, -1 is
-// inferred) against the input's shape.
-func reshapeDims(in []int, shape []int64) ([]int, error) {
-	out := make([]int, len(shape))
-	inferred := -1
-	known := 1
-	for i, d := range shape {
-		switch {
-		case d == 0:
-			if i >= len(in) {
-				return nil, fmt.Errorf("%w: shape %v copies dimension %d of %s", accel.ErrShape, shape, i, accel.ShapeString(in))
+	var views []view
+	var copies []*accel.Tensor
+	undo := func(err error) error {
+		for _, v := range slices.Backward(views) {
+			if e := r.s.Reshape(v.t, v.shape); e != nil && err == nil {
+				err = e
 			}
-			out[i] = in[i]
-		case d == -1:
-			inferred = i
+		}
+		for _, t := range copies {
+			if e := r.free(t); e != nil && err == nil {
+				err = e
+			}
+		}
+		return err
+	}
+	for k, t := range args {
+		want := c.in[k]
+		if t == nil || slices.Equal(t.Shape(), want) {
 			continue
-		default:
-			out[i] = int(d)
 		}
-		if known > accel.MaxElements/out[i] {
-			return nil, fmt.Errorf("%w: shape %v", accel.ErrOverflow, shape)
+		shared := false
+		for j, u := range args {
+			if j != k && u == t && !slices.Equal(c.in[j], want) {
+				shared = true
+			}
 		}
-		known *= out[i]
-	}
-	n := product(in)
-	if inferred >= 0 {
-		if n%known != 0 {
-			return nil, fmt.Errorf("%w: cannot reshape %s to %v", accel.ErrShape, accel.ShapeString(in), shape)
+		if shared {
+			cp, err := r.copy(t, want)
+			if cp != nil {
+				copies = append(copies, cp)
+			}
+			if err != nil {
+				return nil, undo(err)
+			}
+			args[k] = cp
+			continue
 		}
-		out[inferred] = n / known
+		views = append(views, view{t, slices.Clone(t.Shape())})
+		if err := r.s.Reshape(t, want); err != nil {
+			return nil, undo(err)
+		}
 	}
-	if product(out) != n {
-		return nil, fmt.Errorf("%w: cannot reshape %s to %v", accel.ErrShape, accel.ShapeString(in), shape)
+	outs, _, err := r.s.Run(ctx, c.op, c.params, args...)
+	if err == nil {
+		r.own(outs[0])
 	}
-	return out, nil
+	if err := undo(err); err != nil {
+		return nil, err
+	}
+	return outs[0], nil
 }
 
-func product(d []int) int {
-	n := 1
-	for _, x := range d {
-		n *= x
-	}
-	return n
-}
-
-// results hands the outputs over to the caller. An output that is one of
-// the caller's inputs, or a tensor already handed over under another name,
-// is copied so that every output is a new tensor of its own.
+// results hands the outputs over to the caller, each in its own shape. An
+// output that is one of the caller's inputs, or a tensor already handed
+// over under another name, is copied so that every output is a new tensor
+// of its own.
 func (r *runner) results() ([]*accel.Tensor, error) {
 	outs := make([]*accel.Tensor, len(r.p.outputs))
 	taken := map[*accel.Tensor]bool{}
 	for i, o := range r.p.outputs {
-		t := r.env[o.Name]
+		t, shape := r.env[o.Name], tensorShape(r.plan.outputs[i])
 		if _, owned := r.owned[t]; !owned || taken[t] {
-			c, err := r.copy(t, t.Shape())
+			c, err := r.copy(t, shape)
 			if err != nil {
 				return nil, fmt.Errorf("output %q: %w", o.Name, err)
 			}
 			t = c
+		} else if !slices.Equal(t.Shape(), shape) {
+			if err := r.s.Reshape(t, shape); err != nil {
+				return nil, fmt.Errorf("output %q: %w", o.Name, err)
+			}
 		}
 		taken[t] = true
 		outs[i] = t

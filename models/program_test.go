@@ -18,7 +18,10 @@ var bg = context.Background()
 
 func newSession(t testing.TB, limits accel.Limits) *accel.Session {
 	t.Helper()
-	s := accel.NewSession(ref.New(0), accel.Strict, limits, nil)
+	s, err := accel.NewSession(ref.New(0), accel.Strict, limits, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.Close)
 	return s
 }
@@ -349,26 +352,35 @@ func TestViews(t *testing.T) {
 
 func TestAddForms(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
+	const (
+		bias        = iota // an add_bias along axis
+		same               // an add of two tensors of one shape
+		runUnsupp          // refused when the run is planned
+		compileFail        // refused by Compile
+	)
 	for _, c := range []struct {
-		name      string
-		x, b      []int
-		bInit     bool
-		bFirst    bool
-		axis      int // -1: unsupported at run time
-		unsupport bool
+		name   string
+		x, b   []int
+		bInit  bool
+		bFirst bool
+		want   int
+		axis   int
 	}{
-		{name: "last_axis", x: []int{2, 3, 4}, b: []int{4}, axis: 2},
-		{name: "channel", x: []int{2, 3, 4, 5}, b: []int{3, 1, 1}, axis: 1},
-		{name: "leading_ones", x: []int{2, 3, 4, 5}, b: []int{1, 3, 1, 1}, bInit: true, axis: 1},
-		{name: "first_axis", x: []int{3, 4}, b: []int{3, 1}, bInit: true, bFirst: true, axis: 0},
-		{name: "one_element", x: []int{3, 1}, b: []int{1}, axis: 1},
-		{name: "same_vector", x: []int{3}, b: []int{3}, axis: 0},
-		{name: "full_values", x: []int{2, 3}, b: []int{2, 3}, axis: -1},
-		{name: "scalar_broadcast", x: []int{2, 3}, b: []int{1}, axis: -1},
-		{name: "two_axes", x: []int{2, 3, 4}, b: []int{3, 4}, axis: -1},
-		{name: "mismatch", x: []int{2, 3}, b: []int{2}, axis: -1},
-		{name: "init_two_axes", x: []int{2, 3, 4}, b: []int{3, 4}, bInit: true, unsupport: true},
-		{name: "init_higher_rank", x: []int{3}, b: []int{1, 3}, bInit: true, unsupport: true},
+		{name: "last_axis", x: []int{2, 3, 4}, b: []int{4}, want: bias, axis: 2},
+		{name: "channel", x: []int{2, 3, 4, 5}, b: []int{3, 1, 1}, want: bias, axis: 1},
+		{name: "leading_ones", x: []int{2, 3, 4, 5}, b: []int{1, 3, 1, 1}, bInit: true, want: bias, axis: 1},
+		{name: "first_axis", x: []int{3, 4}, b: []int{3, 1}, bInit: true, bFirst: true, want: bias, axis: 0},
+		{name: "one_element", x: []int{3, 1}, b: []int{1}, want: bias, axis: 1},
+		{name: "same_vector", x: []int{3}, b: []int{3}, want: same},
+		{name: "full_values", x: []int{2, 3}, b: []int{2, 3}, want: same},
+		{name: "init_same_shape", x: []int{2, 3}, b: []int{2, 3}, bInit: true, want: same},
+		{name: "init_first_same_shape", x: []int{2, 3, 2}, b: []int{2, 3, 2}, bInit: true, bFirst: true, want: same},
+		{name: "scalar_broadcast", x: []int{2, 3}, b: []int{1}, want: runUnsupp},
+		{name: "two_axes", x: []int{2, 3, 4}, b: []int{3, 4}, want: runUnsupp},
+		{name: "mismatch", x: []int{2, 3}, b: []int{2}, want: runUnsupp},
+		{name: "init_other_shape", x: []int{2, 4}, b: []int{3, 4}, bInit: true, want: runUnsupp},
+		{name: "init_two_axes", x: []int{2, 3, 4}, b: []int{3, 4}, bInit: true, want: compileFail},
+		{name: "init_higher_rank", x: []int{3}, b: []int{1, 3}, bInit: true, want: compileFail},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			xd, bd := floats(r, product(c.x)), floats(r, product(c.b))
@@ -395,9 +407,9 @@ func TestAddForms(t *testing.T) {
 				inputs = append(inputs, vi("b", dims(c.b)...))
 			}
 			p, err := Compile(graph([]onnx.Node{node("Add", "add", ins, ss("y"))}, inputs, []onnx.ValueInfo{vi("y")}, inits...))
-			if c.unsupport {
-				if !errors.Is(err, accel.ErrUnsupported) {
-					t.Fatalf("Compile: %v, want %v", err, accel.ErrUnsupported)
+			if c.want == compileFail {
+				if !errors.Is(err, accel.ErrUnsupported) || !strings.Contains(err.Error(), "only a bias") {
+					t.Fatalf("Compile: %v, want %v saying what it takes", err, accel.ErrUnsupported)
 				}
 				return
 			}
@@ -409,7 +421,7 @@ func TestAddForms(t *testing.T) {
 			if !c.bInit {
 				in = append(in, tensor(t, s, bd, c.b...))
 			}
-			if c.axis < 0 {
+			if c.want == runUnsupp {
 				live := s.LiveTensors()
 				if _, err := p.Run(bg, s, in); !errors.Is(err, accel.ErrUnsupported) {
 					t.Fatalf("Run: %v, want %v", err, accel.ErrUnsupported)
@@ -421,7 +433,16 @@ func TestAddForms(t *testing.T) {
 			}
 			outs := run(t, s, p, in...)
 			h := newSession(t, accel.Limits{})
-			want := must(t)(h.AddBias(bg, tensor(t, h, xd, c.x...), tensor(t, h, bd, len(bd)), c.axis))
+			var want *accel.Tensor
+			if c.want == same {
+				a, b := tensor(t, h, xd, c.x...), tensor(t, h, bd, c.b...)
+				if c.bFirst {
+					a, b = b, a
+				}
+				want = must(t)(h.Add(bg, a, b))
+			} else {
+				want = must(t)(h.AddBias(bg, tensor(t, h, xd, c.x...), tensor(t, h, bd, len(bd)), c.axis))
+			}
 			sameBits(t, "y", outs[0], s, want, h)
 		})
 	}
@@ -465,14 +486,15 @@ func TestCompileUnsupported(t *testing.T) {
 		{"maxpool_indices", graph([]onnx.Node{node("MaxPool", "pool", ss("x"), ss("y", "i"), aInts("kernel_shape", 2, 2))}, x4, y), "outputs"},
 		{"maxpool_3d", graph([]onnx.Node{node("MaxPool", "pool", ss("x"), ss("y"), aInts("kernel_shape", 2, 2, 2))}, []onnx.ValueInfo{vi("x", 1, 1, 4, 4, 4)}, y), "2-d pooling"},
 		{"maxpool_auto_pad", graph(pool(aString("auto_pad", "VALID")), x4, y), "auto_pad"},
-		{"add_matrix", graph([]onnx.Node{node("Add", "add", ss("x", "w"), ss("y"))}, x2, y, w), "only a bias"},
+		{"add_matrix_other_rank", graph([]onnx.Node{node("Add", "add", ss("x", "w3"), ss("y"))}, x2, y, finit("w3", make([]float32, 2*4*4), 2, 4, 4)), "only a bias"},
 		{"add_scalar", graph([]onnx.Node{node("Add", "add", ss("x", "s"), ss("y"))}, x2, y, finit("s", []float32{1})), "scalar"},
 		{"reshape_dynamic", graph([]onnx.Node{node("Reshape", "rs", ss("x", "shape"), ss("y"))}, append(slices.Clone(x2), vi("shape", 2)), y), "int64 initializer"},
 		{"reshape_float_shape", graph([]onnx.Node{node("Reshape", "rs", ss("x", "shape"), ss("y"))}, x2, y, finit("shape", []float32{-1}, 1)), "int64 initializer"},
 		{"reshape_allowzero", graph([]onnx.Node{node("Reshape", "rs", ss("x", "shape"), ss("y"), aInt("allowzero", 1))}, x2, y, i64init("shape", 0, 4)), "allowzero"},
 		{"reshape_scalar", graph([]onnx.Node{node("Reshape", "rs", ss("x", "shape"), ss("y"))}, x2, y, onnx.Tensor{Name: "shape", Dims: []int64{0}, DataType: onnx.Int64}), "rank 1 to"},
 		{"int64_input", graph([]onnx.Node{node("Relu", "r", ss("x"), ss("y"))}, []onnx.ValueInfo{{Name: "x", ElemType: onnx.Int64, Dims: []onnx.Dim{{Value: 2}}}}, y), "element type 7"},
-		{"scalar_input", graph([]onnx.Node{node("Relu", "r", ss("x"), ss("y"))}, []onnx.ValueInfo{vi("x")}, y), "rank 0"},
+		{"matmul_scalar", graph([]onnx.Node{node("MatMul", "mm", ss("s", "w"), ss("y"))}, []onnx.ValueInfo{vi("s")}, y, w), "rank 0"},
+		{"rank9_input", graph([]onnx.Node{node("Relu", "r", ss("x"), ss("y"))}, []onnx.ValueInfo{vi("x", 1, 1, 1, 1, 1, 1, 1, 1, 1)}, y), "rank 9"},
 		{"int64_initializer_as_data", graph([]onnx.Node{node("Relu", "r", ss("s"), ss("y"))}, nil, y, i64init("s", 1, 2)), "int64 only as a Reshape shape"},
 		{"int64_output", graph(nil, nil, y, i64init("y", 1, 2)), "graph output"},
 	} {
@@ -648,4 +670,206 @@ func TestReuse(t *testing.T) {
 	c := run(t, s1, p, tensor(t, s1, x, 2, 2))
 	sameBits(t, "second session", b[0], s2, a[0], s1)
 	sameBits(t, "second run", c[0], s1, a[0], s1)
+}
+
+// TestVectorsAndScalars runs MatMul with vector operands, as numpy does: a
+// vector is a one-row (first) or one-column (second) matrix whose axis is
+// dropped from the result, so two vectors give a scalar, held as [1]. The
+// scalar then flows through further ops.
+func TestVectorsAndScalars(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	ad, bd := floats(r, 3*4), floats(r, 4*5)
+	for _, c := range []struct {
+		name   string
+		nodes  []onnx.Node
+		a, b   []int // the inputs' shapes; nil b: a is read twice
+		shape  []int // of the output
+		byHand func(h *accel.Session, a, b *accel.Tensor) *accel.Tensor
+	}{
+		{"vector_matrix", []onnx.Node{node("MatMul", "mm", ss("a", "b"), ss("y"))}, []int{4}, []int{4, 5}, []int{5},
+			func(h *accel.Session, a, b *accel.Tensor) *accel.Tensor {
+				return must(t)(h.MatMul(bg, reshaped(t, h, a, 1, 4), b, accel.MatMulParams{}))
+			}},
+		{"matrix_vector", []onnx.Node{node("MatMul", "mm", ss("a", "b"), ss("y"))}, []int{3, 4}, []int{4}, []int{3},
+			func(h *accel.Session, a, b *accel.Tensor) *accel.Tensor {
+				return must(t)(h.MatMul(bg, a, reshaped(t, h, b, 4, 1), accel.MatMulParams{}))
+			}},
+		{"dot", []onnx.Node{node("MatMul", "mm", ss("a", "b"), ss("y"))}, []int{4}, []int{4}, []int{1},
+			func(h *accel.Session, a, b *accel.Tensor) *accel.Tensor {
+				return must(t)(h.MatMul(bg, reshaped(t, h, a, 1, 4), reshaped(t, h, b, 4, 1), accel.MatMulParams{}))
+			}},
+		{"dot_with_itself", []onnx.Node{node("MatMul", "mm", ss("a", "a"), ss("y"))}, []int{4}, nil, []int{1},
+			func(h *accel.Session, a, _ *accel.Tensor) *accel.Tensor {
+				v := tensor(t, h, ad[:4], 4, 1)
+				return must(t)(h.MatMul(bg, reshaped(t, h, a, 1, 4), v, accel.MatMulParams{}))
+			}},
+		{"scalar_onwards", []onnx.Node{
+			node("MatMul", "mm", ss("a", "b"), ss("d")),
+			node("Relu", "relu", ss("d"), ss("r")),
+			node("Add", "add", ss("r", "d"), ss("s")),
+			node("Reshape", "rs", ss("s", "one"), ss("y")),
+		}, []int{4}, []int{4}, []int{1},
+			func(h *accel.Session, a, b *accel.Tensor) *accel.Tensor {
+				d := must(t)(h.MatMul(bg, reshaped(t, h, a, 1, 4), reshaped(t, h, b, 4, 1), accel.MatMulParams{}))
+				d = reshaped(t, h, d, 1)
+				return must(t)(h.Add(bg, must(t)(h.Relu(bg, d)), d))
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dims := func(d []int) []any {
+				v := make([]any, len(d))
+				for i, x := range d {
+					v[i] = x
+				}
+				return v
+			}
+			inputs := []onnx.ValueInfo{vi("a", dims(c.a)...)}
+			if c.b != nil {
+				inputs = append(inputs, vi("b", dims(c.b)...))
+			}
+			p, err := Compile(graph(c.nodes, inputs, []onnx.ValueInfo{vi("y")}, i64init("one", 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSession(t, accel.Limits{})
+			in := []*accel.Tensor{tensor(t, s, ad[:product(c.a)], c.a...)}
+			if c.b != nil {
+				in = append(in, tensor(t, s, bd[:product(c.b)], c.b...))
+			}
+			outs := run(t, s, p, in...)
+			if !slices.Equal(outs[0].Shape(), c.shape) {
+				t.Fatalf("output %s, want %v", outs[0], c.shape)
+			}
+			h := newSession(t, accel.Limits{})
+			var b *accel.Tensor
+			if c.b != nil {
+				b = tensor(t, h, bd[:product(c.b)], c.b...)
+			}
+			want := c.byHand(h, tensor(t, h, ad[:product(c.a)], c.a...), b)
+			sameBits(t, "y", outs[0], s, reshaped(t, h, want, c.shape...), h)
+		})
+	}
+}
+
+// TestScalarInput runs a graph on an input declared rank 0, which is passed
+// as a [1] tensor, and refuses other shapes for it.
+func TestScalarInput(t *testing.T) {
+	p, err := Compile(graph([]onnx.Node{
+		node("Relu", "relu", ss("s"), ss("r")),
+		node("Add", "add", ss("r", "s"), ss("y")),
+	}, []onnx.ValueInfo{vi("s")}, []onnx.ValueInfo{vi("y")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 64 + 4·(1 + 1), a relu of one element and an add of two.
+	if u, err := p.Units([][]int{{1}}); err != nil || u != 72+(64+1+8)+(64+1+12) {
+		t.Errorf("Units = %d, %v", u, err)
+	}
+	s := newSession(t, accel.Limits{})
+	outs := run(t, s, p, tensor(t, s, []float32{-2}, 1))
+	if y, err := s.Float32(outs[0]); err != nil || !slices.Equal(outs[0].Shape(), []int{1}) || y[0] != -2 {
+		t.Errorf("y = %v %v, %v; want [-2] as [1]", outs[0], y, err)
+	}
+	for _, shape := range [][]int{{2}, {1, 1}} {
+		x := tensor(t, s, make([]float32, product(shape)), shape...)
+		if _, err := p.Run(bg, s, []*accel.Tensor{x}); !errors.Is(err, accel.ErrShape) || !strings.Contains(err.Error(), "a scalar, passed as [1]") {
+			t.Errorf("Run with %s: %v, want %v", x, err, accel.ErrShape)
+		}
+	}
+}
+
+// TestProgramUnits checks the cost of a run, worked out from the graph, on
+// a graph per op: 64 + 4·(elements in, out and in the float initializers),
+// plus each accel operation's units as docs/abi.md lists them.
+func TestProgramUnits(t *testing.T) {
+	w34, c3 := finit("w", make([]float32, 12), 3, 4), finit("c", make([]float32, 3), 3)
+	cw := finit("w", make([]float32, 18), 2, 1, 3, 3)
+	x23 := []onnx.ValueInfo{vi("x", "n", 3)}
+	y := []onnx.ValueInfo{vi("y")}
+	io := func(elements int) uint64 { return accel.CallUnits + 4*uint64(elements) }
+	for _, c := range []struct {
+		name   string
+		m      *onnx.Model
+		shapes [][]int
+		want   uint64
+	}{
+		{"relu", graph([]onnx.Node{node("Relu", "r", ss("x"), ss("y"))}, x23, y), [][]int{{2, 3}},
+			io(6+6) + 64 + 6 + 8*6},
+		{"softmax", graph([]onnx.Node{node("Softmax", "s", ss("x"), ss("y"))}, x23, y), [][]int{{2, 3}},
+			io(6+6) + 64 + 16*6 + 8*6},
+		{"add", graph([]onnx.Node{node("Add", "a", ss("x", "z"), ss("y"))}, []onnx.ValueInfo{vi("x", "n", 3), vi("z", "n", 3)}, y), [][]int{{2, 3}, {2, 3}},
+			io(6+6+6) + 64 + 6 + 4*6*3},
+		{"add_bias", graph([]onnx.Node{node("Add", "a", ss("x", "c"), ss("y"))}, x23, y, c3), [][]int{{2, 3}},
+			io(6+6+3) + 64 + 6 + 8*6 + 4*3},
+		{"gemm", graph([]onnx.Node{node("Gemm", "g", ss("x", "w", "c"), ss("y"), aInt("transB", 1))}, []onnx.ValueInfo{vi("x", "n", 4)}, y, w34, c3), [][]int{{2, 4}},
+			io(8+6+15) + (64 + 2*2*3*4 + 4*(8+12+6)) + (64 + 6 + 8*6 + 4*3)},
+		{"dot", graph([]onnx.Node{node("MatMul", "m", ss("x", "z"), ss("y"))}, []onnx.ValueInfo{vi("x", 4), vi("z", 4)}, y), [][]int{{4}, {4}},
+			io(4+4+1) + 64 + 2*4 + 4*(4+4+1)},
+		{"conv", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"))}, []onnx.ValueInfo{vi("x", "n", 1, 4, 4)}, y, cw), [][]int{{1, 1, 4, 4}},
+			io(16+8+18) + 64 + 2*8*9 + 4*(16+18+8)},
+		{"maxpool", graph([]onnx.Node{node("MaxPool", "p", ss("x"), ss("y"), aInts("kernel_shape", 2, 2), aInts("strides", 2, 2))}, []onnx.ValueInfo{vi("x", "n", 1, 4, 4)}, y), [][]int{{1, 1, 4, 4}},
+			io(16+4) + 64 + 4*(16+4) + 4*4},
+		{"views_cost_nothing", graph([]onnx.Node{
+			node("Flatten", "f", ss("x"), ss("f")),
+			node("Reshape", "r", ss("f", "s"), ss("i")),
+			node("Identity", "y", ss("i"), ss("y")),
+		}, []onnx.ValueInfo{vi("x", "n", 3, 4)}, y, i64init("s", -1)), [][]int{{2, 3, 4}},
+			io(24 + 24)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := Compile(c.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.Units(c.shapes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("Units = %d, want %d", got, c.want)
+			}
+			// A run charges exactly that, once.
+			var charges []uint64
+			s, err := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, func(u uint64) error {
+				charges = append(charges, u)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			in := make([]*accel.Tensor, len(c.shapes))
+			for i, shape := range c.shapes {
+				in[i] = tensor(t, s, make([]float32, product(shape)), shape...)
+			}
+			charges = nil
+			if _, err := p.Run(bg, s, in); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(charges, []uint64{c.want}) {
+				t.Errorf("the run charged %v, want [%d]", charges, c.want)
+			}
+		})
+	}
+
+	t.Run("shapes_refused", func(t *testing.T) {
+		p, err := Compile(graph([]onnx.Node{node("Gemm", "g", ss("x", "w"), ss("y"), aInt("transB", 1))}, []onnx.ValueInfo{vi("x", "n", "k")}, y, w34))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name   string
+			shapes [][]int
+			want   error
+		}{
+			{"inner_dimension", [][]int{{2, 5}}, accel.ErrShape},
+			{"rank", [][]int{{2, 4, 1}}, accel.ErrShape},
+			{"count", [][]int{{2, 4}, {2, 4}}, accel.ErrInvalid},
+			{"empty_dimension", [][]int{{0, 4}}, accel.ErrInvalid},
+		} {
+			if u, err := p.Units(c.shapes); !errors.Is(err, c.want) {
+				t.Errorf("%s: Units = %d, %v; want %v", c.name, u, err, c.want)
+			}
+		}
+	})
 }

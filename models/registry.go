@@ -1,8 +1,24 @@
 // Package models holds the node's ONNX models: a content-addressed registry
 // of loaded models, shared read-only by every guest, and the running of a
 // model on any backend. Backends that run ONNX natively (ONNX Runtime)
-// implement Runner; on the others a model runs op by op through the
-// session (Program), where every op it uses is one the node implements.
+// implement accel.ONNXRunner; on the others a model runs op by op through
+// the session (Program), where every op it uses is one the node implements.
+//
+// A run is charged once, before anything runs, from shapes alone, and the
+// same whether the backend runs the model natively or op by op, so that
+// replicas on different backends charge alike: Model.Units gives the
+// formula. Nothing inside the run is charged again.
+//
+// Every input is checked against the model's declaration before anything
+// runs: its element type (a FLOAT input takes an f32 tensor, an INT32 input
+// an i32 tensor, and an input of any other type cannot be passed), its rank
+// and its fixed dimensions. The op-by-op runner takes FLOAT inputs only.
+// Outputs are f32 tensors.
+//
+// Tensors have rank 1 at least, so a scalar (a rank-0 value, such as the
+// MatMul of two vectors or a ReduceSum without keepdims) is a [1] tensor:
+// the op-by-op runner holds and returns it so, and a native run's rank-0
+// output is taken as [1]. An input declared rank 0 takes a [1] tensor.
 package models
 
 import (
@@ -13,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,7 +56,7 @@ type Model struct {
 	// when it uses an op the node does not implement.
 	program     *Program
 	unsupported error
-	weights     int64 // float elements in the initializers
+	weights     uint64 // float elements in the initializers
 }
 
 // Registry holds models by name and by content hash.
@@ -127,7 +144,9 @@ func decode(data []byte, hash string) (*Model, error) {
 	initial := map[string]bool{}
 	for _, t := range om.Graph.Initializers {
 		initial[t.Name] = true
-		m.weights += int64(len(t.Floats))
+		if t.DataType == onnx.Float {
+			m.weights += uint64(len(t.Floats))
+		}
 	}
 	for _, in := range om.Graph.Inputs {
 		if !initial[in.Name] {
@@ -193,72 +212,166 @@ func (r *Registry) Models() []*Model {
 	return out
 }
 
-// Output is one output of a natively run model, in host memory.
-type Output struct {
-	Shape []int
-	Data  []float32
-}
-
-// Runner is implemented by backends that run whole ONNX models themselves.
-// key identifies the model (its sha256) so the backend can keep one session
-// per model; inputs are in the order of inputNames.
-type Runner interface {
-	RunONNX(ctx context.Context, key string, model []byte, inputNames, outputNames []string, inputs []*accel.Tensor) ([]Output, error)
-}
-
 // Run runs m on s's backend with inputs in the order of m.Inputs and returns
-// new tensors of s in the order of m.Outputs.
+// new tensors of s in the order of m.Outputs. It checks the inputs against
+// the model's declaration and works out the run's shapes, then charges
+// m.Units once through s and runs the model, natively where s's backend
+// implements accel.ONNXRunner and op by op otherwise, with nothing inside
+// charged again. A failed run creates no tensors.
 func (m *Model) Run(ctx context.Context, s *accel.Session, inputs []*accel.Tensor) ([]*accel.Tensor, error) {
-	if err := checkInputs(m.Inputs, inputs); err != nil {
+	outs, err := m.run(ctx, s, inputs)
+	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
 	}
-	runner, native := s.Backend().(Runner)
+	return outs, nil
+}
+
+func (m *Model) run(ctx context.Context, s *accel.Session, inputs []*accel.Tensor) ([]*accel.Tensor, error) {
+	if err := checkInputs(m.Inputs, inputs); err != nil {
+		return nil, err
+	}
+	for _, o := range m.Outputs {
+		if o.ElemType != 0 && o.ElemType != onnx.Float {
+			return nil, fmt.Errorf("output %q is declared %s: %w (outputs are f32 only)", o.Name, elemTypeName(o.ElemType), accel.ErrUnsupported)
+		}
+	}
+	runner, native := s.Backend().(accel.ONNXRunner)
 	if !native {
 		if m.program == nil {
-			return nil, fmt.Errorf("model %s cannot run on %s: %w", m.Name, s.Backend().Name(), m.unsupported)
+			return nil, fmt.Errorf("cannot run on %s: %w", s.Backend().Name(), m.unsupported)
 		}
 		return m.program.Run(ctx, s, inputs)
 	}
-	if err := s.Charge(m.units(inputs)); err != nil {
-		return nil, err
-	}
-	names := func(vs []onnx.ValueInfo) []string {
-		out := make([]string, len(vs))
-		for i, v := range vs {
-			out[i] = v.Name
-		}
-		return out
-	}
-	outs, err := runner.RunONNX(ctx, m.SHA256, m.Bytes, names(m.Inputs), names(m.Outputs), inputs)
+	units, pl, err := m.units(shapesOf(inputs))
 	if err != nil {
 		return nil, err
 	}
-	var results []*accel.Tensor
-	for _, o := range outs {
-		t, err := s.FromFloat32(o.Data, o.Shape...)
+	var outs []*accel.Tensor
+	err = s.Prepaid(units, func() error {
+		host, err := runner.RunONNX(ctx, m.SHA256, m.Bytes, valueNames(m.Inputs), valueNames(m.Outputs), inputs)
 		if err != nil {
-			for _, r := range results {
-				s.Free(r)
-			}
-			return nil, fmt.Errorf("model %s output: %w", m.Name, err)
+			return fmt.Errorf("%s: %w", s.Backend().Name(), err)
 		}
-		results = append(results, t)
-	}
-	return results, nil
+		outs, err = m.adopt(s, host, pl)
+		return err
+	})
+	return outs, err
 }
 
-// units is the metering estimate for a native run, from shapes alone: the
-// call, the bytes in, and two operations per weight per example (the cost of
-// a dense network), the batch being the first input's first dimension.
-func (m *Model) units(inputs []*accel.Tensor) uint64 {
-	units, batch := uint64(accel.CallUnits), uint64(1)
-	for i, t := range inputs {
-		units += uint64(t.Bytes())
-		if i == 0 {
-			batch = uint64(t.Shape()[0])
+func valueNames(vs []onnx.ValueInfo) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Name
+	}
+	return out
+}
+
+// adopt places a native run's outputs in s. Where the run was planned, each
+// must have the shape the plan gives it, the shape it was charged for.
+func (m *Model) adopt(s *accel.Session, host []accel.HostTensor, pl *runPlan) ([]*accel.Tensor, error) {
+	if len(host) != len(m.Outputs) {
+		return nil, fmt.Errorf("%w: %s returned %d outputs, want %d", accel.ErrDevice, s.Backend().Name(), len(host), len(m.Outputs))
+	}
+	outs := make([]*accel.Tensor, 0, len(host))
+	fail := func(err error) ([]*accel.Tensor, error) {
+		for _, t := range outs {
+			s.Free(t) // best effort: the run is failing already
+		}
+		return nil, err
+	}
+	for i, h := range host {
+		shape := tensorShape(h.Shape) // a scalar, should the backend give rank 0
+		if pl != nil && !slices.Equal(shape, tensorShape(pl.outputs[i])) {
+			return fail(fmt.Errorf("%w: %s returned output %q as %s, the graph gives %s", accel.ErrDevice, s.Backend().Name(), m.Outputs[i].Name, accel.ShapeString(shape), accel.ShapeString(tensorShape(pl.outputs[i]))))
+		}
+		t, err := s.FromFloat32(h.Data, shape...)
+		if err != nil {
+			return fail(fmt.Errorf("output %q: %w", m.Outputs[i].Name, err))
+		}
+		outs = append(outs, t)
+	}
+	return outs, nil
+}
+
+// Units is the cost in compute units of a run of m with inputs of these
+// shapes: what Run charges, once and before anything runs, on every backend
+// that can run it.
+//
+// Where the node can run every node of the graph op by op for these shapes,
+// it is Program.Units, the same whether the backend runs ONNX natively or
+// not:
+//
+//	64 + 4·(elements of the inputs + elements of the outputs
+//	        + elements of the model's float initializers)
+//	   + the units of every accel operation the nodes map onto
+//
+// Otherwise the model runs only natively, and the cost is estimated from the
+// declared shapes:
+//
+//	64 + 4·(elements of the inputs + elements of the outputs
+//	        + elements of the model's float initializers)
+//	   + 2·(elements of the float initializers)·(first dimension of the first input)
+//
+// the cost of a dense network, where each output counts the elements its
+// declaration gives: a fixed dimension its size, a symbolic one the size of
+// the input dimension of the same name, and one it cannot size (or an
+// output of unknown rank) 1. A scalar counts as one element.
+func (m *Model) Units(inputShapes [][]int) (uint64, error) {
+	units, _, err := m.units(inputShapes)
+	if err != nil {
+		return 0, fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	return units, nil
+}
+
+// units returns the cost of a run and, where the node can run it op by op,
+// its plan.
+func (m *Model) units(shapes [][]int) (uint64, *runPlan, error) {
+	if err := checkShapes(m.Inputs, shapes); err != nil {
+		return 0, nil, err
+	}
+	if m.program != nil {
+		pl, err := m.program.plan(shapes)
+		if err == nil {
+			return pl.units, pl, nil
+		}
+		if !errors.Is(err, accel.ErrUnsupported) {
+			return 0, nil, err // the shapes do not fit the graph
 		}
 	}
-	return units + 2*uint64(m.weights)*batch
+	return m.estimate(shapes), nil, nil
+}
+
+// estimate is the cost of a run the node cannot plan op by op (see Units).
+func (m *Model) estimate(shapes [][]int) uint64 {
+	bound := map[string]int{}
+	var in uint64
+	for i, vi := range m.Inputs {
+		in = addSat(in, elements(shapes[i]))
+		for j, d := range vi.Dims {
+			if _, ok := bound[d.Param]; d.Param != "" && !ok {
+				bound[d.Param] = shapes[i][j]
+			}
+		}
+	}
+	var out uint64
+	for _, o := range m.Outputs {
+		n := uint64(1)
+		for _, d := range o.Dims {
+			switch {
+			case d.Param != "" && bound[d.Param] > 0:
+				n = mulSat(n, uint64(bound[d.Param]))
+			case d.Param == "" && d.Value > 0:
+				n = mulSat(n, uint64(d.Value))
+			}
+		}
+		out = addSat(out, n)
+	}
+	batch := uint64(1)
+	if len(shapes) > 0 {
+		batch = uint64(shapes[0][0])
+	}
+	return addSat(ioUnits(in, out, m.weights), mulSat(2*m.weights, batch))
 }
 
 // DimsString formats declared dimensions as [batch x 1 x 28 x 28].

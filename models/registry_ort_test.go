@@ -35,6 +35,17 @@ func ortBackend(tb testing.TB) *ort.Backend {
 	return b
 }
 
+// session opens a session on b in mode, closed when the test ends.
+func session(tb testing.TB, b accel.Backend, mode accel.Mode, charge accel.Charger) *accel.Session {
+	tb.Helper()
+	s, err := accel.NewSession(b, mode, accel.Limits{}, charge)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
 func randFloats(r *rand.Rand, n int) []float32 {
 	v := make([]float32, n)
 	for i := range v {
@@ -153,10 +164,8 @@ func TestRegistryORTMatchesRef(t *testing.T) {
 	for _, batch := range []int{1, 4, 33} {
 		t.Run(fmt.Sprint("batch", batch), func(t *testing.T) {
 			x := input(batch*4, 0)
-			rs := accel.NewSession(ref.New(0), accel.Strict, accel.Limits{}, nil)
-			defer rs.Close()
-			ors := accel.NewSession(ob, accel.Fast, accel.Limits{}, nil)
-			defer ors.Close()
+			rs := session(t, ref.New(0), accel.Strict, nil)
+			ors := session(t, ob, accel.Fast, nil)
 			want, wshape := mustRun(t, m, rs, x, batch)
 			got, gshape := mustRun(t, m, ors, x, batch)
 			if !slices.Equal(gshape, []int{batch, 3}) || !slices.Equal(wshape, gshape) {
@@ -178,8 +187,7 @@ func TestRegistryORTErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := accel.NewSession(ortBackend(t), accel.Fast, accel.Limits{}, nil)
-	defer s.Close()
+	s := session(t, ortBackend(t), accel.Fast, nil)
 	wrong, err := s.FromFloat32(input(10, 0), 2, 5)
 	if err != nil {
 		t.Fatal(err)
@@ -227,8 +235,7 @@ func TestRegistryUnsupportedOp(t *testing.T) {
 			const batch = 3
 			x := input(batch*4, 0.5)
 
-			ors := accel.NewSession(ob, accel.Fast, accel.Limits{}, nil)
-			defer ors.Close()
+			ors := session(t, ob, accel.Fast, nil)
 			y, shape := mustRun(t, m, ors, x, batch)
 			if !slices.Equal(shape, []int{batch, 4}) {
 				t.Errorf("shape %v", shape)
@@ -240,7 +247,10 @@ func TestRegistryUnsupportedOp(t *testing.T) {
 			}
 
 			for _, mode := range []accel.Mode{accel.Strict, accel.Fast} {
-				rs := accel.NewSession(ref.New(0), mode, accel.Limits{}, nil)
+				rs, err := accel.NewSession(ref.New(0), mode, accel.Limits{}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
 				in, err := rs.FromFloat32(x, batch, 4)
 				if err != nil {
 					t.Fatal(err)
@@ -286,11 +296,10 @@ func TestRegistryConcurrentRuns(t *testing.T) {
 			}
 			// Alone, first.
 			alone := make([][]float32, goroutines)
-			s := accel.NewSession(c.backend, c.mode, accel.Limits{}, nil)
+			s := session(t, c.backend, c.mode, nil)
 			for g := range goroutines {
 				alone[g], _ = mustRun(t, m, s, input(batch(g)*4, float64(g)), batch(g))
 			}
-			s.Close()
 
 			var wg sync.WaitGroup
 			for g := range goroutines {
@@ -302,7 +311,11 @@ func TestRegistryConcurrentRuns(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					s := accel.NewSession(c.backend, c.mode, accel.Limits{}, nil)
+					s, err := accel.NewSession(c.backend, c.mode, accel.Limits{}, nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
 					defer s.Close()
 					x := input(batch(g)*4, float64(g))
 					for rep := range reps {
@@ -328,60 +341,165 @@ func TestRegistryConcurrentRuns(t *testing.T) {
 	}
 }
 
-// TestRegistryORTCharges checks the metering of a native run: the
-// docs/abi.md formula for model_run on ort (64 + the inputs' bytes + 2 ·
-// weights · batch) is charged before the run, and then the output tensors
-// are charged as a tensor_create and a tensor_write each (which the table in
-// docs/abi.md does not mention). A refused charge leaves no tensor behind.
+// meter records the charges it allows and refuses any past limit.
+type meter struct {
+	limit, spent uint64
+	charges      []uint64
+}
+
+var errBudget = errors.New("budget exhausted")
+
+func (m *meter) charge(units uint64) error {
+	if units > m.limit-m.spent {
+		return errBudget
+	}
+	m.spent += units
+	m.charges = append(m.charges, units)
+	return nil
+}
+
+// TestRegistryORTCharges checks that a run on ONNX Runtime is charged
+// exactly what the same run costs op by op on ref, Model.Units, once and
+// before it runs: a budget one unit short refuses it and leaves no tensor
+// behind.
 func TestRegistryORTCharges(t *testing.T) {
 	m, err := models.NewRegistry().Add("mlp", mlpBytes(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ob := ortBackend(t)
-	const batch = 5
-	const weights = 8*4 + 8 + 8*3 + 3
-	in, out := uint64(batch*4*4), uint64(batch*3*4)
-	want := []uint64{accel.CallUnits + in + 2*weights*batch, accel.CallUnits + out, accel.CallUnits + out}
+	for _, batch := range []int{1, 5, 16} {
+		t.Run(fmt.Sprint("batch", batch), func(t *testing.T) {
+			want, err := m.Units([][]int{{batch, 4}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				backend accel.Backend
+				mode    accel.Mode
+			}{{ref.New(0), accel.Strict}, {ob, accel.Fast}} {
+				meter := &meter{limit: math.MaxUint64}
+				s := session(t, c.backend, c.mode, meter.charge)
+				x, err := s.FromFloat32(input(batch*4, 0), batch, 4)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 2 { // the same charge every time
+					meter.charges = nil
+					outs, err := m.Run(ctx, s, []*accel.Tensor{x})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(meter.charges, []uint64{want}) {
+						t.Errorf("%s: charges %v, want one of %d", c.backend.Name(), meter.charges, want)
+					}
+					s.Free(outs[0])
+				}
+				meter.limit = meter.spent + want - 1
+				live := s.LiveTensors()
+				if outs, err := m.Run(ctx, s, []*accel.Tensor{x}); !errors.Is(err, errBudget) || outs != nil {
+					t.Errorf("%s, one unit short: Run = %v, %v; want the budget's error", c.backend.Name(), outs, err)
+				}
+				if s.LiveTensors() != live {
+					t.Errorf("%s, one unit short: %d tensors live, %d before", c.backend.Name(), s.LiveTensors(), live)
+				}
+			}
+		})
+	}
+}
 
-	errBudget := errors.New("budget exhausted")
-	refuse := -1 // the index of the charge of the run to refuse, or -1
-	var charges []uint64
-	s := accel.NewSession(ob, accel.Fast, accel.Limits{}, func(units uint64) error {
-		if units == accel.CallUnits { // frees
-			return nil
-		}
-		if len(charges) == refuse {
-			return errBudget
-		}
-		charges = append(charges, units)
-		return nil
-	})
-	defer s.Close()
-	x, err := s.FromFloat32(input(batch*4, 0), batch, 4)
+// TestRegistryORTScalars runs graphs whose output is a scalar on ONNX
+// Runtime: each comes back as a [1] tensor, charged before the run.
+func TestRegistryORTScalars(t *testing.T) {
+	vec := fvalue("a", fixed(4))
+	for _, c := range []struct {
+		name  string
+		nodes []onnx.Node
+		inits []onnx.Tensor
+		want  float32
+	}{
+		{"dot", []onnx.Node{{OpType: "MatMul", Inputs: []string{"a", "a"}, Outputs: []string{"y"}}}, nil, 1 + 4 + 9 + 16},
+		{"reduce_sum", []onnx.Node{{OpType: "ReduceSum", Inputs: []string{"a", "axes"}, Outputs: []string{"y"}, Attrs: []onnx.Attribute{onnx.IntAttr("keepdims", 0)}}},
+			[]onnx.Tensor{{Name: "axes", Dims: []int64{1}, DataType: onnx.Int64, Int64s: []int64{0}}}, 1 + 2 + 3 + 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := models.NewRegistry().Add(c.name, onnx.Marshal(&onnx.Model{
+				IRVersion: onnx.IRVersion, OpsetVersion: onnx.Opset,
+				Graph: onnx.Graph{Name: c.name, Nodes: c.nodes, Inputs: []onnx.ValueInfo{vec},
+					Outputs: []onnx.ValueInfo{fvalue("y")}, Initializers: c.inits},
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := m.Units([][]int{{4}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			meter := &meter{limit: math.MaxUint64}
+			s := session(t, ortBackend(t), accel.Fast, meter.charge)
+			x, err := s.FromFloat32([]float32{1, 2, 3, 4}, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			meter.charges = nil
+			outs, err := m.Run(ctx, s, []*accel.Tensor{x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(meter.charges, []uint64{want}) {
+				t.Errorf("charges %v, want one of %d", meter.charges, want)
+			}
+			if len(outs) != 1 || !slices.Equal(outs[0].Shape(), []int{1}) {
+				t.Fatalf("outputs %v, want one f32[1]", outs)
+			}
+			y, err := s.Float32(outs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if y[0] != c.want {
+				t.Errorf("y = %v, want %v", y[0], c.want)
+			}
+		})
+	}
+}
+
+// TestRegistryORTInputTypes runs a model with an INT32 input on ONNX
+// Runtime from an i32 tensor, and refuses an INT64 input before running.
+func TestRegistryORTInputTypes(t *testing.T) {
+	cast := func(elem int) []byte {
+		return onnx.Marshal(&onnx.Model{
+			IRVersion: onnx.IRVersion, OpsetVersion: onnx.Opset,
+			Graph: onnx.Graph{Name: "cast",
+				Nodes:   []onnx.Node{{OpType: "Cast", Inputs: []string{"x"}, Outputs: []string{"y"}, Attrs: []onnx.Attribute{onnx.IntAttr("to", onnx.Float)}}},
+				Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: elem, Dims: []onnx.Dim{fixed(3)}}},
+				Outputs: []onnx.ValueInfo{fvalue("y", fixed(3))}},
+		})
+	}
+	s := session(t, ortBackend(t), accel.Fast, nil)
+	x, err := s.FromInt32([]int32{-1, 0, 7}, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 { // the same charges every time
-		charges = nil
-		outs, err := m.Run(ctx, s, []*accel.Tensor{x})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(charges, want) {
-			t.Errorf("charges %v, want %v", charges, want)
-		}
-		s.Free(outs[0])
+	m32, err := models.NewRegistry().Add("cast32", cast(onnx.Int32))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for refuse = range want {
-		charges = nil
-		live := s.LiveTensors()
-		outs, err := m.Run(ctx, s, []*accel.Tensor{x})
-		if !errors.Is(err, errBudget) || outs != nil {
-			t.Errorf("charge %d refused: Run = %v, %v", refuse, outs, err)
-		}
-		if s.LiveTensors() != live {
-			t.Errorf("charge %d refused: %d tensors live, %d before", refuse, s.LiveTensors(), live)
-		}
+	outs, err := m32.Run(ctx, s, []*accel.Tensor{x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y, err := s.Float32(outs[0]); err != nil || !slices.Equal(y, []float32{-1, 0, 7}) {
+		t.Errorf("Cast of an INT32 input: %v, %v", y, err)
+	}
+	m64, err := models.NewRegistry().Add("cast64", cast(onnx.Int64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := s.LiveTensors()
+	if outs, err := m64.Run(ctx, s, []*accel.Tensor{x}); !errors.Is(err, accel.ErrInvalid) || !strings.Contains(err.Error(), "INT64") {
+		t.Errorf("an INT64 input: Run = %v, %v; want %v naming the type", outs, err, accel.ErrInvalid)
+	}
+	if s.LiveTensors() != live {
+		t.Errorf("%d tensors live after the refused run, %d before", s.LiveTensors(), live)
 	}
 }

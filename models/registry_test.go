@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/models/onnx"
 )
 
@@ -532,66 +531,6 @@ func TestRegistryRunErrors(t *testing.T) {
 	outs, err := m.Run(bg, s, []*accel.Tensor{good})
 	if err != nil || len(outs) != 1 {
 		t.Fatalf("run after the failures: %v", err)
-	}
-}
-
-// TestRegistryRunBudget refuses each charge of a run on ref in turn and
-// checks that the failed run leaves no tensor behind. Frees (and reshapes),
-// which cost accel.CallUnits, are always allowed here: a charger that
-// refuses even those leaves the tensors to Session.Close, as Program.Run
-// documents.
-func TestRegistryRunBudget(t *testing.T) {
-	m := mustAdd(t, NewRegistry(), "mlp", newRegMLP(1).bytes())
-	errBudget := errors.New("budget exhausted")
-	// budgeted returns a session whose charger allows limit units in all,
-	// and records the charges it allows.
-	budgeted := func(limit *uint64, charges *[]uint64) *accel.Session {
-		var spent uint64
-		return accel.NewSession(ref.New(0), accel.Strict, accel.Limits{}, func(units uint64) error {
-			if units == accel.CallUnits {
-				return nil
-			}
-			if units > *limit-spent {
-				return errBudget
-			}
-			spent += units
-			*charges = append(*charges, units)
-			return nil
-		})
-	}
-	unlimited := uint64(math.MaxUint64)
-	var full []uint64
-	s := budgeted(&unlimited, &full)
-	in := tensor(t, s, sinInput(8), 2, 4)
-	full = nil
-	if _, err := m.Run(bg, s, []*accel.Tensor{in}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if len(full) < 6 {
-		t.Fatalf("a run made %d charges: %v", len(full), full)
-	}
-	var allow uint64
-	for k, c := range full {
-		var charges []uint64
-		limit := uint64(math.MaxUint64)
-		s := budgeted(&limit, &charges)
-		in := tensor(t, s, sinInput(8), 2, 4)
-		live, liveBytes := s.LiveTensors(), s.LiveBytes()
-		spentBefore := uint64(0) // the input's charges
-		for _, c := range charges {
-			spentBefore += c
-		}
-		limit = spentBefore + allow
-		outs, err := m.Run(bg, s, []*accel.Tensor{in})
-		if !errors.Is(err, errBudget) || outs != nil {
-			t.Errorf("charge %d of %d refused: Run = %v, %v; want the budget error", k+1, len(full), outs, err)
-		}
-		if s.LiveTensors() != live || s.LiveBytes() != liveBytes {
-			t.Errorf("charge %d of %d refused: %d tensors (%d bytes) live after the failed run, %d (%d) before", k+1, len(full), s.LiveTensors(), s.LiveBytes(), live, liveBytes)
-		}
-		s.Close()
-		allow += c
 	}
 }
 

@@ -1,9 +1,11 @@
 // Package checked is the node's checked determinism mode: a backend that
-// serves every call from a fast backend and recomputes a sampled share of
-// them on the reference backend, the numerics contract's bits. A result
-// that lies beyond its operation's documented bound (docs/determinism.md,
-// "Checked mode") is logged with the operation, shape and ulp figures and
-// counted; the counts are reported when the node exits.
+// serves every call from a fast backend's kernels and recomputes a sampled
+// share of them on the reference backend, the numerics contract's bits. A
+// result that lies beyond its operation's tolerance (accel.Op.Tolerance;
+// docs/determinism.md, "Checked mode's bounds") is logged with the
+// operation, shape and ulp figures and counted; the counts are reported
+// when the node exits. Nothing here names an operation: what to compare and
+// how closely comes from the op table.
 //
 // Sampling is deterministic: call number c (from 0) is checked when
 // frac(c·φ) < rate, φ being the golden ratio, so the same run checks the
@@ -11,9 +13,11 @@
 package checked
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -21,7 +25,8 @@ import (
 	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
-// Backend is a fast backend whose calls are sampled and checked.
+// Backend is a fast backend whose calls are sampled and checked. It serves
+// checked mode only.
 type Backend struct {
 	fast, oracle accel.Backend
 	rate         float64
@@ -41,8 +46,9 @@ type OpStats struct {
 
 var _ accel.Backend = (*Backend)(nil)
 
-// New wraps fast, checking a share rate (0 to 1) of its calls against
-// oracle, which must implement the numerics contract (accel/ref).
+// New wraps fast, whose checked-mode kernels serve the calls, checking a
+// share rate (0 to 1) of them against oracle, which must serve strict mode
+// (accel/ref).
 func New(fast, oracle accel.Backend, rate float64, log *slog.Logger) *Backend {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -54,7 +60,12 @@ func (b *Backend) Name() string { return b.fast.Name() }
 
 func (b *Backend) Status() accel.Status {
 	st := b.fast.Status()
-	st.Deterministic = false
+	if st.Serves(accel.Checked) {
+		st.Modes = []accel.Mode{accel.Checked}
+	} else {
+		st.Modes = nil
+	}
+	st.FastIsStrict = false
 	st.Device += fmt.Sprintf("; checked against %s at rate %g", b.oracle.Name(), b.rate)
 	return st
 }
@@ -69,7 +80,26 @@ func (b *Backend) Read(src accel.Buffer, first int, dst []byte) error {
 	return b.fast.Read(src, first, dst)
 }
 
-// Stats returns a copy of the counts, by operation.
+// Kernel returns, in checked mode, the fast backend's kernel wrapped in the
+// sampled check.
+func (b *Backend) Kernel(op *accel.Op, mode accel.Mode) accel.Kernel {
+	if mode != accel.Checked {
+		return nil
+	}
+	fast := b.fast.Kernel(op, accel.Checked)
+	if fast == nil {
+		return nil
+	}
+	return func(ctx context.Context, c *accel.Call) error {
+		if !b.sample(op.Name) {
+			return fast(ctx, c)
+		}
+		return b.check(ctx, c, fast)
+	}
+}
+
+// Stats returns a copy of the counts, by operation; a scalar result is
+// counted under the operation's name and the scalar's, "tsne_step kl".
 func (b *Backend) Stats() map[string]OpStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -101,11 +131,7 @@ func (b *Backend) sampleAt(c uint64) bool {
 func (b *Backend) sample(op string) bool {
 	check := b.sampleAt(b.calls.Add(1) - 1)
 	b.mu.Lock()
-	s := b.stats[op]
-	if s == nil {
-		s = &OpStats{}
-		b.stats[op] = s
-	}
+	s := b.statsFor(op)
 	s.Calls++
 	if check {
 		s.Checked++
@@ -114,12 +140,21 @@ func (b *Backend) sample(op string) bool {
 	return check
 }
 
-func (b *Backend) record(op string, shape []int, r result) {
-	b.mu.Lock()
+// statsFor returns op's counts; b.mu is held.
+func (b *Backend) statsFor(op string) *OpStats {
 	s := b.stats[op]
-	if s == nil { // a second output of a sampled call, such as t-SNE's KL
-		s = &OpStats{Calls: 1, Checked: 1}
+	if s == nil {
+		s = &OpStats{}
 		b.stats[op] = s
+	}
+	return s
+}
+
+func (b *Backend) record(name string, shape []int, r result) {
+	b.mu.Lock()
+	s := b.statsFor(name)
+	if s.Calls == 0 { // a second result of a sampled call, such as t-SNE's KL
+		s.Calls, s.Checked = 1, 1
 	}
 	s.MaxULP = max(s.MaxULP, r.maxULP)
 	if !r.ok {
@@ -127,55 +162,139 @@ func (b *Backend) record(op string, shape []int, r result) {
 	}
 	b.mu.Unlock()
 	if !r.ok {
-		b.log.Warn("checked mode: result beyond its bound", "op", op, "shape", accel.ShapeString(shape),
+		b.log.Warn("checked mode: result beyond its bound", "op", name, "shape", accel.ShapeString(shape),
 			"outputs", r.outputs, "beyond", r.beyond, "first", r.first, "max_ulp", r.maxULP, "mean_ulp", r.meanULP(), "max_abs_diff", r.maxAbs)
 	}
 }
 
-// mirror holds copies of one call's tensors on the oracle.
-type mirror struct {
-	b       *Backend
-	session *accel.Session
+// unchecked logs a check that could not be made. The guest's call itself
+// succeeded, so this is never its error.
+func (b *Backend) unchecked(op string, err error) {
+	b.log.Warn("checked mode: could not check a call", "op", op, "err", err)
 }
 
-func (b *Backend) mirror() *mirror {
-	return &mirror{b: b, session: accel.NewSession(b.oracle, accel.Strict, accel.Limits{MaxBytes: 1 << 40}, nil)}
+// check serves c from the fast kernel and compares its results with the
+// oracle's on copies of the inputs, taken before the fast kernel runs
+// because in-place operations change them.
+func (b *Backend) check(ctx context.Context, c *accel.Call, fast accel.Kernel) error {
+	op := c.Op
+	m, err := accel.NewSession(b.oracle, accel.Strict, accel.Limits{MaxBytes: 1 << 40}, nil)
+	if err != nil {
+		if ferr := fast(ctx, c); ferr != nil {
+			return ferr
+		}
+		b.unchecked(op.Name, err)
+		return nil
+	}
+	defer m.Close()
+	abs := op.Tolerance.Terms != nil && op.Tolerance.Scale == accel.ScaleAbs
+	copies, cerr := b.copyAll(m, c.In, false)
+	var mags []*accel.Tensor
+	if abs && cerr == nil {
+		mags, cerr = b.copyAll(m, c.In, true)
+	}
+	if err := fast(ctx, c); err != nil {
+		return err
+	}
+	if cerr != nil {
+		b.unchecked(op.Name, cerr)
+		return nil
+	}
+	if err := b.compareAll(ctx, m, c, copies, mags); err != nil {
+		b.unchecked(op.Name, err)
+	}
+	return nil
 }
 
-func (m *mirror) close() { m.session.Close() }
+// copyAll copies tensors from the fast backend into the oracle session;
+// with abs, f32 values lose their signs, for magnitudes.
+func (b *Backend) copyAll(m *accel.Session, ts []*accel.Tensor, abs bool) ([]*accel.Tensor, error) {
+	out := make([]*accel.Tensor, len(ts))
+	for i, t := range ts {
+		if t == nil {
+			continue
+		}
+		data := make([]byte, t.Bytes())
+		if err := b.fast.Read(t.Buffer(), 0, data); err != nil {
+			return nil, err
+		}
+		if abs && t.DType() == accel.F32 {
+			for j := 3; j < len(data); j += 4 {
+				data[j] &^= 0x80 // clear each f32's sign bit
+			}
+		}
+		c, err := m.NewTensor(t.DType(), t.Shape())
+		if err != nil {
+			return nil, err
+		}
+		if err := m.Write(c, 0, data); err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
 
-// copy reads t from the fast backend into a new tensor of the oracle
-// session; abs copies absolute values, for error bounds.
-func (m *mirror) copy(t *accel.Tensor, abs bool) (*accel.Tensor, error) {
-	if t == nil {
-		return nil, nil
+// compareAll runs the oracle on copies (and on mags, the absolute values,
+// where the tolerance scales with them) and records the comparison of every
+// result the op's tolerance names.
+func (b *Backend) compareAll(ctx context.Context, m *accel.Session, c *accel.Call, copies, mags []*accel.Tensor) error {
+	op, tol := c.Op, c.Op.Tolerance
+	outs, wantScalar, err := m.Run(ctx, op, c.Params, copies...)
+	if err != nil {
+		return fmt.Errorf("on %s: %w", b.oracle.Name(), err)
 	}
-	data := make([]byte, t.Bytes())
-	if err := m.b.fast.Read(t.Buffer(), 0, data); err != nil {
-		return nil, err
-	}
-	if abs {
-		for i := 3; i < len(data); i += 4 {
-			data[i] &^= 0x80 // clear each f32's sign bit
+	var magOuts []*accel.Tensor
+	if mags != nil {
+		if magOuts, _, err = m.Run(ctx, op, c.Params, mags...); err != nil {
+			return fmt.Errorf("magnitudes on %s: %w", b.oracle.Name(), err)
 		}
 	}
-	c, err := m.session.NewTensor(t.DType(), t.Shape())
-	if err != nil {
-		return nil, err
+	terms := 0
+	if tol.Terms != nil {
+		terms = tol.Terms(c)
 	}
-	return c, m.session.Write(c, 0, data)
+	names := tol.Compare
+	if len(names) == 0 {
+		names = op.Outputs
+	}
+	for _, name := range names {
+		var got, want, mag []float32
+		var shape []int
+		key := op.Name
+		switch i, j := slices.Index(op.Outputs, name), slices.IndexFunc(op.Inputs, func(in accel.Input) bool { return in.Name == name }); {
+		case i >= 0:
+			if got, err = b.values(c.Out[i]); err == nil {
+				want, err = m.Float32(outs[i])
+			}
+			if err == nil && magOuts != nil {
+				mag, err = m.Float32(magOuts[i])
+			}
+			shape = c.Out[i].Shape()
+		case j >= 0: // an input updated in place
+			if got, err = b.values(c.In[j]); err == nil {
+				want, err = m.Float32(copies[j])
+			}
+			shape = c.In[j].Shape()
+		case name == op.Scalar:
+			if !c.WantScalar {
+				continue
+			}
+			got, want, shape = []float32{c.Scalar}, []float32{wantScalar}, []int{1}
+			key = op.Name + " " + name
+		default:
+			return fmt.Errorf("tolerance names %q, which %s does not return", name, op.Name)
+		}
+		if err != nil {
+			return err
+		}
+		b.record(key, shape, compare(got, want, bound(terms, tol.Scale, want, mag)))
+	}
+	return nil
 }
 
-// values reads a tensor of the oracle session.
-func (m *mirror) values(t *accel.Tensor, err error) ([]float32, error) {
-	if err != nil {
-		return nil, err
-	}
-	return m.session.Float32(t)
-}
-
-// output reads a result tensor of the fast backend.
-func (b *Backend) output(t *accel.Tensor) ([]float32, error) {
+// values reads a tensor of the fast backend.
+func (b *Backend) values(t *accel.Tensor) ([]float32, error) {
 	data := make([]byte, t.Bytes())
 	if err := b.fast.Read(t.Buffer(), 0, data); err != nil {
 		return nil, err
@@ -183,10 +302,33 @@ func (b *Backend) output(t *accel.Tensor) ([]float32, error) {
 	return accel.DecodeFloat32(data), nil
 }
 
-// unchecked logs a check that could not be made. The guest's call itself
-// succeeded, so this is never its error.
-func (b *Backend) unchecked(op string, err error) {
-	b.log.Warn("checked mode: could not check a call", "op", op, "err", err)
+// u is the unit roundoff of binary32; tiny covers underflow.
+const (
+	u    = 0x1p-24
+	tiny = 0x1p-149
+)
+
+// bound is the tolerance of element i: 2·T·u·scale + T·tiny, or exact for
+// T = 0.
+func bound(terms int, scale accel.Scale, want, mag []float32) func(i int) float64 {
+	if terms == 0 {
+		return func(int) float64 { return 0 }
+	}
+	t := float64(terms)
+	at := func(s float64) float64 { return 2*t*u*s + t*tiny }
+	switch scale {
+	case accel.ScaleAbs:
+		return func(i int) float64 { return at(float64(mag[i])) }
+	case accel.ScaleWant:
+		return func(i int) float64 { return at(math.Abs(float64(want[i]))) }
+	}
+	largest := 0.0
+	for _, v := range want {
+		if !math.IsInf(float64(v), 0) && v == v {
+			largest = max(largest, math.Abs(float64(v)))
+		}
+	}
+	return func(int) float64 { return at(largest) }
 }
 
 // result is the comparison of one checked output with the oracle's.
@@ -200,12 +342,6 @@ type result struct {
 }
 
 func (r result) meanULP() float64 { return r.sumULP / float64(max(r.outputs, 1)) }
-
-// u is the unit roundoff of binary32; tiny covers underflow.
-const (
-	u    = 0x1p-24
-	tiny = 0x1p-149
-)
 
 // compare checks got against want, element i within bound(i) (0: bits must
 // agree up to NaN payloads). A NaN or infinity must be matched exactly.
@@ -240,5 +376,3 @@ func compare(got, want []float32, bound func(i int) float64) result {
 	}
 	return r
 }
-
-func exact(int) float64 { return 0 }

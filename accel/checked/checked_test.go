@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/hostmem"
+	"github.com/accelnode/accelnode/accel/internal/hostmem"
 	"github.com/accelnode/accelnode/accel/ort"
 	"github.com/accelnode/accelnode/accel/ref"
 )
@@ -22,21 +22,28 @@ type planted struct {
 	matmulErr float32
 }
 
-func (p planted) MatMul(ctx context.Context, out, a, b *accel.Tensor, mp accel.MatMulParams) error {
-	if err := p.Backend.MatMul(ctx, out, a, b, mp); err != nil {
-		return err
+func (p planted) Kernel(op *accel.Op, mode accel.Mode) accel.Kernel {
+	k := p.Backend.Kernel(op, mode)
+	switch op {
+	case accel.MatMul:
+		return func(ctx context.Context, c *accel.Call) error {
+			if err := k(ctx, c); err != nil {
+				return err
+			}
+			hostmem.F32(c.Out[0])[0] *= 1 + p.matmulErr
+			return nil
+		}
+	case accel.Relu:
+		return func(ctx context.Context, c *accel.Call) error {
+			if err := k(ctx, c); err != nil {
+				return err
+			}
+			y := hostmem.F32(c.Out[0])
+			y[0] = math.Nextafter32(y[0], float32(math.Inf(1)))
+			return nil
+		}
 	}
-	hostmem.F32(out)[0] *= 1 + p.matmulErr
-	return nil
-}
-
-func (p planted) Relu(ctx context.Context, out, x *accel.Tensor) error {
-	if err := p.Backend.Relu(ctx, out, x); err != nil {
-		return err
-	}
-	y := hostmem.F32(out)
-	y[0] = math.Nextafter32(y[0], float32(math.Inf(1)))
-	return nil
+	return k
 }
 
 // workload runs a matmul, a conv2d, the exact ops, a softmax and a t-SNE
@@ -74,6 +81,7 @@ func workload(t *testing.T, s *accel.Session) {
 	must(s.Relu(ctx, f(100)))
 	must(s.MaxPool2D(ctx, f(2, 3, 8, 8), accel.Pool2DParams{KernelH: 2, KernelW: 2, StrideH: 2, StrideW: 2}))
 	must(s.Softmax(ctx, f(10, 50)))
+	must(s.Add(ctx, f(7, 9), f(7, 9)))
 	const n = 60
 	rowPtr := make([]int32, n+1)
 	var cols []int32
@@ -113,13 +121,16 @@ func TestCleanRunPasses(t *testing.T) {
 		t.Run(fast.Name(), func(t *testing.T) {
 			var log bytes.Buffer
 			c := New(fast, ref.New(0), 1, slog.New(slog.NewTextHandler(&log, nil)))
-			s := accel.NewSession(c, accel.Checked, accel.Limits{}, nil)
+			s, err := accel.NewSession(c, accel.Checked, accel.Limits{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			workload(t, s)
 			s.Close()
 			if n := c.Beyond(); n != 0 {
 				t.Fatalf("%d results beyond their bounds on clean inputs:\n%s", n, log.String())
 			}
-			for _, op := range []string{"matmul", "conv2d", "add_bias", "relu", "maxpool2d", "softmax", "tsne_step", "tsne_step kl"} {
+			for _, op := range []string{"matmul", "conv2d", "add_bias", "relu", "maxpool2d", "softmax", "tsne_step", "tsne_step kl", "add"} {
 				if st := c.Stats()[op]; st.Checked == 0 {
 					t.Errorf("%s was not checked: %+v", op, st)
 				}
@@ -141,7 +152,10 @@ func TestPlantedDivergenceIsFlagged(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var log bytes.Buffer
 			chk := New(planted{ref.New(0), c.err}, ref.New(0), 1, slog.New(slog.NewTextHandler(&log, nil)))
-			s := accel.NewSession(chk, accel.Checked, accel.Limits{}, nil)
+			s, err := accel.NewSession(chk, accel.Checked, accel.Limits{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			workload(t, s)
 			s.Close()
 			for op, st := range chk.Stats() {

@@ -25,11 +25,9 @@
 package conformance
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 
 	"github.com/accelnode/accelnode/accel"
 )
@@ -89,6 +87,15 @@ const (
 
 // ValueClasses lists the value classes in the order reports use.
 var ValueClasses = []string{Uniform, Normal, Heavy, NaN, Inf, NegZero, Subnormal, Overflow, Cancel, Exact, TF32, Wide, Specials}
+
+// gridClasses are the value classes of the grid of an operation that sums;
+// Wide and Specials come in hand-picked cases.
+var gridClasses = []string{Uniform, Normal, Heavy, NaN, Inf, NegZero, Subnormal, Overflow, Cancel, Exact, TF32}
+
+// exactClasses are the value classes of the grid of an operation that
+// computes no sum, where cancellation and exactly summable values show
+// nothing new.
+var exactClasses = []string{Uniform, Normal, Heavy, NaN, Inf, NegZero, Subnormal, Overflow}
 
 // Tensor is the content of one tensor: at most one of F32 and I32 is set. A
 // zero Tensor (nil Shape) stands for an absent optional input.
@@ -232,39 +239,6 @@ func gridCase(op *accel.Op, size, dims, values string, params any, gen func(r *r
 	return newCase(op, size, size+"-"+dims, values, params, gen)
 }
 
-// result names and shapes one result of a call.
-type result struct {
-	name  string
-	shape []int
-}
-
-// results lists what a call of op with p on in produces, in order: the new
-// outputs (op.Outputs), the new values of the in-place inputs, and the
-// scalar (shape [1]) where the call asks for it.
-func results(op *accel.Op, p any, in []Tensor) ([]result, error) {
-	shapes := make([][]int, len(in))
-	for i, t := range in {
-		shapes[i] = t.Shape
-	}
-	out, err := op.Shapes(shapes, p)
-	if err != nil {
-		return nil, fmt.Errorf("shapes of %s: %w", op, err)
-	}
-	var rs []result
-	for i, name := range op.Outputs {
-		rs = append(rs, result{name, out[i]})
-	}
-	for i, spec := range op.Inputs {
-		if spec.InPlace {
-			rs = append(rs, result{spec.Name, in[i].Shape})
-		}
-	}
-	if op.WantsScalar(p) {
-		rs = append(rs, result{op.Scalar, []int{1}})
-	}
-	return rs, nil
-}
-
 // ---- value classes ----------------------------------------------------------
 
 // rare is the rate of special values in the operands of a sum of terms
@@ -363,10 +337,4 @@ func elements(shape []int) int {
 		n *= d
 	}
 	return n
-}
-
-// byOpOrder orders operations as accel.Ops lists them.
-func byOpOrder(a, b *accel.Op) int {
-	ops := accel.Ops()
-	return cmp.Compare(slices.Index(ops, a), slices.Index(ops, b))
 }

@@ -3,93 +3,125 @@ package conformance
 import (
 	"context"
 	"math"
-	"os"
-	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/internal/hostmem"
 	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
-// A mutant is the spec backend with one deliberate deviation. The drivers
-// must fail each with the check named in want.
+// A mutant is the spec backend with one operation's kernel replaced by one
+// with a deliberate deviation. Verify must report it with the check named
+// in want, in a text holding phrase.
 type mutant struct {
-	driver func(*testing.T, accel.Backend)
-	b      accel.Backend
-	want   string // a phrase the failure report must hold
+	specBackend
+	op     *accel.Op
+	kernel accel.Kernel
+	fast   bool // serves fast mode only: it does not claim the contract
 }
 
-var mutants = map[string]mutant{
-	"matmul-reversed-k":        {TestMatMul, reversedMatMul{}, "differs from the contract"},
-	"matmul-fma":               {TestMatMul, fmaMatMul{}, "differs from the contract"},
-	"matmul-raw-nan":           {TestMatMul, rawNaNMatMul{}, "both NaN, payload or sign differs"},
-	"matmul-clobbers-a":        {TestMatMul, clobberMatMul{}, "input a was modified"},
-	"matmul-run-to-run":        {TestMatMul, &flakyMatMul{}, "second run on the same inputs differs"},
-	"conv2d-multiplies-pad":    {TestConv2D, padConv{}, "differs from float64"},
-	"relu-keeps-neg-zero":      {TestRelu, negZeroRelu{}, "sign of zero differs"},
-	"maxpool2d-last-tie":       {TestMaxPool2D, lastTiePool{}, "sign of zero differs"},
-	"softmax-no-max":           {TestSoftmax, noMaxSoftmax{}, "differs from float64"},
-	"add_bias-last-axis":       {TestAddBias, lastAxisBias{}, "differs from float64"},
-	"tsne_step-no-centring":    {TestTSNEStep, uncentredTSNE{}, "column 0 of y has mean"},
-	"tsne_step-exaggerated-kl": {TestTSNEStep, exaggeratedKL{}, "KL"},
+func (m mutant) Kernel(op *accel.Op, mode accel.Mode) accel.Kernel {
+	if op == m.op {
+		return m.kernel
+	}
+	return m.specBackend.Kernel(op, mode)
 }
 
-// TestMutants runs each mutant through its driver in a child process and
-// checks that the driver fails it for the expected reason.
+func (m mutant) Status() accel.Status {
+	st := m.specBackend.Status()
+	if m.fast {
+		st.Modes, st.FastIsStrict = []accel.Mode{accel.Fast}, false
+	}
+	return st
+}
+
 func TestMutants(t *testing.T) {
-	if name := os.Getenv("CONFORMANCE_MUTANT"); name != "" {
-		m := mutants[name]
-		m.driver(t, m.b)
-		return
-	}
-	if testing.Short() {
-		t.Skip("runs the test binary once per mutant")
-	}
-	for name, m := range mutants {
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		m      mutant
+		want   Check
+		phrase string
+	}{
+		{"matmul-reversed-k", mutant{op: accel.MatMul, kernel: matmulMutant(reversedMatMul)}, Contract, "c differs from the contract"},
+		{"matmul-fma", mutant{op: accel.MatMul, kernel: matmulMutant(fmaMatMul)}, Contract, "c differs from the contract"},
+		{"matmul-raw-nan", mutant{op: accel.MatMul, kernel: after(accel.MatMul, rawNaN)}, Contract, "both NaN, payload or sign differs"},
+		{"matmul-clobbers-a", mutant{op: accel.MatMul, kernel: after(accel.MatMul, clobberA)}, Inputs, "input a was modified"},
+		{"matmul-run-to-run", mutant{op: accel.MatMul, kernel: after(accel.MatMul, flaky()), fast: true}, RunToRun, "second run on the same inputs gives another c"},
+		{"matmul-gemv", mutant{op: accel.MatMul, kernel: after(accel.MatMul, gemv)}, Batch, "computed alone differs from the full batch"},
+		{"conv2d-multiplies-pad", mutant{op: accel.Conv2D, kernel: padConv}, Accuracy, "y differs from float64"},
+		{"relu-keeps-neg-zero", mutant{op: accel.Relu, kernel: negZeroRelu}, Contract, "sign of zero differs"},
+		{"maxpool2d-last-tie", mutant{op: accel.MaxPool2D, kernel: lastTiePool}, Contract, "sign of zero differs"},
+		{"softmax-no-max", mutant{op: accel.Softmax, kernel: noMaxSoftmax}, Accuracy, "y differs from float64"},
+		{"add_bias-last-axis", mutant{op: accel.AddBias, kernel: lastAxisBias}, Accuracy, "y differs from float64"},
+		{"add-flushes-subnormals", mutant{op: accel.Add, kernel: after(accel.Add, flushSubnormals)}, Accuracy, "y differs from float64"},
+		{"tsne_step-no-centring", mutant{op: accel.TSNEStep, kernel: uncentredTSNE}, Accuracy, "column 0 of y has mean"},
+		{"tsne_step-exaggerated-kl", mutant{op: accel.TSNEStep, kernel: exaggeratedKL}, Accuracy, "kl differs from float64"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestMutants$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "CONFORMANCE_MUTANT="+name)
-			out, err := cmd.CombinedOutput()
-			switch {
-			case err == nil:
-				t.Errorf("the drivers pass mutant %s:\n%s", name, out)
-			case !strings.Contains(string(out), m.want):
-				t.Errorf("the drivers fail mutant %s, but not with %q:\n%s", name, m.want, out)
+			mode := accel.Strict
+			if c.m.fast {
+				mode = accel.Fast
 			}
+			s, err := accel.NewSession(c.m, mode, accel.Limits{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			// The quick cases first: most mutants show there.
+			cases := Cases(c.m.op, true)
+			for _, tc := range Cases(c.m.op, false) {
+				if !tc.Quick {
+					cases = append(cases, tc)
+				}
+			}
+			for _, tc := range cases {
+				problems, err := Verify(t.Context(), s, tc)
+				if err != nil {
+					t.Fatalf("%s: %v", tc, err)
+				}
+				if slices.ContainsFunc(problems, func(p Problem) bool { return p.Check == c.want && strings.Contains(p.Text, c.phrase) }) {
+					return
+				}
+			}
+			t.Errorf("no case finds the mutant: no %s problem with %q", c.want, c.phrase)
 		})
 	}
 }
 
-// plain returns the operands of a matmul as row-major A [M,K] and B [K,N].
-func plain(a, b *accel.Tensor, p accel.MatMulParams) (A, B []float32, m, k, n int) {
-	m, k, n, _ = accel.MatMulDims(a.Shape(), b.Shape(), p)
-	A, B = f32s(a), f32s(b)
-	if p.TransA {
-		A = transposed(A, k, m)
-	}
-	if p.TransB {
-		B = transposed(B, n, k)
-	}
-	return A, B, m, k, n
-}
-
-func transposed(x []float32, rows, cols int) []float32 {
-	t := make([]float32, len(x))
-	for i := range rows {
-		for j := range cols {
-			t[j*rows+i] = x[i*cols+j]
+// after runs the contract's kernel for op, then edit on its call.
+func after(op *accel.Op, edit func(c *accel.Call)) accel.Kernel {
+	spec := specBackend{}.Kernel(op, accel.Strict)
+	return func(ctx context.Context, c *accel.Call) error {
+		if err := spec(ctx, c); err != nil {
+			return err
 		}
+		edit(c)
+		return nil
 	}
-	return t
 }
 
-type reversedMatMul struct{ specBackend }
+// matmulMutant computes matmul by f from row-major A [M,K] and B [K,N].
+func matmulMutant(f func(A, B []float32, m, k, n int) []float32) accel.Kernel {
+	return func(_ context.Context, c *accel.Call) error {
+		p := c.Params.(accel.MatMulParams)
+		m, k, n, _ := accel.MatMulDims(c.In[0].Shape(), c.In[1].Shape(), p)
+		A, B := hostmem.F32(c.In[0]), hostmem.F32(c.In[1])
+		if p.TransA {
+			A = transpose(A, k, m)
+		}
+		if p.TransB {
+			B = transpose(B, n, k)
+		}
+		copy(hostmem.F32(c.Out[0]), f(A, B, m, k, n))
+		return nil
+	}
+}
 
-func (reversedMatMul) MatMul(_ context.Context, out, a, b *accel.Tensor, p accel.MatMulParams) error {
-	A, B, m, k, n := plain(a, b, p)
+func reversedMatMul(A, B []float32, m, k, n int) []float32 {
 	C := make([]float32, m*n)
 	for i := range m {
 		for j := range n {
@@ -100,14 +132,10 @@ func (reversedMatMul) MatMul(_ context.Context, out, a, b *accel.Tensor, p accel
 			C[i*n+j] = strictmath.Canon(s)
 		}
 	}
-	put(out, C)
-	return nil
+	return C
 }
 
-type fmaMatMul struct{ specBackend }
-
-func (fmaMatMul) MatMul(_ context.Context, out, a, b *accel.Tensor, p accel.MatMulParams) error {
-	A, B, m, k, n := plain(a, b, p)
+func fmaMatMul(A, B []float32, m, k, n int) []float32 {
 	C := make([]float32, m*n)
 	for i := range m {
 		for j := range n {
@@ -118,59 +146,43 @@ func (fmaMatMul) MatMul(_ context.Context, out, a, b *accel.Tensor, p accel.MatM
 			C[i*n+j] = strictmath.Canon(s)
 		}
 	}
-	put(out, C)
-	return nil
+	return C
 }
 
-type rawNaNMatMul struct{ specBackend }
-
-func (rawNaNMatMul) MatMul(_ context.Context, out, a, b *accel.Tensor, p accel.MatMulParams) error {
-	A, B, m, k, n := plain(a, b, p)
-	C := specMatMul(A, B, m, k, n, accel.MatMulParams{})
-	for i, c := range C {
-		if c != c {
-			C[i] = negNaN // what x86 computes for Inf - Inf
+// rawNaN writes NaNs as x86 computes Inf - Inf.
+func rawNaN(c *accel.Call) {
+	for i, v := range hostmem.F32(c.Out[0]) {
+		if v != v {
+			hostmem.F32(c.Out[0])[i] = negNaN
 		}
 	}
-	put(out, C)
-	return nil
 }
 
-type clobberMatMul struct{ specBackend }
+// clobberA uses a as scratch space.
+func clobberA(c *accel.Call) { clear(hostmem.F32(c.In[0])) }
 
-func (c clobberMatMul) MatMul(ctx context.Context, out, a, b *accel.Tensor, p accel.MatMulParams) error {
-	err := c.specBackend.MatMul(ctx, out, a, b, p)
-	put(a, make([]float32, a.Len())) // uses a as scratch space
-	return err
-}
-
-// flakyMatMul rounds every other call's results differently.
-type flakyMatMul struct {
-	specBackend
-	calls atomic.Int64
-}
-
-func (f *flakyMatMul) MatMul(ctx context.Context, out, a, b *accel.Tensor, p accel.MatMulParams) error {
-	err := f.specBackend.MatMul(ctx, out, a, b, p)
-	if f.calls.Add(1)%2 == 0 {
-		C := f32s(out)
-		for i, c := range C {
-			C[i] = math.Nextafter32(c, float32(math.Inf(1)))
+// flaky rounds every other call's first output element differently.
+func flaky() func(c *accel.Call) {
+	var calls atomic.Int64
+	return func(c *accel.Call) {
+		if calls.Add(1)%2 == 0 {
+			y := hostmem.F32(c.Out[0])
+			y[0] = math.Nextafter32(y[0], float32(math.Inf(1)))
 		}
-		put(out, C)
 	}
-	return err
 }
 
-func (*flakyMatMul) Status() accel.Status {
-	return accel.Status{Name: "flaky", Available: true, Deterministic: false}
+// gemv is one ulp off where the product has a single row.
+func gemv(c *accel.Call) {
+	if y := hostmem.F32(c.Out[0]); c.Out[0].Shape()[0] == 1 && y[0] == y[0] {
+		y[0] = math.Nextafter32(y[0], float32(math.Inf(1)))
+	}
 }
 
-type padConv struct{ specBackend }
-
-// Conv2D pads the input with zeros and multiplies them.
-func (padConv) Conv2D(_ context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
-	xs, X := x.Shape(), f32s(x)
+// padConv pads the input with zeros and multiplies them.
+func padConv(_ context.Context, c *accel.Call) error {
+	x, w, bias, p := c.In[0], c.In[1], c.In[2], c.Params.(accel.Conv2DParams)
+	xs, X := x.Shape(), hostmem.F32(x)
 	H, W := xs[2]+p.PadTop+p.PadBottom, xs[3]+p.PadLeft+p.PadRight
 	P := make([]float32, xs[0]*xs[1]*H*W)
 	for nc := range xs[0] * xs[1] {
@@ -180,48 +192,43 @@ func (padConv) Conv2D(_ context.Context, out, x, w, bias *accel.Tensor, p accel.
 			}
 		}
 	}
+	var b []float32
+	if bias != nil {
+		b = hostmem.F32(bias)
+	}
 	p.PadTop, p.PadBottom, p.PadLeft, p.PadRight = 0, 0, 0, 0
-	put(out, specConv2D(P, []int{xs[0], xs[1], H, W}, f32s(w), w.Shape(), f32s(bias), p))
+	copy(hostmem.F32(c.Out[0]), specConv2D(P, []int{xs[0], xs[1], H, W}, hostmem.F32(w), w.Shape(), b, p))
 	return nil
 }
 
-type negZeroRelu struct{ specBackend }
-
-func (negZeroRelu) Relu(_ context.Context, out, x *accel.Tensor) error {
-	Y := f32s(x)
+func negZeroRelu(_ context.Context, c *accel.Call) error {
+	Y := slices.Clone(hostmem.F32(c.In[0]))
 	for i, v := range Y {
 		if v < 0 {
 			Y[i] = 0
 		}
 	}
 	strictmath.CanonSlice(Y)
-	put(out, Y)
+	copy(hostmem.F32(c.Out[0]), Y)
 	return nil
 }
 
-type lastTiePool struct{ specBackend }
-
-// MaxPool2D lets the last of equal values win: it scans the flipped input
-// with a flipped window.
-func (lastTiePool) MaxPool2D(_ context.Context, out, x *accel.Tensor, p accel.Pool2DParams) error {
-	X, n := f32s(x), len(f32s(x))
-	for i := range n / 2 {
-		X[i], X[n-1-i] = X[n-1-i], X[i]
-	}
+// lastTiePool lets the last of equal values win: it scans the flipped
+// input with a flipped window.
+func lastTiePool(_ context.Context, c *accel.Call) error {
+	p := c.Params.(accel.Pool2DParams)
+	X := slices.Clone(hostmem.F32(c.In[0]))
+	slices.Reverse(X)
 	p.PadTop, p.PadBottom, p.PadLeft, p.PadRight = p.PadBottom, p.PadTop, p.PadRight, p.PadLeft
-	Y := specMaxPool2D(X, x.Shape(), p)
-	for i := range len(Y) / 2 {
-		Y[i], Y[len(Y)-1-i] = Y[len(Y)-1-i], Y[i]
-	}
-	put(out, Y)
+	Y := specMaxPool2D(X, c.In[0].Shape(), p)
+	slices.Reverse(Y)
+	copy(hostmem.F32(c.Out[0]), Y)
 	return nil
 }
 
-type noMaxSoftmax struct{ specBackend }
-
-func (noMaxSoftmax) Softmax(_ context.Context, out, x *accel.Tensor) error {
-	X, L := f32s(x), x.Shape()[len(x.Shape())-1]
-	Y := make([]float32, len(X))
+func noMaxSoftmax(_ context.Context, c *accel.Call) error {
+	X, L := hostmem.F32(c.In[0]), lastDim(c.In[0].Shape())
+	Y := hostmem.F32(c.Out[0])
 	for r := 0; r < len(X); r += L {
 		s := float32(0)
 		for _, v := range X[r : r+L] {
@@ -231,46 +238,56 @@ func (noMaxSoftmax) Softmax(_ context.Context, out, x *accel.Tensor) error {
 			Y[r+i] = strictmath.Canon(strictmath.Exp(v) / s)
 		}
 	}
-	put(out, Y)
 	return nil
 }
 
-type lastAxisBias struct{ specBackend }
-
-func (lastAxisBias) AddBias(_ context.Context, out, x, bias *accel.Tensor, axis int) error {
-	X, B := f32s(x), f32s(bias)
+func lastAxisBias(_ context.Context, c *accel.Call) error {
+	X, B, Y := hostmem.F32(c.In[0]), hostmem.F32(c.In[1]), hostmem.F32(c.Out[0])
 	for i := range X {
-		X[i] = strictmath.Canon(X[i] + B[i%len(B)])
+		Y[i] = strictmath.Canon(X[i] + B[i%len(B)])
 	}
-	put(out, X)
 	return nil
 }
 
-type uncentredTSNE struct{ specBackend }
-
-func (u uncentredTSNE) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEParams) (float32, error) {
-	y := f32s(s.Y)
-	kl, err := u.specBackend.TSNEStep(ctx, s, p)
-	U := f32s(s.Update)
-	for i := range y {
-		y[i] += U[i]
+// flushSubnormals flushes subnormal results to +0.
+func flushSubnormals(c *accel.Call) {
+	y := hostmem.F32(c.Out[0])
+	for i, v := range y {
+		if v != 0 && math.Abs(float64(v)) < 0x1p-126 {
+			y[i] = 0
+		}
 	}
-	put(s.Y, y)
-	return kl, err
 }
 
-type exaggeratedKL struct{ specBackend }
+// specTSNEKernel is the contract's tsne_step.
+var specTSNEKernel = specBackend{}.Kernel(accel.TSNEStep, accel.Strict)
 
-func (e exaggeratedKL) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEParams) (float32, error) {
-	vals := f32s(s.Vals)
-	P := make([]float32, len(vals))
-	for i, v := range vals {
+// uncentredTSNE leaves the new embedding where the update moved it.
+func uncentredTSNE(ctx context.Context, c *accel.Call) error {
+	y := slices.Clone(hostmem.F32(c.In[3]))
+	if err := specTSNEKernel(ctx, c); err != nil {
+		return err
+	}
+	for i, u := range hostmem.F32(c.In[4]) {
+		y[i] += u
+	}
+	copy(hostmem.F32(c.In[3]), y)
+	return nil
+}
+
+// exaggeratedKL computes the KL divergence of the exaggerated P.
+func exaggeratedKL(ctx context.Context, c *accel.Call) error {
+	p := c.Params.(accel.TSNEParams)
+	st := accel.TSNEStateOf(c)
+	rowPtr, cols := hostmem.I32(st.RowPtr), hostmem.I32(st.Cols)
+	y, u, g := slices.Clone(hostmem.F32(st.Y)), slices.Clone(hostmem.F32(st.Update)), slices.Clone(hostmem.F32(st.Gains))
+	P := slices.Clone(hostmem.F32(st.Vals))
+	for i, v := range P {
 		P[i] = float32(p.Exaggeration * v)
 	}
-	y, u, g, _ := specTSNEStep(i32s(s.RowPtr), i32s(s.Cols), vals, f32s(s.Y), f32s(s.Update), f32s(s.Gains), p)
-	_, _, _, kl := specTSNEStep(i32s(s.RowPtr), i32s(s.Cols), P, f32s(s.Y), f32s(s.Update), f32s(s.Gains), p)
-	put(s.Y, y)
-	put(s.Update, u)
-	put(s.Gains, g)
-	return kl, nil
+	if err := specTSNEKernel(ctx, c); err != nil {
+		return err
+	}
+	_, _, _, c.Scalar = specTSNEStep(rowPtr, cols, P, y, u, g, p)
+	return nil
 }

@@ -1,110 +1,106 @@
 package conformance
 
 import (
-	"context"
+	"fmt"
 	"math/rand/v2"
-	"testing"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
-type addBiasCase struct {
-	name   string
-	shape  []int
-	axis   int
-	fx, fb fill
-}
+var _ = register(def[accel.AddBiasParams]{
+	op:    accel.AddBias,
+	cases: addBiasCases,
+	spec: func(p accel.AddBiasParams, in []Tensor) [][]float32 {
+		return [][]float32{specAddBias(in[0].F32, in[0].Shape, in[1].F32, p.Axis)}
+	},
+	float64: func(p accel.AddBiasParams, in []Tensor) reference {
+		return reference{results: [][]ev{f64AddBias(in[0].F32, in[0].Shape, in[1].F32, p.Axis)}}
+	},
+})
 
-var addBiasCases = []addBiasCase{
-	{name: "vector", shape: []int{1}, axis: 0, fx: normal(1), fb: normal(1)},
-	{name: "vector-7", shape: []int{7}, axis: 0, fx: normal(1), fb: normal(1)},
-	{name: "rows-axis0", shape: []int{5, 9}, axis: 0, fx: normal(1), fb: normal(1)},
-	{name: "cols-axis1", shape: []int{5, 9}, axis: 1, fx: normal(1), fb: normal(1)},
-	{name: "nchw-channels", shape: []int{2, 3, 4, 5}, axis: 1, fx: normal(1), fb: normal(1)},
-	{name: "first-axis-rank4", shape: []int{4, 2, 3, 3}, axis: 0, fx: normal(1), fb: normal(1)},
-	{name: "last-axis-rank3", shape: []int{3, 4, 17}, axis: 2, fx: normal(1), fb: normal(1)},
-	{name: "axis-of-1", shape: []int{3, 1, 4}, axis: 1, fx: normal(1), fb: normal(1)},
-	{name: "rank8", shape: []int{2, 1, 2, 1, 3, 1, 2, 2}, axis: 4, fx: normal(1), fb: normal(1)},
-	{name: "magnitudes", shape: []int{16, 33}, axis: 1, fx: magnitudes(-40, 40), fb: magnitudes(-40, 40)},
-	// Every pair of special values: row i holds one value, column j adds
-	// specials[j] (Inf + -Inf, -0 + -0, MaxFloat32 + MaxFloat32, ...).
-	{name: "specials-pairs", shape: []int{len(specials), len(specials)}, axis: 1,
-		fx: func(_ *rand.Rand, n int) []float32 {
-			v := make([]float32, 0, n)
-			for _, s := range specials {
-				for range specials {
-					v = append(v, s)
-				}
-			}
-			return v
-		},
-		fb: cycle(specials...)},
-	{name: "overflow", shape: []int{4, 6}, axis: 0, fx: pick(maxFloat, 3e38, -3e38, 1e38), fb: pick(maxFloat, 1e38, -maxFloat)},
-	{name: "long-3x30001", shape: []int{3, 30001}, axis: 0, fx: normal(1), fb: normal(1)},
-	{name: "subnormal", shape: []int{6, 5}, axis: 1, fx: pick(minSub, -minSub, maxSub, -maxSub, minNormal), fb: pick(minSub, -minSub, maxSub, negZero)},
-}
-
-// TestAddBias checks add_bias along every axis position, on special values
-// and on sums that overflow.
-func TestAddBias(t *testing.T, b accel.Backend) {
-	for _, c := range addBiasCases {
-		t.Run(c.name, func(t *testing.T) {
-			r := rng("add_bias/" + c.name)
-			x, bias := c.fx(r, numElements(c.shape)), c.fb(r, c.shape[c.axis])
-			checkCall(t, b, opCall{
-				inputs: []input{{name: "x", shape: c.shape, f32: x}, {name: "bias", shape: []int{len(bias)}, f32: bias}},
-				run: func(s *accel.Session, ctx context.Context, in []*accel.Tensor) (*accel.Tensor, error) {
-					return s.AddBias(ctx, in[0], in[1], c.axis)
-				},
-				shape: c.shape,
-				spec:  func() []float32 { return specAddBias(x, c.shape, bias, c.axis) },
-				f64:   func() []ev { return f64AddBias(x, c.shape, bias, c.axis) },
-			})
-		})
+func addBiasCases() []Case {
+	var cases []Case
+	// The grid: every value class on every size class.
+	for _, sh := range []struct {
+		size  string
+		shape []int
+		axis  int
+	}{
+		{SizeTiny, []int{1}, 0},
+		{SizeOdd, []int{3, 5, 7}, 1},
+		{SizeTall, []int{20000, 3}, 0},
+		{SizeLarge, []int{64, 32, 32}, 1},
+	} {
+		for _, class := range gridClasses {
+			f := elementFill(class)
+			label := sh.size + "-" + dims(sh.shape...) + "-axis" + fmt.Sprint(sh.axis)
+			cases = append(cases, addBiasCase(sh.size, label, class, sh.shape, sh.axis, f, f))
+		}
 	}
-}
 
-// unaryCase is a case of an operation on one tensor.
-type unaryCase struct {
-	name  string
-	shape []int
-	x     fill
-}
-
-var reluCases = []unaryCase{
-	{name: "one", shape: []int{1}, x: cycle(-0.5)},
-	{name: "specials", shape: []int{len(specials)}, x: cycle(specials...)},
-	{name: "zeros", shape: []int{2, 2}, x: cycle(0, negZero)},
-	{name: "matrix-7x13", shape: []int{7, 13}, x: normal(1)},
-	{name: "rank4-mixed", shape: []int{2, 3, 4, 5}, x: mix(0.1, normal(1), pick(specials...))},
-	{name: "subnormal", shape: []int{33}, x: pick(minSub, -minSub, maxSub, -maxSub, minNormal, -minNormal)},
-	{name: "long-4099", shape: []int{4099}, x: normal(3)},
-	{name: "long-70001", shape: []int{70001}, x: mix(0.01, normal(3), pick(specials...))},
-}
-
-// TestRelu checks relu, including -0 (which gives +0) and NaN payloads
-// (which give the canonical NaN).
-func TestRelu(t *testing.T, b accel.Backend) {
-	for _, c := range reluCases {
-		t.Run(c.name, func(t *testing.T) {
-			x := c.x(rng("relu/"+c.name), numElements(c.shape))
-			checkCall(t, b, opCall{
-				inputs: []input{{name: "x", shape: c.shape, f32: x}},
-				run: func(s *accel.Session, ctx context.Context, in []*accel.Tensor) (*accel.Tensor, error) {
-					return s.Relu(ctx, in[0])
-				},
-				shape: c.shape,
-				spec:  func() []float32 { return specRelu(x) },
-				f64:   func() []ev { return f64Relu(x) },
-			})
-		})
+	// Every axis position, every pair of special values, and sums that
+	// overflow.
+	for _, c := range []struct {
+		size, label, values string
+		shape               []int
+		axis                int
+		fx, fb              fill
+	}{
+		{SizeOdd, "vector-7", Normal, []int{7}, 0, normal(1), normal(1)},
+		{SizeOdd, "rows-axis0", Normal, []int{5, 9}, 0, normal(1), normal(1)},
+		{SizeOdd, "cols-axis1", Normal, []int{5, 9}, 1, normal(1), normal(1)},
+		{SizeOdd, "nchw-channels", Normal, []int{2, 3, 4, 5}, 1, normal(1), normal(1)},
+		{SizeOdd, "first-axis-rank4", Normal, []int{4, 2, 3, 3}, 0, normal(1), normal(1)},
+		{SizeOdd, "last-axis-rank3", Normal, []int{3, 4, 17}, 2, normal(1), normal(1)},
+		{SizeOdd, "axis-of-1", Normal, []int{3, 1, 4}, 1, normal(1), normal(1)},
+		{SizeOdd, "rank8", Normal, []int{2, 1, 2, 1, 3, 1, 2, 2}, 4, normal(1), normal(1)},
+		{SizeOdd, "magnitudes", Wide, []int{16, 33}, 1, magnitudes(-40, 40), magnitudes(-40, 40)},
+		// Row i holds specials[i], column j adds specials[j]: Inf + -Inf,
+		// -0 + -0, MaxFloat32 + MaxFloat32, ...
+		{SizeOdd, "specials-pairs", Specials, []int{len(specials), len(specials)}, 1, eachRepeated(specials, len(specials)), cycle(specials...)},
+		{SizeOdd, "overflow", Overflow, []int{4, 6}, 0, pick(maxFloat, 3e38, -3e38, 1e38), pick(maxFloat, 1e38, -maxFloat)},
+		{SizeTall, "long-3x30001", Normal, []int{3, 30001}, 0, normal(1), normal(1)},
+		{SizeOdd, "subnormal", Subnormal, []int{6, 5}, 1, pick(minSub, -minSub, maxSub, -maxSub, minNormal), pick(minSub, -minSub, maxSub, negZero)},
+	} {
+		cases = append(cases, addBiasCase(c.size, c.label, c.values, c.shape, c.axis, c.fx, c.fb))
 	}
+	return cases
 }
 
-func numElements(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
+func addBiasCase(size, label, values string, shape []int, axis int, fx, fb fill) Case {
+	return newCase(accel.AddBias, size, label, values, accel.AddBiasParams{Axis: axis}, func(r *rand.Rand) []Tensor {
+		return []Tensor{
+			{Name: "x", Shape: shape, F32: fx(r, elements(shape))},
+			{Name: "bias", Shape: []int{shape[axis]}, F32: fb(r, shape[axis])},
+		}
+	})
+}
+
+// specAddBias is Y[…, i, …] = canon(X[…, i, …] + b[i]) with i the index
+// along axis.
+func specAddBias(X []float32, shape []int, b []float32, axis int) []float32 {
+	inner := 1 // elements per step along axis
+	for _, d := range shape[axis+1:] {
+		inner *= d
 	}
-	return n
+	Y := make([]float32, len(X))
+	for e := range X {
+		i := (e / inner) % shape[axis]
+		Y[e] = strictmath.Canon(X[e] + b[i])
+	}
+	return Y
+}
+
+// f64AddBias is add_bias in float64: one rounding.
+func f64AddBias(x []float32, shape []int, bias []float32, axis int) []ev {
+	inner := 1
+	for _, d := range shape[axis+1:] {
+		inner *= d
+	}
+	y := make([]ev, len(x))
+	for i := range x {
+		y[i] = add(exact(x[i]), exact(bias[i/inner%shape[axis]]))
+	}
+	return y
 }

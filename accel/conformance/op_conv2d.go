@@ -238,7 +238,7 @@ func f64Conv2D(x []float32, xs []int, w []float32, ws []int, bias []float32, p a
 								iw := ow*p.StrideW - p.PadLeft + kw*p.DilationW
 								if ih >= 0 && ih < H && iw >= 0 && iw < W {
 									xv := x[((n*C+g*CG+c)*H+ih)*W+iw]
-									s.add(mul(exact(xv), exact(w[((oc*CG+c)*KH+kh)*KW+kw])))
+									s.addProduct(xv, w[((oc*CG+c)*KH+kh)*KW+kw])
 								}
 							}
 						}

@@ -10,11 +10,13 @@ import (
 )
 
 var _ = register(def[accel.MatMulParams]{
-	op:      accel.MatMul,
-	cases:   matmulCases,
-	spec:    func(p accel.MatMulParams, in []Tensor) [][]float32 { return [][]float32{specMatMul(in[0], in[1], p)} },
-	float64: func(p accel.MatMulParams, in []Tensor) reference { return reference{results: [][]ev{f64MatMul(in[0], in[1], p)}} },
-	parts:   matmulParts,
+	op:    accel.MatMul,
+	cases: matmulCases,
+	spec:  func(p accel.MatMulParams, in []Tensor) [][]float32 { return [][]float32{specMatMul(in[0], in[1], p)} },
+	float64: func(p accel.MatMulParams, in []Tensor) reference {
+		return reference{results: [][]ev{f64MatMul(in[0], in[1], p)}}
+	},
+	parts: matmulParts,
 })
 
 var (
@@ -206,7 +208,7 @@ func f64MatMul(at, bt Tensor, p accel.MatMulParams) []ev {
 		for j := range n {
 			var s sum
 			for kk := range k {
-				s.add(mul(exact(aAt(i, kk)), exact(bAt(kk, j))))
+				s.addProduct(aAt(i, kk), bAt(kk, j))
 			}
 			c[i*n+j] = s.ev()
 		}

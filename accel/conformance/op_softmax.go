@@ -1,54 +1,163 @@
 package conformance
 
 import (
-	"context"
-	"testing"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
-var softmaxCases = []unaryCase{
-	{name: "length-1", shape: []int{1}, x: cycle(2.5)},
-	// Rows of one element: 1, except NaN for -Inf (-Inf - -Inf), +Inf and NaN.
-	{name: "rows-of-1", shape: []int{7, 1}, x: cycle(0, -3, negInf, posInf, qNaN, maxFloat, negZero)},
-	{name: "rows", shape: []int{12, 6}, x: cycle(rows(
-		[]float32{1, 2, 3, 4, 5, 6},
-		[]float32{negInf, 0, 1, negInf, 2, 3}, // exp(-Inf) is 0
-		[]float32{1, 2, posInf, 3, 4, 5},      // +Inf - +Inf is NaN, and so the sum
-		[]float32{0, 1, 2, negNaN, 3, 4},      // NaN sticks in the maximum
-		[]float32{negInf, negInf, negInf, negInf, negInf, negInf},
-		[]float32{1e30, 1e30, -1e30, 88, 100, 1e29},       // no overflow: the maximum is subtracted
-		[]float32{maxFloat, -maxFloat, 3e38, -3e38, 0, 1}, // x - m overflows to -Inf
-		[]float32{negZero, 0, negZero, 0, negZero, 0},
-		[]float32{minSub, maxSub, -minSub, -maxSub, minNormal, 0},
-		[]float32{100, 100, 100, 100, 100, 100},
-		[]float32{-100, -80, -1000, -88, -104, -150}, // results near and below the subnormal range
-		[]float32{-88, -87, -103, -104, -90, -86},
-	)...)},
-	{name: "random-37x129", shape: []int{37, 129}, x: normal(3)},
-	{name: "rank3-2x3x1000", shape: []int{2, 3, 1000}, x: uniform(-20, 20)},
-	{name: "large-values", shape: []int{4, 50}, x: magnitudes(100, 127)},
-	{name: "ties", shape: []int{3, 8}, x: pick(1, 1, 2)},
-	{name: "rows-300x500", shape: []int{300, 500}, x: normal(5)},
-	{name: "sparse-specials", shape: []int{10, 7}, x: mix(0.1, normal(2), pick(specials...))},
+var _ = register(def[accel.NoParams]{
+	op:    accel.Softmax,
+	cases: softmaxCases,
+	spec: func(_ accel.NoParams, in []Tensor) [][]float32 {
+		return [][]float32{specSoftmax(in[0].F32, lastDim(in[0].Shape))}
+	},
+	float64: func(_ accel.NoParams, in []Tensor) reference {
+		return reference{results: [][]ev{f64Softmax(in[0].F32, lastDim(in[0].Shape))}}
+	},
+	parts: softmaxParts,
+})
+
+func lastDim(shape []int) int { return shape[len(shape)-1] }
+
+func softmaxCases() []Case {
+	var cases []Case
+	// The grid: every value class on every size class, but exactly summable
+	// values (exp is not exact).
+	for _, sh := range []struct {
+		size  string
+		shape []int
+	}{
+		{SizeTiny, []int{1, 1}},
+		{SizeOdd, []int{37, 129}},
+		{SizeTall, []int{4000, 3}},
+		{SizeLarge, []int{2, 150, 500}},
+	} {
+		for _, class := range gridClasses {
+			f := elementFill(class)
+			switch class {
+			case Exact:
+				continue
+			case Normal:
+				f = normal(3)
+			case Cancel:
+				// Values near 10^4, whose differences from the maximum are
+				// what exp sees.
+				f = func(r *rand.Rand, n int) []float32 {
+					v := make([]float32, n)
+					for i := range v {
+						v[i] = float32(1e4 + 4*r.NormFloat64())
+					}
+					return v
+				}
+			}
+			cases = append(cases, unaryCase(accel.Softmax, sh.size, sh.size+"-"+dims(sh.shape...), class, sh.shape, f))
+		}
+	}
+
+	// Rows of ±Inf, NaN, large values and length 1.
+	for _, c := range []struct {
+		size, label, values string
+		shape               []int
+		x                   fill
+	}{
+		{SizeTiny, "length-1", Normal, []int{1}, cycle(2.5)},
+		// Rows of one element: 1, except NaN for -Inf (-Inf - -Inf), +Inf
+		// and NaN.
+		{SizeOdd, "rows-of-1", Specials, []int{7, 1}, cycle(0, -3, negInf, posInf, qNaN, maxFloat, negZero)},
+		{SizeOdd, "rows", Specials, []int{12, 6}, cycle(rows(
+			[]float32{1, 2, 3, 4, 5, 6},
+			[]float32{negInf, 0, 1, negInf, 2, 3}, // exp(-Inf) is 0
+			[]float32{1, 2, posInf, 3, 4, 5},      // +Inf - +Inf is NaN, and so the sum
+			[]float32{0, 1, 2, negNaN, 3, 4},      // NaN sticks in the maximum
+			[]float32{negInf, negInf, negInf, negInf, negInf, negInf},
+			[]float32{1e30, 1e30, -1e30, 88, 100, 1e29},       // no overflow: the maximum is subtracted
+			[]float32{maxFloat, -maxFloat, 3e38, -3e38, 0, 1}, // x - m overflows to -Inf
+			[]float32{negZero, 0, negZero, 0, negZero, 0},
+			[]float32{minSub, maxSub, -minSub, -maxSub, minNormal, 0},
+			[]float32{100, 100, 100, 100, 100, 100},
+			[]float32{-100, -80, -1000, -88, -104, -150}, // results near and below the subnormal range
+			[]float32{-88, -87, -103, -104, -90, -86},
+		)...)},
+		{SizeSkinny, "rank3-2x3x1000", Uniform, []int{2, 3, 1000}, uniform(-20, 20)},
+		{SizeOdd, "large-values", Overflow, []int{4, 50}, magnitudes(100, 127)},
+		{SizeOdd, "ties", Uniform, []int{3, 8}, pick(1, 1, 2)},
+		{SizeLarge, "rows-300x500", Normal, []int{300, 500}, normal(5)},
+		{SizeOdd, "sparse-specials", Specials, []int{10, 7}, mix(0.1, normal(2), pick(specials...))},
+	} {
+		cases = append(cases, unaryCase(accel.Softmax, c.size, c.label, c.values, c.shape, c.x))
+	}
+	return cases
 }
 
-// TestSoftmax checks softmax over the last axis, on rows with ±Inf, NaN,
-// large values and length 1.
-func TestSoftmax(t *testing.T, b accel.Backend) {
-	for _, c := range softmaxCases {
-		t.Run(c.name, func(t *testing.T) {
-			x := c.x(rng("softmax/"+c.name), numElements(c.shape))
-			l := c.shape[len(c.shape)-1]
-			checkCall(t, b, opCall{
-				inputs: []input{{name: "x", shape: c.shape, f32: x}},
-				run: func(s *accel.Session, ctx context.Context, in []*accel.Tensor) (*accel.Tensor, error) {
-					return s.Softmax(ctx, in[0])
-				},
-				shape: c.shape,
-				spec:  func() []float32 { return specSoftmax(x, l) },
-				f64:   func() []ev { return f64Softmax(x, l) },
-			})
-		})
+// softmaxParts recomputes the first row, the last row and a block from the
+// middle alone, as a matrix of rows.
+func softmaxParts(_ accel.NoParams, in []Tensor) []Part {
+	x := in[0]
+	l := lastDim(x.Shape)
+	var parts []Part
+	for _, rs := range rowSubsets(len(x.F32) / l) {
+		lo, hi := rs[0], rs[1]
+		sub := Tensor{Name: x.Name, Shape: []int{hi - lo, l}, F32: slices.Clone(x.F32[lo*l : hi*l])}
+		parts = append(parts, Part{Name: fmt.Sprintf("rows %d..%d", lo, hi-1), Inputs: []Tensor{sub}, Offset: lo * l})
 	}
+	return parts
+}
+
+// specSoftmax is softmax over rows of length L, the last axis.
+func specSoftmax(X []float32, L int) []float32 {
+	Y := make([]float32, len(X))
+	e := make([]float32, L)
+	for r := 0; r < len(X); r += L {
+		x := X[r : r+L]
+		m := x[0] // the maximum under the maxpool rule
+		for _, v := range x[1:] {
+			if m == m && (v != v || v > m) {
+				m = v
+			}
+		}
+		for i := 0; i < L; i++ {
+			e[i] = strictmath.Exp(x[i] - m)
+		}
+		s := float32(0)
+		for i := 0; i < L; i++ {
+			s = s + e[i]
+		}
+		for i := 0; i < L; i++ {
+			Y[r+i] = strictmath.Canon(e[i] / s)
+		}
+	}
+	return Y
+}
+
+// f64Softmax is softmax over the last axis of length l in float64.
+func f64Softmax(x []float32, l int) []ev {
+	y := make([]ev, len(x))
+	for r := 0; r < len(x); r += l {
+		row := x[r : r+l]
+		m := math.Inf(-1)
+		for _, v := range row {
+			if v != v || float64(v) > m {
+				m = float64(v)
+			}
+			if math.IsNaN(m) {
+				break
+			}
+		}
+		e := make([]ev, l)
+		var s sum
+		for i, v := range row {
+			e[i] = expEv(sub(exact(v), ev{v: m}))
+			s.add(e[i])
+		}
+		total := s.ev()
+		for i := range row {
+			y[r+i] = div(e[i], total)
+		}
+	}
+	return y
 }

@@ -29,6 +29,17 @@ func benchSizes(tb testing.TB, env string, def ...int) []int {
 	return sizes
 }
 
+// kernelCall returns the backend's kernel for op in mode and a call of it
+// on resident tensors, to time the kernel without the Session around it.
+func kernelCall(tb testing.TB, be *Backend, op *accel.Op, mode accel.Mode, p any, in, out []*accel.Tensor) (accel.Kernel, *accel.Call) {
+	tb.Helper()
+	k := be.Kernel(op, mode)
+	if k == nil {
+		tb.Fatalf("no %s kernel in %s mode", op, mode)
+	}
+	return k, &accel.Call{Op: op, Mode: mode, In: in, Out: out, Params: p, WantScalar: op.WantsScalar(p)}
+}
+
 // resident uploads data as a tensor of shape on s.
 func resident(tb testing.TB, s *accel.Session, data []float32, shape ...int) *accel.Tensor {
 	x, err := s.FromFloat32(data, shape...)
@@ -46,9 +57,8 @@ func BenchmarkMatMul(b *testing.B) {
 	for _, n := range benchSizes(b, "ACCELNODE_BENCH_SIZES", 1024, 4096) {
 		for _, mode := range []accel.Mode{accel.Strict, accel.Fast} {
 			b.Run(fmt.Sprintf("n=%d/%s", n, mode), func(b *testing.B) {
-				be := gpu(b, mode)
-				s := accel.NewSession(be, mode, accel.Limits{}, nil)
-				defer s.Close()
+				be := gpu(b)
+				s := newSession(b, be, mode, accel.Limits{})
 				rng := rand.New(rand.NewPCG(1, 1))
 				x := resident(b, s, randomData(rng, n*n), n, n)
 				y := resident(b, s, randomData(rng, n*n), n, n)
@@ -56,13 +66,14 @@ func BenchmarkMatMul(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				k, c := kernelCall(b, be, accel.MatMul, mode, accel.MatMulParams{}, []*accel.Tensor{x, y}, []*accel.Tensor{out})
 				ctx := context.Background()
-				if err := be.MatMul(ctx, out, x, y, accel.MatMulParams{}); err != nil { // compile, warm up
+				if err := k(ctx, c); err != nil { // compile, warm up
 					b.Fatal(err)
 				}
 				b.ResetTimer()
 				for range b.N {
-					if err := be.MatMul(ctx, out, x, y, accel.MatMulParams{}); err != nil {
+					if err := k(ctx, c); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -78,9 +89,8 @@ func BenchmarkMatMul(b *testing.B) {
 func BenchmarkCublasDirect(b *testing.B) {
 	for _, n := range benchSizes(b, "ACCELNODE_BENCH_SIZES", 1024, 4096) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			be := gpu(b, accel.Fast)
-			s := accel.NewSession(be, accel.Fast, accel.Limits{}, nil)
-			defer s.Close()
+			be := gpu(b)
+			s := newSession(b, be, accel.Fast, accel.Limits{})
 			rng := rand.New(rand.NewPCG(1, 1))
 			x := resident(b, s, randomData(rng, n*n), n, n)
 			y := resident(b, s, randomData(rng, n*n), n, n)
@@ -128,10 +138,9 @@ func BenchmarkTSNEStep(b *testing.B) {
 	for _, n := range benchSizes(b, "ACCELNODE_BENCH_TSNE", 10000, 70000) {
 		for _, mode := range []accel.Mode{accel.Strict, accel.Fast} {
 			b.Run(fmt.Sprintf("N=%d/%s", n, mode), func(b *testing.B) {
-				be := gpu(b, mode)
+				be := gpu(b)
 				p := newTSNEProblem(rand.New(rand.NewPCG(5, 5)), n, 90)
-				s := accel.NewSession(be, mode, accel.Limits{}, nil)
-				defer s.Close()
+				s := newSession(b, be, mode, accel.Limits{})
 				mustI := func(v []int32) *accel.Tensor {
 					x, err := s.FromInt32(v, len(v))
 					if err != nil {
@@ -142,13 +151,15 @@ func BenchmarkTSNEStep(b *testing.B) {
 				st := accel.TSNEState{RowPtr: mustI(p.rowPtr), Cols: mustI(p.cols), Vals: resident(b, s, p.vals, len(p.vals)),
 					Y: resident(b, s, p.y, n, 2), Update: resident(b, s, p.u, n, 2), Gains: resident(b, s, p.g, n, 2)}
 				params := accel.TSNEParams{LearningRate: 200, Momentum: 0.8, Exaggeration: 1, MinGain: 0.01, ComputeKL: true}
+				k, c := kernelCall(b, be, accel.TSNEStep, mode, params,
+					[]*accel.Tensor{st.RowPtr, st.Cols, st.Vals, st.Y, st.Update, st.Gains}, nil)
 				ctx := context.Background()
-				if _, err := be.TSNEStep(ctx, st, params); err != nil {
+				if err := k(ctx, c); err != nil {
 					b.Fatal(err)
 				}
 				b.ResetTimer()
 				for range b.N {
-					if _, err := be.TSNEStep(ctx, st, params); err != nil {
+					if err := k(ctx, c); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -174,9 +185,8 @@ func BenchmarkConv2D(b *testing.B) {
 	} {
 		for _, mode := range []accel.Mode{accel.Strict, accel.Fast} {
 			b.Run(c.name+"/"+mode.String(), func(b *testing.B) {
-				be := gpu(b, mode)
-				s := accel.NewSession(be, mode, accel.Limits{}, nil)
-				defer s.Close()
+				be := gpu(b)
+				s := newSession(b, be, mode, accel.Limits{})
 				rng := rand.New(rand.NewPCG(2, 2))
 				size := func(sh []int) int { return sh[0] * sh[1] * sh[2] * sh[3] }
 				x := resident(b, s, randomData(rng, size(c.x)), c.x...)
@@ -192,13 +202,14 @@ func BenchmarkConv2D(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				k, call := kernelCall(b, be, accel.Conv2D, mode, p, []*accel.Tensor{x, w, bias}, []*accel.Tensor{out})
 				ctx := context.Background()
-				if err := be.Conv2D(ctx, out, x, w, bias, p); err != nil {
+				if err := k(ctx, call); err != nil {
 					b.Fatal(err)
 				}
 				b.ResetTimer()
 				for range b.N {
-					if err := be.Conv2D(ctx, out, x, w, bias, p); err != nil {
+					if err := k(ctx, call); err != nil {
 						b.Fatal(err)
 					}
 				}

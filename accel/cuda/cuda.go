@@ -3,16 +3,22 @@
 // the node binary is the same on every machine; where a library or a GPU is
 // missing the backend reports itself unavailable with the reason.
 //
-// Tensors live in device memory and move only on Write and Read. Each
-// operation has two implementations, chosen by the node's determinism mode:
+// Tensors live in device memory and move only on Write and Read. One
+// backend serves every determinism mode; each operation has two kernels,
+// and Kernel picks one per call from the mode:
 //
 //   - strict: the package's own kernels (kernels/*.cu), compiled once per
 //     process by NVRTC without FMA contraction or flush to zero, which
 //     implement docs/determinism.md bit for bit, as accel/ref does;
-//   - fast: cublasSgemm for matmul (FP32; TF32 only when asked), cuDNN for
-//     conv2d with its algorithm chosen once per shape from cuDNN's
-//     heuristics, and the same kernels compiled with FMA contraction for the
-//     rest.
+//   - fast and checked: cublasSgemm for matmul (FP32; TF32 only when
+//     accel.Options.TF32 asks), cuDNN for conv2d with its algorithm chosen
+//     once per shape from cuDNN's heuristics, and the same kernels compiled
+//     with FMA contraction for the rest.
+//
+// The backend is configured by accel.Options alone (the GPU ordinal, the
+// detection time limit, TF32 and the library directories) and reads no
+// environment variable; Options.CacheDir names where compiled kernels are
+// kept between processes.
 //
 // One goroutine, locked to its OS thread, owns the GPU and makes every CUDA
 // call; operations from many guests queue for it. Each operation waits for
@@ -28,52 +34,58 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 func init() {
 	accel.Register("cuda", func(o accel.Options) accel.Backend { return New(o) })
 }
 
+// modes are the determinism modes the backend serves: strict from the
+// contract's kernels, fast and checked from cuBLAS, cuDNN and the
+// contracted kernels.
+var modes = []accel.Mode{accel.Strict, accel.Fast, accel.Checked}
+
+// defaultDetectTimeout is how long GPU detection may take where
+// accel.Options.DetectTimeout is 0.
+const defaultDetectTimeout = 30 * time.Second
+
 // Backend is the CUDA backend. It is safe for concurrent use.
 type Backend struct {
-	mode    accel.Mode
 	tf32    bool
 	dev     *device // nil when unavailable
 	reason  string  // why dev is nil
 	libInfo string  // library versions, for Status
 	closed  atomic.Bool
+	// tables holds the kernels by variant; Kernel picks one by mode.
+	tables [numVariants]accel.Kernels
 }
 
 var _ accel.Backend = (*Backend)(nil)
 
-// New opens the GPU named by ACCELNODE_CUDA_DEVICE (default 0). It never
-// fails: a backend that cannot serve says why in Status.
+// New opens GPU o.Device with the CUDA libraries found in
+// o.Libraries["cuda"] and then in the standard places (searchDirs). It
+// reads nothing but o: no environment. It never fails: a backend that
+// cannot serve says why in Status.
 func New(o accel.Options) *Backend {
-	b := &Backend{mode: o.Mode, tf32: o.TF32 || envconfig.TF32.Value() == "on"}
+	b := newBackend(o.TF32)
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dirs := o.Libraries["cuda"]
-	if dirs == "" {
-		dirs = envconfig.CUDAPath.Value()
-	}
-	ordinal, err := strconv.Atoi(envconfig.CUDADevice.Value())
-	if err != nil || ordinal < 0 {
-		b.reason = fmt.Sprintf("invalid %s %q", envconfig.CUDADevice.Name, envconfig.CUDADevice.Value())
+	if o.Device < 0 {
+		b.reason = fmt.Sprintf("invalid GPU ordinal %d", o.Device)
 		return b
 	}
-	limit, err := envconfig.ParseDuration(envconfig.CUDADetectTimeout.Value())
-	if err != nil || limit <= 0 {
-		limit = 30 * time.Second
+	limit := o.DetectTimeout
+	if limit <= 0 {
+		limit = defaultDetectTimeout
 	}
 
 	// A wedged driver can block cuInit forever; detection runs aside and
@@ -84,11 +96,13 @@ func New(o accel.Options) *Backend {
 		err  error
 	}
 	done := make(chan result, 1)
-	detect := detectFunc
-	go func() {
-		d, info, err := detect(searchDirs(dirs), ordinal, b.tf32)
+	detect, places, ordinal, tf32 := detectFunc, o.Libraries["cuda"], o.Device, b.tf32
+	go func() { // the search too: a hung file system must not hang New
+		d, info, err := detect(searchDirs(places), ordinal, tf32)
 		done <- result{d, info, err}
 	}()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
 	select {
 	case r := <-done:
 		if r.err != nil {
@@ -97,9 +111,10 @@ func New(o accel.Options) *Backend {
 			return b
 		}
 		b.dev, b.libInfo = r.dev, r.info
+		b.dev.cacheDir = o.CacheDir
 		log.Debug("cuda backend ready", "device", r.dev.name, "libraries", r.info)
-	case <-time.After(limit):
-		b.reason = fmt.Sprintf("GPU detection did not finish within %v (a hung driver?); set %s to wait longer", limit, envconfig.CUDADetectTimeout.Name)
+	case <-timer.C:
+		b.reason = fmt.Sprintf("GPU detection did not finish within %v (a hung driver?); a longer detection timeout may help", limit)
 		log.Warn("cuda backend unavailable", "reason", b.reason)
 		go func() { // release the device if detection ever finishes
 			if r := <-done; r.dev != nil {
@@ -110,10 +125,20 @@ func New(o accel.Options) *Backend {
 	return b
 }
 
-// detectFunc is detect, replaced in tests by a driver that hangs.
+// newBackend returns a backend without a device, its kernel tables built.
+func newBackend(tf32 bool) *Backend {
+	b := &Backend{tf32: tf32}
+	for v := range b.tables {
+		b.tables[v] = b.kernels(variant(v))
+	}
+	return b
+}
+
+// detectFunc is detect, replaced in tests by drivers that hang or record
+// what they were asked for.
 var detectFunc = detect
 
-// detect loads the libraries and opens device ordinal.
+// detect loads the libraries from dirs and opens device ordinal.
 func detect(dirs []string, ordinal int, tf32 bool) (*device, string, error) {
 	drv, err := loadDriver(dirs)
 	if err != nil {
@@ -160,7 +185,7 @@ func detect(dirs []string, ordinal int, tf32 bool) (*device, string, error) {
 func (b *Backend) Name() string { return "cuda" }
 
 func (b *Backend) Status() accel.Status {
-	st := accel.Status{Name: "cuda", Deterministic: b.mode == accel.Strict, Speed: 100}
+	st := accel.Status{Name: "cuda", Speed: 100}
 	switch {
 	case b.dev == nil:
 		st.Reason = b.reason
@@ -174,20 +199,44 @@ func (b *Backend) Status() accel.Status {
 			st.Reason = err.Error()
 		}
 	}
+	if st.Available {
+		st.Modes = slices.Clone(modes)
+	}
 	d := b.dev
 	var parts []string
 	parts = append(parts, fmt.Sprintf("%s (sm_%d%d, %d SMs, %.0f GiB)", d.name, d.major, d.minor, d.sms, float64(d.totalMem)/(1<<30)))
 	parts = append(parts, b.libInfo)
-	if b.mode == accel.Fast {
-		if b.tf32 {
-			parts = append(parts, "TF32 tensor cores in matmul and conv2d")
-		}
-		if d.libs.dnn == nil {
-			parts = append(parts, "conv2d on own kernels: "+d.libs.dnnErr.Error())
-		}
+	if b.tf32 {
+		parts = append(parts, "fast mode: TF32 tensor cores in matmul and conv2d")
+	}
+	if d.libs.dnn == nil {
+		parts = append(parts, "fast conv2d on own kernels: "+d.libs.dnnErr.Error())
 	}
 	st.Device = strings.Join(parts, "; ")
 	return st
+}
+
+// Kernel returns op's kernel for mode: the contract's own kernels in
+// strict mode; cuBLAS, cuDNN and the contracted kernels in fast and
+// checked mode.
+func (b *Backend) Kernel(op *accel.Op, mode accel.Mode) accel.Kernel {
+	v, ok := variantFor(mode)
+	if !ok {
+		return nil
+	}
+	return b.tables[v][op]
+}
+
+// variantFor is the kernel variant that serves mode, false for a mode the
+// backend does not serve.
+func variantFor(mode accel.Mode) (variant, bool) {
+	switch mode {
+	case accel.Strict:
+		return strictKernels, true
+	case accel.Fast, accel.Checked:
+		return fastKernels, true
+	}
+	return 0, false
 }
 
 func (b *Backend) Close() error {
@@ -222,9 +271,11 @@ func (buf *buffer) Free() {
 	})
 }
 
+// available refuses work on a backend without a device. Its error names
+// neither the backend nor the operation: the Session and the caller do.
 func (b *Backend) available() error {
 	if b.dev == nil {
-		return fmt.Errorf("%w: cuda backend unavailable: %s", accel.ErrDevice, b.reason)
+		return fmt.Errorf("%w: unavailable: %s", accel.ErrDevice, b.reason)
 	}
 	return nil
 }
@@ -265,7 +316,7 @@ func devBuffer(x accel.Buffer) (*buffer, error) {
 		return nil, fmt.Errorf("%w: buffer of type %T is not a cuda buffer", accel.ErrInvalid, x)
 	}
 	if buf.freed.Load() {
-		return nil, fmt.Errorf("%w: cuda buffer used after free", accel.ErrInvalid)
+		return nil, fmt.Errorf("%w: buffer used after free", accel.ErrInvalid)
 	}
 	return buf, nil
 }
@@ -334,23 +385,18 @@ func ptr(t *accel.Tensor) uint64 { return t.Buffer().(*buffer).mem.ptr }
 // written marks t as holding kernel output, whose finiteness is unknown.
 func written(t *accel.Tensor) { t.Buffer().(*buffer).finite.Store(false) }
 
-// variant is the kernel variant for the backend's mode.
-func (b *Backend) variant() variant {
-	if b.mode == accel.Strict {
-		return strictKernels
-	}
-	return fastKernels
-}
-
 // run executes op on the owner goroutine once ctx allows, then waits for
 // the GPU to finish it. Kernels cannot be interrupted once launched; a
-// context that ends first stops the operation before it starts.
-func (b *Backend) run(ctx context.Context, name string, outs []*accel.Tensor, op func(d *device) error) error {
+// context that ends first stops the operation before it starts. what names
+// the operation in the record of a fault that leaves the GPU unhealthy;
+// the error returned names neither the backend nor the operation, which
+// the Session and the caller add.
+func (b *Backend) run(ctx context.Context, what string, outs []*accel.Tensor, op func(d *device) error) error {
 	if err := b.available(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("cuda: %s: interrupted: %w", name, err)
+		return fmt.Errorf("interrupted: %w", err)
 	}
 	for _, t := range outs {
 		written(t)
@@ -362,5 +408,5 @@ func (b *Backend) run(ctx context.Context, name string, outs []*accel.Tensor, op
 		}
 		return d.sync()
 	})
-	return d.failed(name, err)
+	return d.failed(what, err)
 }

@@ -32,16 +32,17 @@ func (b *Backend) Device() (accel.Device, bool) {
 // backend's stream, after one untimed copy, and returns bytes read plus
 // bytes written per second. The two buffers are allocated for the
 // measurement alone, outside the tensor pool, so that the pool does not keep
-// them.
+// them. Like the kernels' errors, its errors name neither the backend nor
+// the measurement: the caller does.
 func (b *Backend) CopyBandwidth(ctx context.Context, bytes int64, reps int) (float64, error) {
 	if err := b.available(); err != nil {
 		return 0, err
 	}
 	if bytes <= 0 || reps < 1 {
-		return 0, fmt.Errorf("%w: copy bandwidth needs bytes > 0 and reps >= 1, got %d and %d", accel.ErrInvalid, bytes, reps)
+		return 0, fmt.Errorf("%w: bytes must be positive and reps at least 1, got %d and %d", accel.ErrInvalid, bytes, reps)
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("interrupted: %w", err)
 	}
 	var elapsed time.Duration
 	err := b.dev.do(func() error {
@@ -77,7 +78,7 @@ func (b *Backend) CopyBandwidth(ctx context.Context, bytes int64, reps int) (flo
 		return 0, b.dev.failed("copy bandwidth", err)
 	}
 	if elapsed <= 0 {
-		return 0, fmt.Errorf("cuda: copy bandwidth: %d copies of %d bytes took no measurable time", reps, bytes)
+		return 0, fmt.Errorf("%d copies of %d bytes took no measurable time", reps, bytes)
 	}
 	return 2 * float64(bytes) * float64(reps) / elapsed.Seconds(), nil
 }

@@ -19,7 +19,7 @@ func TestDeviceUnavailable(t *testing.T) {
 }
 
 func TestDeviceAndCopyBandwidth(t *testing.T) {
-	b := gpu(t, accel.Fast)
+	b := gpu(t)
 	d, ok := b.Device()
 	if !ok || d.Kind != "gpu" || d.Name == "" || d.ComputeUnits <= 0 || d.MemoryBytes == 0 || d.Arch == "" {
 		t.Fatalf("Device() = %+v, %v", d, ok)

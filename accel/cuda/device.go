@@ -15,11 +15,14 @@ import (
 // goroutines between threads, so every CUDA call runs on one goroutine
 // locked to its thread; other goroutines hand it work through do.
 type device struct {
-	libs    *libraries
-	ordinal int32
-	dev     int32
-	ctx     uintptr
-	stream  uintptr
+	libs *libraries
+	// cacheDir keeps compiled kernels across processes, in its subfolder
+	// cuda; empty keeps them in the process only.
+	cacheDir string
+	ordinal  int32
+	dev      int32
+	ctx      uintptr
+	stream   uintptr
 
 	name         string
 	sms          int
@@ -62,7 +65,7 @@ type devMem struct {
 }
 
 // errClosed is returned for work sent to a closed device.
-var errClosed = errors.New("cuda: backend closed")
+var errClosed = errors.New("backend closed")
 
 // startDevice creates the context and stream of device ordinal on a new
 // owner goroutine and returns once they exist.
@@ -170,7 +173,7 @@ func (d *device) do(fn func() error) error {
 	job := func() {
 		defer func() {
 			if r := recover(); r != nil {
-				done <- fmt.Errorf("cuda: internal error: %v", r)
+				done <- fmt.Errorf("internal error: %v", r)
 			}
 		}()
 		done <- fn()
@@ -192,20 +195,22 @@ func (d *device) faulted() error {
 }
 
 // failed classifies err from the operation op: a sticky CUDA error marks
-// the device unhealthy. Every device failure wraps accel.ErrDevice.
+// the device unhealthy, and the record of it names op, since later calls
+// report it. Every device failure wraps accel.ErrDevice. The error returned
+// names neither the backend nor op: the Session and the caller add them.
 func (d *device) failed(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, accel.ErrOutOfMemory) || errors.Is(err, accel.ErrDevice) || errors.Is(err, accel.ErrUnsupported) {
-		return fmt.Errorf("cuda: %s: %w", op, err)
+		return err
 	}
 	var ce *cudaError
 	if errors.As(err, &ce) && ce.sticky() {
 		e := fmt.Errorf("%s: %w", op, err)
 		d.fault.CompareAndSwap(nil, &e)
 	}
-	return fmt.Errorf("cuda: %s: %w: %w", op, accel.ErrDevice, err)
+	return fmt.Errorf("%w: %w", accel.ErrDevice, err)
 }
 
 // sync waits for the stream, so that an asynchronous fault is reported on
@@ -345,7 +350,7 @@ func args(vals ...any) *kernelArgs {
 		case float32:
 			a.add(uint64(*(*uint32)(unsafe.Pointer(&x))))
 		default:
-			panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
+			panic(fmt.Sprintf("kernel argument of type %T", v))
 		}
 	}
 	return a

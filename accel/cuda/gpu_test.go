@@ -14,7 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/conformance"
+	"github.com/accelnode/accelnode/accel/conformance/conformancetest"
 	"github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/models"
 	"github.com/accelnode/accelnode/models/onnx"
@@ -22,10 +22,11 @@ import (
 
 // These tests need an NVIDIA GPU and skip, with the reason, without one.
 
-// gpu opens the backend in mode, or skips tb when it cannot serve here.
-func gpu(tb testing.TB, mode accel.Mode) *Backend {
+// gpu opens the backend on the GPU the environment names, or skips tb,
+// with the reason, when it cannot serve here.
+func gpu(tb testing.TB) *Backend {
 	tb.Helper()
-	b := New(accel.Options{Mode: mode})
+	b := New(testOptions(tb))
 	if st := b.Status(); !st.Available {
 		b.Close()
 		tb.Skipf("cuda backend unavailable: %s", st.Reason)
@@ -34,22 +35,29 @@ func gpu(tb testing.TB, mode accel.Mode) *Backend {
 	return b
 }
 
-func TestConformanceStrict(t *testing.T) {
-	b := gpu(t, accel.Strict)
+// TestConformance runs the drivers in every mode the backend serves:
+// strict bit for bit against the contract, fast and checked within bounds.
+func TestConformance(t *testing.T) {
+	b := gpu(t)
 	t.Logf("device: %s", b.Status().Device)
-	conformance.TestAll(t, b)
+	conformancetest.TestAll(t, b)
 }
 
-func TestConformanceFast(t *testing.T) {
-	b := gpu(t, accel.Fast)
-	conformance.TestAll(t, b)
+// newSession opens a session on b in mode for one test.
+func newSession(tb testing.TB, b accel.Backend, mode accel.Mode, limits accel.Limits) *accel.Session {
+	tb.Helper()
+	s, err := accel.NewSession(b, mode, limits, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
 }
 
 // session is a strict-mode session on b for one test.
 func session(tb testing.TB, b accel.Backend) *accel.Session {
-	s := accel.NewSession(b, accel.Strict, accel.Limits{}, nil)
-	tb.Cleanup(s.Close)
-	return s
+	tb.Helper()
+	return newSession(tb, b, accel.Strict, accel.Limits{})
 }
 
 func randomData(rng *rand.Rand, n int) []float32 {
@@ -107,7 +115,7 @@ func matmulOn(t *testing.T, be accel.Backend, a, b []float32, ashape, bshape []i
 // do not: the unchecked kernels (M and N multiples of 128, K of 16), long K,
 // edge tiles and every transpose, bit for bit against ref.
 func TestStrictMatMulTiles(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	oracle := ref.New(0)
 	rng := rand.New(rand.NewPCG(7, 7))
 	shapes := [][3]int{{128, 128, 8}, {256, 384, 528}, {1024, 1024, 1024}, {129, 255, 17}, {1000, 1000, 1000}, {1, 4096, 300}}
@@ -199,7 +207,7 @@ func (p tsneProblem) run(t testing.TB, be accel.Backend, iters int, params accel
 // the repulsion's shared-memory tiles and the tree sums' levels are all
 // exercised, and compares every bit with ref.
 func TestStrictTSNELarge(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{2, 127, 129, 3001} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
@@ -218,7 +226,7 @@ func TestStrictTSNELarge(t *testing.T) {
 // TestReciprocalExhaustive checks the t-SNE kernel's fast reciprocal against
 // correctly rounded division for every float in its domain [1, 2^126).
 func TestReciprocalExhaustive(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	if b.dev.major != 9 || b.dev.minor != 0 {
 		t.Skipf("the fast reciprocal is compiled for sm_90 only; this GPU is sm_%d%d", b.dev.major, b.dev.minor)
 	}
@@ -291,10 +299,104 @@ func runCheckKernel(t *testing.T, b *Backend, src, name string, first, count uin
 	return bad, example
 }
 
+// addOn computes a + b, and a + a through one tensor for both operands, on
+// backend be in mode.
+func addOn(t *testing.T, be accel.Backend, mode accel.Mode, a, b []float32) (sum, twice []float32) {
+	t.Helper()
+	s := newSession(t, be, mode, accel.Limits{})
+	ta, err := s.FromFloat32(a, len(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := s.FromFloat32(b, len(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		x, y *accel.Tensor
+		dst  *[]float32
+	}{{ta, tb, &sum}, {ta, ta, &twice}} {
+		out, err := s.Add(t.Context(), c.x, c.y)
+		if err != nil {
+			t.Fatalf("%s mode: %v", mode, err)
+		}
+		if *c.dst, err = s.Float32(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sum, twice
+}
+
+// TestModesShareOneBackend serves every mode from one backend, the modes
+// interleaved as concurrent guests would: add, which rounds once, gives
+// ref's bits in every mode, special values and subnormals included, and a
+// strict matmul run between fast ones still gives ref's bits.
+func TestModesShareOneBackend(t *testing.T) {
+	b := gpu(t)
+	oracle := ref.New(1)
+	rng := rand.New(rand.NewPCG(11, 12))
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	specials := []float32{nan, math.Float32frombits(0xffc01234), inf, -inf, 0, float32(math.Copysign(0, -1)),
+		math.SmallestNonzeroFloat32, -math.SmallestNonzeroFloat32, 0x1p-126, -0x1.fffffcp-127,
+		math.MaxFloat32, -math.MaxFloat32, 1, -1, 0x1p-24}
+	var x, y []float32
+	for _, p := range specials {
+		for _, q := range specials {
+			x, y = append(x, p), append(y, q)
+		}
+	}
+	x, y = append(x, randomData(rng, 4099)...), append(y, randomData(rng, 4099)...)
+	wantSum, wantTwice := addOn(t, oracle, accel.Strict, x, y)
+
+	const m, k, n = 67, 257, 45
+	ma, mb := randomData(rng, m*k), randomData(rng, k*n)
+	wantC := matmulOn(t, oracle, ma, mb, []int{m, k}, []int{k, n}, accel.MatMulParams{})
+	for _, mode := range []accel.Mode{accel.Fast, accel.Strict, accel.Checked, accel.Strict, accel.Fast} {
+		t.Run(mode.String(), func(t *testing.T) {
+			sum, twice := addOn(t, b, mode, x, y)
+			sameBits(t, "a+b", sum, wantSum)
+			sameBits(t, "a+a", twice, wantTwice)
+			s := newSession(t, b, mode, accel.Limits{})
+			ta, err := s.FromFloat32(ma, m, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb, err := s.FromFloat32(mb, k, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.MatMul(t.Context(), ta, tb, accel.MatMulParams{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Float32(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode == accel.Strict {
+				sameBits(t, "C", got, wantC)
+				return
+			}
+			// Fast: within checked mode's bound for a dot product of k terms.
+			for i := range m {
+				for j := range n {
+					var scale float64
+					for l := range k {
+						scale += math.Abs(float64(ma[i*k+l]) * float64(mb[l*n+j]))
+					}
+					if diff := math.Abs(float64(got[i*n+j]) - float64(wantC[i*n+j])); diff > 2*k*0x1p-24*scale {
+						t.Fatalf("C[%d,%d] = %g, %g from the contract's %g", i, j, got[i*n+j], diff, wantC[i*n+j])
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestConcurrentGuests runs matmuls from many goroutines, each with its own
 // session and data, as concurrent guests do; every result must equal ref's.
 func TestConcurrentGuests(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	oracle := ref.New(1)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -315,7 +417,7 @@ func TestConcurrentGuests(t *testing.T) {
 // TestOutOfDeviceMemory asks for more memory than the GPU has: the answer
 // is accel.ErrOutOfMemory, and the device keeps serving.
 func TestOutOfDeviceMemory(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	d := b.dev
 	err := d.do(func() error {
 		m, err := d.pool.alloc(d.libs.drv, int64(d.totalMem)*2)
@@ -330,7 +432,10 @@ func TestOutOfDeviceMemory(t *testing.T) {
 	// Fill the device with tensors until it refuses one, then free them. The
 	// session's own limit is set above the GPU's memory, so the refusal is
 	// the device's.
-	s := accel.NewSession(b, accel.Strict, accel.Limits{MaxBytes: 1 << 50}, nil)
+	s, err := accel.NewSession(b, accel.Strict, accel.Limits{MaxBytes: 1 << 50}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var refused error
 	for i := 0; i < 1000 && refused == nil; i++ {
 		_, refused = s.NewTensor(accel.F32, []int{accel.MaxElements})
@@ -352,7 +457,7 @@ func TestOutOfDeviceMemory(t *testing.T) {
 // TestPoolReuse checks that freed tensors return to the pool and are
 // handed out again, and that the pool never caches more than its limit.
 func TestPoolReuse(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	s := session(t, b)
 	for range 50 {
 		x, err := s.NewTensor(accel.F32, []int{1000, 1000})
@@ -395,7 +500,7 @@ func TestKernelFault(t *testing.T) {
 		faultChild(t)
 		return
 	}
-	gpu(t, accel.Strict).Close() // skip without a GPU
+	gpu(t).Close() // skip without a GPU
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKernelFault$", "-test.v")
 	cmd.Env = append(os.Environ(), "ACCELNODE_CUDA_FAULT_CHILD=1")
 	out, err := cmd.CombinedOutput()
@@ -410,10 +515,7 @@ func TestKernelFault(t *testing.T) {
 }
 
 func faultChild(t *testing.T) {
-	b := gpu(t, accel.Strict)
-	if b.dev.major != 9 || b.dev.minor != 0 {
-		t.Skipf("the fast reciprocal is compiled for sm_90 only; this GPU is sm_%d%d", b.dev.major, b.dev.minor)
-	}
+	b := gpu(t)
 	const src = `extern "C" __global__ void poke(float* p) { p[threadIdx.x * 1048576] = 1.0f; }`
 	err := b.run(t.Context(), "poke", nil, func(d *device) error {
 		image, err := d.libs.nvrtc.compile("poke.cu", src, d.major, d.minor, true, nil)
@@ -429,17 +531,26 @@ func faultChild(t *testing.T) {
 		}
 		return d.launch("poke", fn, 1, 32, 0, args(uint64(0x10)))
 	})
-	if !errors.Is(err, accel.ErrDevice) || !strings.Contains(err.Error(), "poke") {
-		t.Fatalf("faulting kernel: %v, want a device error naming the operation", err)
+	// The Session and the caller name the backend and the operation; the
+	// record of the fault, which later calls report, names the operation.
+	if !errors.Is(err, accel.ErrDevice) || !strings.Contains(err.Error(), "CUDA_ERROR_ILLEGAL_ADDRESS") ||
+		strings.HasPrefix(err.Error(), "cuda") || strings.HasPrefix(err.Error(), "poke") {
+		t.Fatalf("faulting kernel: %v, want a device error naming the fault, not the backend or the operation", err)
 	}
 	t.Logf("fault reported: %v", err)
 	st := b.Status()
 	if st.Available {
 		t.Fatal("backend still available after a sticky fault")
 	}
+	if !strings.Contains(st.Reason, "poke") {
+		t.Errorf("unhealthy reason %q does not name the operation that faulted", st.Reason)
+	}
 	t.Logf("unhealthy: %s", st.Reason)
 	if _, err := b.Alloc(accel.F32, 4); !errors.Is(err, accel.ErrDevice) {
 		t.Fatalf("Alloc after the fault: %v, want ErrDevice", err)
+	}
+	if _, err := accel.NewSession(b, accel.Strict, accel.Limits{}, nil); !errors.Is(err, accel.ErrUnsupported) {
+		t.Fatalf("a session on the unhealthy backend: %v, want ErrUnsupported", err)
 	}
 }
 
@@ -447,7 +558,7 @@ func faultChild(t *testing.T) {
 // relu, maxpool, flatten, dense, softmax) op by op on the GPU in strict mode
 // and on ref: every output bit must agree.
 func TestModelStrictMatchesRef(t *testing.T) {
-	b := gpu(t, accel.Strict)
+	b := gpu(t)
 	rng := rand.New(rand.NewPCG(21, 22))
 	weights := func(name string, dims ...int64) onnx.Tensor {
 		n := int64(1)

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 	"unsafe"
-
-	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 // The kernels are CUDA C++ text compiled at run time by NVRTC, so the node
@@ -30,6 +28,8 @@ const (
 	strictKernels variant = iota
 	// fastKernels let the compiler contract multiply-adds into FMA.
 	fastKernels
+
+	numVariants = iota
 )
 
 func (v variant) String() string {
@@ -87,7 +87,7 @@ func (d *device) module(v variant) (*module, error) {
 		return nil, err
 	}
 	start := time.Now()
-	image, err := d.libs.nvrtc.cachedCompile("accelnode_"+v.String()+".cu", src, d.major, d.minor, compileOptions(v))
+	image, err := d.libs.nvrtc.cachedCompile(d.cacheDir, "accelnode_"+v.String()+".cu", src, d.major, d.minor, compileOptions(v))
 	if err != nil {
 		return nil, err
 	}
@@ -131,17 +131,16 @@ func (n *nvrtcAPI) cacheKey(src string, major, minor int, options []string) stri
 }
 
 // cachedCompile compiles src once per process, and once per machine where
-// ACCELNODE_CACHE_DIR allows: the machine code is kept in
-// <cache dir>/cuda. It returns machine code for sm_XY, or PTX where this
+// dir names a cache directory: the machine code is kept in <dir>/cuda. It returns machine code for sm_XY, or PTX where this
 // NVRTC cannot emit machine code for the GPU but a newer driver may still
 // translate PTX.
-func (n *nvrtcAPI) cachedCompile(name, src string, major, minor int, options []string) ([]byte, error) {
+func (n *nvrtcAPI) cachedCompile(dir, name, src string, major, minor int, options []string) ([]byte, error) {
 	key := n.cacheKey(src, major, minor, options)
 	if image, ok := images.Load(key); ok {
 		return image.([]byte), nil
 	}
 	var file string
-	if dir := envconfig.CacheDir.Value(); dir != "off" && dir != "" {
+	if dir != "" {
 		file = filepath.Join(dir, "cuda", key+".bin")
 		if image, err := os.ReadFile(file); err == nil && len(image) > 0 {
 			images.Store(key, image)

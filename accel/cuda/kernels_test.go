@@ -1,17 +1,18 @@
 package cuda
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/accelnode/accelnode/internal/envconfig"
+	"unsafe"
 )
 
 // kernelNames lists every kernel the Go side launches, by variant.
 func kernelNames(v variant) []string {
-	names := []string{"conv2d_direct", "add_bias", "relu", "maxpool2d", "softmax_rows",
+	names := []string{"conv2d_direct", "add_bias", "add", "relu", "maxpool2d", "softmax_rows",
 		"tsne_repulse", "tsne_update", "treesum", "tsne_recentre"}
 	if v == strictKernels {
 		for _, t := range []string{"nn", "nt", "tn", "tt"} {
@@ -30,7 +31,7 @@ func kernelNames(v variant) []string {
 // each hardware reciprocal estimate, which compute the exact residual and
 // give the correctly rounded 1/d.
 func TestKernelsCompile(t *testing.T) {
-	nvrtc, err := loadNVRTC(searchDirs(envconfig.CUDAPath.Value()))
+	nvrtc, err := loadNVRTC(searchDirs(testLibraries()))
 	if err != nil {
 		t.Skipf("NVRTC is not installed, so the kernels cannot be compiled here: %v", err)
 	}
@@ -71,6 +72,49 @@ func TestKernelsCompile(t *testing.T) {
 			}
 			if ftz := strings.Count(text, ".ftz."); ftz != rcp {
 				t.Errorf("strict PTX has %d flush-to-zero instructions beyond the %d reciprocal estimates", ftz-rcp, rcp)
+			}
+		})
+	}
+}
+
+// TestKernelCacheDir checks that compiled kernels are looked for in the
+// directory the options name, and nowhere without one, with an
+// NVRTC stand-in whose every compile fails.
+func TestKernelCacheDir(t *testing.T) {
+	nvrtc := &nvrtcAPI{
+		nvrtcVersion:        func(major, minor *int32) int32 { *major, *minor = 12, 4; return 0 },
+		nvrtcGetErrorString: func(int32) string { return "compiler unavailable in this test" },
+		nvrtcCreateProgram: func(*uintptr, string, string, int32, unsafe.Pointer, unsafe.Pointer) int32 {
+			return 1
+		},
+	}
+	dir := t.TempDir()
+	t.Setenv("ACCELNODE_CACHE_DIR", dir) // not read: only the options count
+	tests := []struct {
+		name   string
+		set    string
+		cached bool // whether the stored image is found
+	}{
+		{"directory", dir, true},
+		{"none", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "// " + t.Name() // a program of its own: the process keeps what it loads
+			opts := compileOptions(strictKernels)
+			file := filepath.Join(dir, "cuda", nvrtc.cacheKey(src, 9, 0, opts)+".bin")
+			if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, []byte("machine code"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			image, err := nvrtc.cachedCompile(tc.set, "test.cu", src, 9, 0, opts)
+			switch {
+			case tc.cached && (err != nil || string(image) != "machine code"):
+				t.Fatalf("cachedCompile = %q, %v; want the stored image", image, err)
+			case !tc.cached && err == nil:
+				t.Fatalf("cachedCompile = %q without compiling; want the stand-in compiler's error", image)
 			}
 		})
 	}

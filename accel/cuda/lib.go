@@ -47,29 +47,29 @@ func (l *library) bindAll(syms map[string]any) error {
 
 // searchDirs lists the directories, in order, where CUDA libraries are
 // looked for before the dynamic loader's own search (the ld cache and
-// LD_LIBRARY_PATH): the directories the user named, then $CUDA_HOME and
-// $CUDA_PATH, then every /usr/local/cuda* installation, newest name first.
-func searchDirs(userDirs string) []string {
+// LD_LIBRARY_PATH): first each place named in places, a colon-separated
+// list from accel.Options.Libraries["cuda"], then every /usr/local/cuda*
+// installation, newest name first. A named place is searched itself and,
+// as an installation root, its targets/*/lib, lib64 and lib; a library
+// file stands for its directory. It reads no environment: the program
+// passes $CUDA_HOME and the like in places where it honours them.
+func searchDirs(places string) []string {
 	var dirs []string
-	for _, d := range strings.Split(userDirs, ":") {
-		if d != "" {
-			dirs = append(dirs, d)
+	for _, p := range strings.Split(places, ":") {
+		if p == "" {
+			continue
 		}
-	}
-	var roots []string
-	for _, env := range []string{"CUDA_HOME", "CUDA_PATH"} {
-		if v := os.Getenv(env); v != "" {
-			roots = append(roots, v)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			p = filepath.Dir(p)
 		}
+		dirs = append(dirs, p)
+		dirs = append(dirs, installDirs(p)...)
 	}
 	installs, _ := filepath.Glob("/usr/local/cuda*")
 	slices.Sort(installs)
 	slices.Reverse(installs)
-	roots = append(roots, installs...)
-	for _, root := range roots {
-		targets, _ := filepath.Glob(filepath.Join(root, "targets", "*", "lib"))
-		dirs = append(dirs, targets...)
-		dirs = append(dirs, filepath.Join(root, "lib64"), filepath.Join(root, "lib"))
+	for _, root := range installs {
+		dirs = append(dirs, installDirs(root)...)
 	}
 	var unique []string
 	for _, d := range dirs {
@@ -78,6 +78,13 @@ func searchDirs(userDirs string) []string {
 		}
 	}
 	return unique
+}
+
+// installDirs lists where a CUDA installation rooted at root keeps its
+// libraries.
+func installDirs(root string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(root, "targets", "*", "lib"))
+	return append(dirs, filepath.Join(root, "lib64"), filepath.Join(root, "lib"))
 }
 
 // openLibrary loads the first of sonames found, trying each search

@@ -19,7 +19,38 @@ const (
 	mmSlice = 16
 )
 
-// launch1D starts kernel name of the backend's variant over work items.
+// kernels is the backend's kernel table for variant v: every operation,
+// computed by v's kernels, and in the fast variant by cuBLAS for matmul and
+// cuDNN for the convolutions it can take. The kernels read the shapes the
+// Session checked and touch device memory only on the owner goroutine.
+func (b *Backend) kernels(v variant) accel.Kernels {
+	return accel.Kernels{
+		accel.MatMul: func(ctx context.Context, c *accel.Call) error {
+			return b.matMul(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.MatMulParams))
+		},
+		accel.Conv2D: func(ctx context.Context, c *accel.Call) error {
+			return b.conv2D(ctx, v, c.Out[0], c.In[0], c.In[1], c.In[2], c.Params.(accel.Conv2DParams))
+		},
+		accel.AddBias: func(ctx context.Context, c *accel.Call) error {
+			return b.addBias(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.AddBiasParams).Axis)
+		},
+		accel.Relu:    func(ctx context.Context, c *accel.Call) error { return b.relu(ctx, v, c.Out[0], c.In[0]) },
+		accel.Softmax: func(ctx context.Context, c *accel.Call) error { return b.softmax(ctx, v, c.Out[0], c.In[0]) },
+		accel.Add:     func(ctx context.Context, c *accel.Call) error { return b.add(ctx, v, c.Out[0], c.In[0], c.In[1]) },
+		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
+			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
+		},
+		accel.TSNEStep: func(ctx context.Context, c *accel.Call) error {
+			kl, err := b.tsneStep(ctx, v, accel.TSNEStateOf(c), c.Params.(accel.TSNEParams))
+			if err == nil && c.WantScalar {
+				c.Scalar = kl
+			}
+			return err
+		},
+	}
+}
+
+// launch1D starts kernel name of variant v over work items.
 func (d *device) launch1D(v variant, name string, work int64, block int, a *kernelArgs) error {
 	fn, err := d.function(v, name)
 	if err != nil {
@@ -28,12 +59,11 @@ func (d *device) launch1D(v variant, name string, work int64, block int, a *kern
 	return d.launch(name, fn, gridFor(work, block), uint32(block), 0, a)
 }
 
-func (b *Backend) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
-	m, k, n, err := accel.MatMulDims(a.Shape(), bm.Shape(), p)
-	if err != nil {
-		return err
-	}
-	if b.mode == accel.Fast {
+// matMul computes out = op(a)·op(bm): cuBLAS in the fast variant, the
+// contract's tiled kernel in the strict one.
+func (b *Backend) matMul(ctx context.Context, v variant, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
+	m, k, n, _ := accel.MatMulDims(a.Shape(), bm.Shape(), p) // checked by the Session
+	if v == fastKernels {
 		return b.run(ctx, "matmul", []*accel.Tensor{out}, func(d *device) error {
 			h, err := d.cublas()
 			if err != nil {
@@ -96,7 +126,9 @@ func (d *device) cublas() (uintptr, error) {
 	return h, nil
 }
 
-func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
+// conv2D computes a convolution: cuDNN in the fast variant where it gives
+// the contract's value up to rounding, the direct kernel otherwise.
+func (b *Backend) conv2D(ctx context.Context, v variant, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
 	xs, ws, ys := x.Shape(), w.Shape(), out.Shape()
 	key := convKey{
 		n: xs[0], c: xs[1], h: xs[2], w: xs[3],
@@ -108,18 +140,18 @@ func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 	// cuDNN takes symmetric padding only, and multiplies padding by zero,
 	// which differs from skipping it only for non-finite weights.
 	padded := p.PadTop+p.PadBottom+p.PadLeft+p.PadRight > 0
-	useDNN := b.mode == accel.Fast && b.dev != nil && b.dev.libs.dnn != nil &&
-		p.PadTop == p.PadBottom && p.PadLeft == p.PadRight &&
-		(!padded || w.Buffer().(*buffer).finite.Load())
-	var biasPtr uint64
-	if bias != nil {
-		biasPtr = ptr(bias)
-	}
 	return b.run(ctx, "conv2d", []*accel.Tensor{out}, func(d *device) error {
+		var biasPtr uint64
+		if bias != nil {
+			biasPtr = ptr(bias)
+		}
+		useDNN := v == fastKernels && d.libs.dnn != nil &&
+			p.PadTop == p.PadBottom && p.PadLeft == p.PadRight &&
+			(!padded || w.Buffer().(*buffer).finite.Load())
 		if useDNN {
 			return d.convDNN(key, ptr(x), ptr(w), biasPtr, ptr(out))
 		}
-		return d.launch1D(b.variant(), "conv2d_direct", int64(out.Len()), blockThreads, args(
+		return d.launch1D(v, "conv2d_direct", int64(out.Len()), blockThreads, args(
 			ptr(x), ptr(w), biasPtr, ptr(out),
 			int32(key.n), int32(key.c), int32(key.h), int32(key.w), int32(key.oc), int32(key.kh), int32(key.kw),
 			int32(key.oh), int32(key.ow), int32(p.StrideH), int32(p.StrideW), int32(p.PadTop), int32(p.PadLeft),
@@ -174,7 +206,8 @@ func (d *device) convDNN(key convKey, x, w, bias, y uint64) error {
 		args(y, bias, y, n, int32(key.oc), int64(key.oh)*int64(key.ow)))
 }
 
-func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis int) error {
+// addBias computes out = x + bias broadcast along axis.
+func (b *Backend) addBias(ctx context.Context, v variant, out, x, bias *accel.Tensor, axis int) error {
 	shape := x.Shape()
 	inner := int64(1)
 	for _, d := range shape[axis+1:] {
@@ -182,32 +215,43 @@ func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis 
 	}
 	n := int64(x.Len())
 	return b.run(ctx, "add_bias", []*accel.Tensor{out}, func(d *device) error {
-		return d.launch1D(b.variant(), "add_bias", n, blockThreads, args(ptr(x), ptr(bias), ptr(out), n, int32(shape[axis]), inner))
+		return d.launch1D(v, "add_bias", n, blockThreads, args(ptr(x), ptr(bias), ptr(out), n, int32(shape[axis]), inner))
 	})
 }
 
-func (b *Backend) Relu(ctx context.Context, out, x *accel.Tensor) error {
+// relu computes out = max(x, +0), NaN preserved.
+func (b *Backend) relu(ctx context.Context, v variant, out, x *accel.Tensor) error {
 	n := int64(x.Len())
 	return b.run(ctx, "relu", []*accel.Tensor{out}, func(d *device) error {
-		return d.launch1D(b.variant(), "relu", n, blockThreads, args(ptr(x), ptr(out), n))
+		return d.launch1D(v, "relu", n, blockThreads, args(ptr(x), ptr(out), n))
 	})
 }
 
-func (b *Backend) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.Pool2DParams) error {
+// add computes out = x + y elementwise, for tensors of one shape.
+func (b *Backend) add(ctx context.Context, v variant, out, x, y *accel.Tensor) error {
+	n := int64(out.Len())
+	return b.run(ctx, "add", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(v, "add", n, blockThreads, args(ptr(x), ptr(y), ptr(out), n))
+	})
+}
+
+// maxPool2D computes the window maxima of x.
+func (b *Backend) maxPool2D(ctx context.Context, v variant, out, x *accel.Tensor, p accel.Pool2DParams) error {
 	xs, ys := x.Shape(), out.Shape()
 	return b.run(ctx, "maxpool2d", []*accel.Tensor{out}, func(d *device) error {
-		return d.launch1D(b.variant(), "maxpool2d", int64(out.Len()), blockThreads, args(ptr(x), ptr(out),
+		return d.launch1D(v, "maxpool2d", int64(out.Len()), blockThreads, args(ptr(x), ptr(out),
 			int32(xs[0]), int32(xs[1]), int32(xs[2]), int32(xs[3]), int32(ys[2]), int32(ys[3]),
 			int32(p.KernelH), int32(p.KernelW), int32(p.StrideH), int32(p.StrideW), int32(p.PadTop), int32(p.PadLeft)))
 	})
 }
 
-func (b *Backend) Softmax(ctx context.Context, out, x *accel.Tensor) error {
+// softmax normalises x along its last axis.
+func (b *Backend) softmax(ctx context.Context, v variant, out, x *accel.Tensor) error {
 	shape := x.Shape()
 	L := shape[len(shape)-1]
 	rows := int64(x.Len() / L)
 	return b.run(ctx, "softmax", []*accel.Tensor{out}, func(d *device) error {
-		return d.launch1D(b.variant(), "softmax_rows", rows, blockThreads, args(ptr(x), ptr(out), rows, int32(L)))
+		return d.launch1D(v, "softmax_rows", rows, blockThreads, args(ptr(x), ptr(out), rows, int32(L)))
 	})
 }
 
@@ -218,7 +262,9 @@ const (
 	treesumThreads = 1024
 )
 
-func (b *Backend) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEParams) (float32, error) {
+// tsneStep runs one t-SNE iteration on s in place and returns the KL
+// divergence when p asks for it.
+func (b *Backend) tsneStep(ctx context.Context, v variant, s accel.TSNEState, p accel.TSNEParams) (float32, error) {
 	n := s.N()
 	// Scratch, in one allocation: z, rx, ry, the new Y, the KL terms, the
 	// tree sum's ping-pong halves, then Z, the two column sums and the KL.
@@ -234,7 +280,6 @@ func (b *Backend) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEP
 		total   = outOff + 4
 	)
 	var kl float32
-	v := b.variant()
 	err := b.run(ctx, "tsne_step", []*accel.Tensor{s.Y, s.Update, s.Gains}, func(d *device) error {
 		scratch, err := d.pool.alloc(d.libs.drv, int64(total)*4)
 		if err != nil {

@@ -370,4 +370,3 @@ func TestRunElementwise(t *testing.T) {
 		checkClose(t, "add", runDirect(t, addGraph(), floats("X", x, shape...), floats("B", bias, int64(last)))["Y"], add, 0)
 	}
 }
-

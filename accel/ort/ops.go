@@ -3,207 +3,331 @@ package ort
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/hostmem"
+	"github.com/accelnode/accelnode/accel/internal/hostmem"
 	"github.com/accelnode/accelnode/models/onnx"
 )
 
-// graph returns the encoder of the graph build makes; it runs only when a
-// session is first created, not on every call.
-func graph(build func() *onnx.Model) func() []byte {
-	return func() []byte { return onnx.Marshal(build()) }
+// kernels maps every operation to its kernel. Each sends the calls that
+// onORT accepts to ONNX Runtime (b.viaORT) and the rest to the contract's
+// CPU kernel.
+func (b *Backend) kernels() accel.Kernels {
+	b.viaORT = accel.Kernels{
+		accel.MatMul:    b.matMul,
+		accel.Conv2D:    b.conv2D,
+		accel.AddBias:   b.addBias,
+		accel.Relu:      b.relu,
+		accel.MaxPool2D: b.maxPool2D,
+		accel.Softmax:   b.softmax,
+		accel.Add:       b.add,
+	}
+	strict := b.strict.Table()
+	table := accel.Kernels{
+		// Exact t-SNE as ONNX graphs is 20-50 times slower than the
+		// contract's kernel and holds large intermediates.
+		accel.TSNEStep: strict[accel.TSNEStep],
+	}
+	for op, k := range b.viaORT {
+		table[op] = route(strict[op], k)
+	}
+	return table
 }
 
-func flag(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func (b *Backend) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
-	key := fmt.Sprintf("gemm ta=%d tb=%d", flag(p.TransA), flag(p.TransB))
-	s, err := b.session(key, graph(func() *onnx.Model { return onnx.MatMulGraph(p.TransA, p.TransB) }), []string{"A", "B"}, []string{"Y"})
-	if err != nil {
-		return err
-	}
-	return run(ctx, "matmul", s, []value{tensorValue(a), tensorValue(bm)}, []value{tensorValue(out)})
-}
-
-func (b *Backend) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p accel.Conv2DParams) error {
-	// ONNX Runtime multiplies padding by zero, which differs from skipping
-	// it only where a weight is infinite or NaN: such calls take the
-	// reference kernel.
-	if p.PadTop+p.PadLeft+p.PadBottom+p.PadRight > 0 && !allFinite(hostmem.F32(w)) {
-		return b.exact.Conv2D(ctx, out, x, w, bias, p)
-	}
-	attrs := onnx.ConvAttrs{
-		StrideH: p.StrideH, StrideW: p.StrideW,
-		PadTop: p.PadTop, PadLeft: p.PadLeft, PadBottom: p.PadBottom, PadRight: p.PadRight,
-		DilationH: p.DilationH, DilationW: p.DilationW, Groups: p.Groups,
-	}
-	key := fmt.Sprintf("conv %+v bias=%d", attrs, flag(bias != nil))
-	inputs, values := []string{"X", "W"}, []value{tensorValue(x), tensorValue(w)}
-	if bias != nil {
-		inputs, values = append(inputs, "B"), append(values, tensorValue(bias))
-	}
-	s, err := b.session(key, graph(func() *onnx.Model { return onnx.ConvGraph(attrs, bias != nil) }), inputs, []string{"Y"})
-	if err != nil {
-		return err
-	}
-	return run(ctx, "conv2d", s, values, []value{tensorValue(out)})
-}
-
-func (b *Backend) AddBias(ctx context.Context, out, x, bias *accel.Tensor, axis int) error {
-	s, err := b.session("add", graph(onnx.AddGraph), []string{"X", "B"}, []string{"Y"})
-	if err != nil {
-		return err
-	}
-	// The bias as [dim, 1, …, 1], which broadcasts along axis.
-	shape := x.Shape()
-	bshape := make([]int, len(shape)-axis)
-	for i := range bshape {
-		bshape[i] = 1
-	}
-	bshape[0] = shape[axis]
-	bv := value{f32: hostmem.F32(bias), shape: bshape}
-	return run(ctx, "add_bias", s, []value{tensorValue(x), bv}, []value{tensorValue(out)})
-}
-
-func (b *Backend) Relu(ctx context.Context, out, x *accel.Tensor) error {
-	s, err := b.session("relu", graph(onnx.ReluGraph), []string{"X"}, []string{"Y"})
-	if err != nil {
-		return err
-	}
-	return run(ctx, "relu", s, []value{tensorValue(x)}, []value{tensorValue(out)})
-}
-
-func (b *Backend) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.Pool2DParams) error {
-	// ONNX Runtime's MaxPool drops NaN and starts each window from the
-	// largest negative float, so a window of -Inf gives -MaxFloat32: inputs
-	// holding either take the reference kernel.
-	if hasNaNOrNegInf(hostmem.F32(x)) {
-		return b.exact.MaxPool2D(ctx, out, x, p)
-	}
-	attrs := onnx.PoolAttrs{
-		KernelH: p.KernelH, KernelW: p.KernelW, StrideH: p.StrideH, StrideW: p.StrideW,
-		PadTop: p.PadTop, PadLeft: p.PadLeft, PadBottom: p.PadBottom, PadRight: p.PadRight,
-	}
-	s, err := b.session(fmt.Sprintf("maxpool %+v", attrs), graph(func() *onnx.Model { return onnx.MaxPoolGraph(attrs) }), []string{"X"}, []string{"Y"})
-	if err != nil {
-		return err
-	}
-	return run(ctx, "maxpool2d", s, []value{tensorValue(x)}, []value{tensorValue(out)})
-}
-
-func (b *Backend) Softmax(ctx context.Context, out, x *accel.Tensor) error {
-	s, err := b.session("softmax", graph(onnx.SoftmaxGraph), []string{"X"}, []string{"Y"})
-	if err != nil {
-		return err
-	}
-	return run(ctx, "softmax", s, []value{tensorValue(x)}, []value{tensorValue(out)})
-}
-
-// tsnePairs bounds the pairs of one repulsion block, so that the block's
-// intermediate matrices stay small (about 16 MiB each) for any N.
-const tsnePairs = 1 << 22
-
-// TSNEStep runs the exact-gradient iteration as three graphs: the
-// repulsion over blocks of rows against all points (memory O(block·N), never
-// N×N), the attraction and KL over P's stored entries, and the gains,
-// update and re-centring. New values are written to the state only after
-// everything has been read.
-func (b *Backend) TSNEStep(ctx context.Context, st accel.TSNEState, p accel.TSNEParams) (float32, error) {
-	repulsion, err := b.session("tsne repulsion", graph(onnx.TSNERepulsionGraph), []string{"Yb", "Y"}, []string{"z", "rep"})
-	if err != nil {
-		return 0, err
-	}
-	attraction, err := b.session("tsne attraction", graph(onnx.TSNEAttractionGraph),
-		[]string{"rows", "cols", "vals", "Y", "Z"}, []string{"attr", "kl"})
-	if err != nil {
-		return 0, err
-	}
-	update, err := b.session("tsne update", graph(onnx.TSNEUpdateGraph),
-		[]string{"Y", "U", "G", "attr", "rep", "Z", "eta", "alpha", "exag", "min_gain"}, []string{"Y_new", "U_new", "G_new"})
-	if err != nil {
-		return 0, err
-	}
-
-	n := st.N()
-	Y := hostmem.F32(st.Y)[:2*n]
-	z := make([]float32, n)
-	rep := make([]float32, 2*n)
-	rows := max(1, min(n, tsnePairs/n))
-	for r0 := 0; r0 < n; r0 += rows {
-		r1 := min(n, r0+rows)
-		err := run(ctx, "tsne_step", repulsion,
-			[]value{{f32: Y[2*r0 : 2*r1], shape: []int{r1 - r0, 2}}, {f32: Y, shape: []int{n, 2}}},
-			[]value{{f32: z[r0:r1], shape: []int{r1 - r0}}, {f32: rep[2*r0 : 2*r1], shape: []int{r1 - r0, 2}}})
-		if err != nil {
-			return 0, err
+// route serves a call on ONNX Runtime when onORT accepts it, else on the
+// contract's kernel.
+func route(strict, onnxRuntime accel.Kernel) accel.Kernel {
+	return func(ctx context.Context, c *accel.Call) error {
+		if onORT(c) {
+			return onnxRuntime(ctx, c)
 		}
+		return strict(ctx, c)
 	}
-	var sum float64
-	for _, v := range z {
-		sum += float64(v)
-	}
-	Z := float32(sum)
-
-	// P's row of each stored entry, and its columns, as ONNX's int64 indices.
-	rowPtr, cols := hostmem.I32(st.RowPtr), hostmem.I32(st.Cols)
-	nnz := len(cols)
-	rowIdx, colIdx := make([]int64, nnz), make([]int64, nnz)
-	for i := range n {
-		for e := rowPtr[i]; e < rowPtr[i+1]; e++ {
-			rowIdx[e] = int64(i)
-		}
-	}
-	for e, c := range cols {
-		colIdx[e] = int64(c)
-	}
-	attr := make([]float32, 2*n)
-	kl := make([]float32, 1)
-	err = run(ctx, "tsne_step", attraction,
-		[]value{{i64: rowIdx, shape: []int{nnz}}, {i64: colIdx, shape: []int{nnz}}, tensorValue(st.Vals), {f32: Y, shape: []int{n, 2}}, scalarValue(Z)},
-		[]value{{f32: attr, shape: []int{n, 2}}, {f32: kl, scalar: true}})
-	if err != nil {
-		return 0, err
-	}
-
-	newY, newU, newG := make([]float32, 2*n), make([]float32, 2*n), make([]float32, 2*n)
-	pair := func(v []float32) value { return value{f32: v, shape: []int{n, 2}} }
-	err = run(ctx, "tsne_step", update,
-		[]value{pair(Y), tensorValue(st.Update), tensorValue(st.Gains), pair(attr), pair(rep),
-			scalarValue(Z), scalarValue(p.LearningRate), scalarValue(p.Momentum), scalarValue(p.Exaggeration), scalarValue(p.MinGain)},
-		[]value{pair(newY), pair(newU), pair(newG)})
-	if err != nil {
-		return 0, err
-	}
-	copy(Y, newY)
-	copy(hostmem.F32(st.Update), newU)
-	copy(hostmem.F32(st.Gains), newG)
-	if !p.ComputeKL {
-		return 0, nil
-	}
-	return kl[0], nil
 }
 
-func allFinite(v []float32) bool {
-	for _, x := range v {
-		if math.IsInf(float64(x), 0) || x != x {
-			return false
-		}
+// onORT decides where a call runs: on ONNX Runtime unless it is too small to
+// repay a run's fixed cost (routing.go) or its inputs hold special values
+// that ONNX Runtime's kernel gets wrong.
+func onORT(c *accel.Call) bool {
+	if small(c) {
+		return false
+	}
+	switch c.Op {
+	case accel.Conv2D:
+		// ONNX Runtime multiplies padding by zero, which differs from
+		// skipping it only where a weight is infinite or NaN.
+		p := c.Params.(accel.Conv2DParams)
+		padded := p.PadTop+p.PadLeft+p.PadBottom+p.PadRight > 0
+		return !padded || !notFinite(hostmem.F32(c.In[1]))
+	case accel.MaxPool2D:
+		// ONNX Runtime's MaxPool drops NaN, and some of its paths start
+		// a window from the largest negative float, so that a window of
+		// -Inf and padding gives -MaxFloat32. The scan costs a third of a
+		// nanosecond an element, a fraction of ONNX Runtime's pooling.
+		return !nanOrNegInf(hostmem.F32(c.In[0]))
 	}
 	return true
 }
 
-func hasNaNOrNegInf(v []float32) bool {
+// notFinite reports whether v holds NaN or ±Inf, nanOrNegInf whether it
+// holds NaN or -Inf: one or two comparisons an element, which NaN fails.
+func notFinite(v []float32) bool {
 	for _, x := range v {
-		if x != x || math.IsInf(float64(x), -1) {
+		if !(x >= -math.MaxFloat32 && x <= math.MaxFloat32) {
 			return true
 		}
 	}
 	return false
+}
+
+func nanOrNegInf(v []float32) bool {
+	for _, x := range v {
+		if !(x >= -math.MaxFloat32) {
+			return true
+		}
+	}
+	return false
+}
+
+// opSession returns the cached session of an operation's graph, creating it
+// with build on first use; the caller releases it.
+func (b *Backend) opSession(ctx context.Context, key string, build func() *onnx.Model) (*cacheEntry, error) {
+	return b.ops.acquire(ctx, key, func() (created, error) {
+		m := build()
+		s, err := b.newSession(onnx.Marshal(m), valueNames(m.Graph.Inputs), valueNames(m.Graph.Outputs))
+		if err != nil {
+			return created{}, fmt.Errorf("%w: create session: %w", accel.ErrDevice, err)
+		}
+		return created{session: s}, nil
+	})
+}
+
+// ONNX Runtime checks for termination between the nodes of a graph, not
+// inside a kernel, so a call that would take long is run as several
+// pieces, each its own run on part of the tensors: a deadline then stops
+// it within one piece. A piece does at most about pieceOps multiply-adds
+// or comparisons, or touches at most pieceElems elements: some tens of
+// milliseconds on all the cores of a current CPU, under half a second on
+// one, and big enough that ONNX Runtime's kernels run at full speed
+// (matmul pieces of an eighth of the size measured up to three times
+// slower, the packing of B no longer amortised). Tests make them small.
+var (
+	pieceOps   = 1 << 33
+	pieceElems = 1 << 24
+)
+
+// piece is one run of an operation's graph on slices of the call's tensors.
+type piece struct {
+	in, out             [][]float32
+	inShapes, outShapes [][]int
+}
+
+// split divides count items of work units each into runs of at most
+// limit units, at least one item each, and yields their bounds.
+func split(count int, work float64, limit int) iter.Seq2[int, int] {
+	step := max(1, int(float64(limit)/max(work, 1)))
+	return func(yield func(lo, hi int) bool) {
+		for lo := 0; lo < count; lo += step {
+			if !yield(lo, min(lo+step, count)) {
+				return
+			}
+		}
+	}
+}
+
+// runPieces runs the graph cached under key on each piece in turn.
+func (b *Backend) runPieces(ctx context.Context, key string, build func() *onnx.Model, pieces iter.Seq[piece]) error {
+	e, err := b.opSession(ctx, key, build)
+	if err != nil {
+		return err
+	}
+	defer b.ops.release(e)
+	for p := range pieces {
+		in, err := wrap(p.in, p.inShapes)
+		if err != nil {
+			return err
+		}
+		out, err := wrap(p.out, p.outShapes)
+		if err != nil {
+			in.destroy()
+			return err
+		}
+		b.pieces.Add(1)
+		if err := runOp(ctx, e.session, in, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// matMul runs Gemm on blocks of the rows of op(A) and C. Where A is stored
+// transposed, a block's rows are columns of A, copied out (still
+// transposed) for the run.
+func (b *Backend) matMul(ctx context.Context, c *accel.Call) error {
+	p := c.Params.(accel.MatMulParams)
+	a, bm := c.In[0], c.In[1]
+	m, k, n, _ := accel.MatMulDims(a.Shape(), bm.Shape(), p)
+	A, B, C := hostmem.F32(a), hostmem.F32(bm), hostmem.F32(c.Out[0])
+	pieces := func(yield func(piece) bool) {
+		var scratch []float32
+		for lo, hi := range split(m, float64(k)*float64(n), pieceOps) {
+			rows := hi - lo
+			pa, shapeA := A[lo*k:hi*k], []int{rows, k}
+			switch {
+			case p.TransA && rows == m:
+				pa, shapeA = A, a.Shape()
+			case p.TransA:
+				if cap(scratch) < k*rows {
+					scratch = make([]float32, k*rows)
+				}
+				pa, shapeA = scratch[:k*rows], []int{k, rows}
+				for q := range k {
+					copy(pa[q*rows:(q+1)*rows], A[q*m+lo:q*m+hi])
+				}
+			}
+			if !yield(piece{
+				in: [][]float32{pa, B}, inShapes: [][]int{shapeA, bm.Shape()},
+				out: [][]float32{C[lo*n : hi*n]}, outShapes: [][]int{{rows, n}},
+			}) {
+				return
+			}
+		}
+	}
+	key := fmt.Sprintf("matmul transA=%t transB=%t", p.TransA, p.TransB)
+	return b.runPieces(ctx, key, func() *onnx.Model { return matMulGraph(p.TransA, p.TransB) }, pieces)
+}
+
+// conv2D runs Conv on blocks of images, and where one image is too much
+// for a piece and there is one group, on blocks of its output channels.
+func (b *Backend) conv2D(ctx context.Context, c *accel.Call) error {
+	p := c.Params.(accel.Conv2DParams)
+	x, w, bias, y := c.In[0], c.In[1], c.In[2], c.Out[0]
+	xs, ws, ys := x.Shape(), w.Shape(), y.Shape()
+	images, oc := xs[0], ws[0]
+	imageIn, imageOut := xs[1]*xs[2]*xs[3], oc*ys[2]*ys[3]
+	filter := ws[1] * ws[2] * ws[3]
+	X, W, Y := hostmem.F32(x), hostmem.F32(w), hostmem.F32(y)
+	var Bias []float32
+	if bias != nil {
+		Bias = hostmem.F32(bias)
+	}
+	// block is the piece of images [i0, i1) and output channels [o0, o1).
+	block := func(i0, i1, o0, o1 int) piece {
+		outPlane := ys[2] * ys[3]
+		pc := piece{
+			in:        [][]float32{X[i0*imageIn : i1*imageIn], W[o0*filter : o1*filter]},
+			inShapes:  [][]int{{i1 - i0, xs[1], xs[2], xs[3]}, {o1 - o0, ws[1], ws[2], ws[3]}},
+			out:       [][]float32{Y[i0*imageOut+o0*outPlane : (i1-1)*imageOut+o1*outPlane]},
+			outShapes: [][]int{{i1 - i0, o1 - o0, ys[2], ys[3]}},
+		}
+		if Bias != nil {
+			pc.in, pc.inShapes = append(pc.in, Bias[o0:o1]), append(pc.inShapes, []int{o1 - o0})
+		}
+		return pc
+	}
+	perImage := float64(imageOut) * float64(filter)
+	pieces := func(yield func(piece) bool) {
+		if perImage <= float64(pieceOps) || p.Groups > 1 {
+			for i0, i1 := range split(images, perImage, pieceOps) {
+				if !yield(block(i0, i1, 0, oc)) {
+					return
+				}
+			}
+			return
+		}
+		for i := range images {
+			for o0, o1 := range split(oc, perImage/float64(oc), pieceOps) {
+				if !yield(block(i, i+1, o0, o1)) {
+					return
+				}
+			}
+		}
+	}
+	key := fmt.Sprintf("conv2d %+v bias=%t", p, bias != nil)
+	return b.runPieces(ctx, key, func() *onnx.Model { return convGraph(p, bias != nil) }, pieces)
+}
+
+// maxPool2D runs MaxPool on blocks of the input's planes, each plane an
+// image of one channel.
+func (b *Backend) maxPool2D(ctx context.Context, c *accel.Call) error {
+	p := c.Params.(accel.Pool2DParams)
+	xs, ys := c.In[0].Shape(), c.Out[0].Shape()
+	X, Y := hostmem.F32(c.In[0]), hostmem.F32(c.Out[0])
+	inPlane, outPlane := xs[2]*xs[3], ys[2]*ys[3]
+	pieces := func(yield func(piece) bool) {
+		for lo, hi := range split(xs[0]*xs[1], float64(outPlane)*float64(p.KernelH*p.KernelW), pieceOps) {
+			if !yield(piece{
+				in: [][]float32{X[lo*inPlane : hi*inPlane]}, inShapes: [][]int{{hi - lo, 1, xs[2], xs[3]}},
+				out: [][]float32{Y[lo*outPlane : hi*outPlane]}, outShapes: [][]int{{hi - lo, 1, ys[2], ys[3]}},
+			}) {
+				return
+			}
+		}
+	}
+	key := fmt.Sprintf("maxpool2d %+v", p)
+	return b.runPieces(ctx, key, func() *onnx.Model { return maxPoolGraph(p) }, pieces)
+}
+
+// rows runs a graph of any rank on blocks of rows of width elements: every
+// input and output is viewed as [len/width, width].
+func (b *Backend) rows(ctx context.Context, key string, build func() *onnx.Model, c *accel.Call, width int) error {
+	in, out := make([][]float32, len(c.In)), hostmem.F32(c.Out[0])
+	for i, t := range c.In {
+		in[i] = hostmem.F32(t)
+	}
+	pieces := func(yield func(piece) bool) {
+		for lo, hi := range split(len(out)/width, float64(width), pieceElems) {
+			pc := piece{out: [][]float32{out[lo*width : hi*width]}, outShapes: [][]int{{hi - lo, width}}}
+			for _, v := range in {
+				pc.in, pc.inShapes = append(pc.in, v[lo*width:hi*width]), append(pc.inShapes, []int{hi - lo, width})
+			}
+			if !yield(pc) {
+				return
+			}
+		}
+	}
+	return b.runPieces(ctx, key, build, pieces)
+}
+
+func (b *Backend) relu(ctx context.Context, c *accel.Call) error {
+	return b.rows(ctx, "relu", reluGraph, c, 1)
+}
+
+func (b *Backend) add(ctx context.Context, c *accel.Call) error {
+	return b.rows(ctx, "add", addGraph, c, 1)
+}
+
+// softmax works along the last axis: its rows are the pieces' rows.
+func (b *Backend) softmax(ctx context.Context, c *accel.Call) error {
+	shape := c.In[0].Shape()
+	return b.rows(ctx, "softmax", softmaxGraph, c, shape[len(shape)-1])
+}
+
+// addBias runs Add on x viewed as [outer, dim, inner] and the bias as
+// [dim, 1], which broadcasts along the axis, in blocks of outer rows. Along
+// axis 0 there is one outer row, so one run: it streams at most
+// accel.MaxElements elements, a fraction of a second.
+func (b *Backend) addBias(ctx context.Context, c *accel.Call) error {
+	shape := c.In[0].Shape()
+	axis := c.Params.(accel.AddBiasParams).Axis
+	dim, inner := shape[axis], 1
+	for _, d := range shape[axis+1:] {
+		inner *= d
+	}
+	X, Bias, Y := hostmem.F32(c.In[0]), hostmem.F32(c.In[1]), hostmem.F32(c.Out[0])
+	row := dim * inner
+	pieces := func(yield func(piece) bool) {
+		for lo, hi := range split(len(X)/row, float64(row), pieceElems) {
+			if !yield(piece{
+				in:       [][]float32{X[lo*row : hi*row], Bias},
+				inShapes: [][]int{{hi - lo, dim, inner}, {dim, 1}},
+				out:      [][]float32{Y[lo*row : hi*row]}, outShapes: [][]int{{hi - lo, dim, inner}},
+			}) {
+				return
+			}
+		}
+	}
+	return b.runPieces(ctx, "add", addGraph, pieces)
 }

@@ -2,39 +2,59 @@
 // ONNX Runtime's MLAS kernels (SIMD on every core), through
 // github.com/yalue/onnxruntime_go.
 //
-// Every operation runs as a small ONNX graph (models/onnx builds them, with
-// symbolic dimensions) in a session created on first use and kept for the
-// process, one per operation and attribute set. Sessions serve concurrent
-// calls: ONNX Runtime allows concurrent Run on one session. Tensors live in
-// host memory (accel/hostmem), and ONNX Runtime reads inputs and writes
-// outputs in place, without copies.
+// Operations run as small ONNX graphs (graphs.go, with symbolic dimensions)
+// in sessions created on first use, one per operation and attribute set,
+// and whole models (accel.ONNXRunner) in one session per model. Sessions
+// serve concurrent calls: ONNX Runtime allows concurrent Run on one
+// session. They are kept in two bounded LRU caches, DefaultOpSessions
+// sessions of operations and DefaultModelSessions of models, so that
+// operations with ever new attributes cannot evict the models' sessions;
+// CacheStats counts their hits, misses and evictions. A session serving a
+// call is destroyed only once the call has released it. Tensors live in
+// host memory (accel/internal/hostmem), and ONNX Runtime reads inputs and
+// writes outputs in place, without copies.
+//
+// Every run carries run options that are terminated when the call's
+// context ends. ONNX Runtime looks at them only between the nodes of a
+// graph, so a long operation runs as several runs on parts of its tensors
+// (ops.go), and a deadline stops it within one part.
+//
+// Some calls do not go to ONNX Runtime but to the contract's CPU kernels
+// (accel/internal/strictcpu), on the same tensors:
+//   - calls too small to repay ONNX Runtime's fixed cost per run (see
+//     routing.go for the rule and its measurements);
+//   - inputs ONNX Runtime's kernels get wrong: a padded Conv with a
+//     non-finite weight, a MaxPool over NaN or -Inf (see onORT);
+//   - every tsne_step: exact t-SNE as ONNX graphs is many times slower and
+//     holds O(N·block) intermediates.
 //
 // ONNX Runtime does not implement the numerics contract (its kernels block,
-// vectorise and fuse as they like), so the backend is never deterministic in
-// the contract's sense and strict mode does not select it. How far it lies
-// from the contract is measured by the conformance drivers and reported in
-// docs/benchmarks.md.
+// vectorise and fuse as they like), so the backend serves fast and checked
+// mode only, never strict. How far it lies from the contract is measured by
+// the conformance drivers and reported in docs/benchmarks.md.
 //
 // "ort-cuda" is the same backend on ONNX Runtime's CUDA execution provider,
 // available where that provider's libraries are installed beside the core
 // library (an official GPU build of ONNX Runtime).
+//
+// ONNX Runtime's environment belongs to the process: the first backend
+// opened creates it, and Shutdown destroys it at exit.
 package ort
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/hostmem"
-	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/accel/internal/hostmem"
+	"github.com/accelnode/accelnode/accel/internal/ortlib"
+	"github.com/accelnode/accelnode/accel/internal/strictcpu"
 	"github.com/accelnode/accelnode/internal/cpuinfo"
-	"github.com/accelnode/accelnode/internal/ortlib"
 )
 
 func init() {
@@ -42,35 +62,50 @@ func init() {
 	accel.Register("ort-cuda", func(o accel.Options) accel.Backend { return New(o, true) })
 }
 
-// Backend runs operations on ONNX Runtime. It is safe for concurrent use.
+// Backend runs operations and models on ONNX Runtime. It is safe for
+// concurrent use.
 type Backend struct {
 	name    string
 	cuda    bool
 	threads int
 	lib     string
 	reason  string // why the backend is unavailable, or ""
-	// exact serves the inputs where ONNX Runtime's kernels disagree with
-	// IEEE arithmetic (see Conv2D and MaxPool2D).
-	exact *ref.Backend
 
-	mu       sync.Mutex
-	sessions map[string]*cachedSession
-	closed   bool
+	// strict serves the calls ONNX Runtime should not (see the package
+	// comment).
+	strict *strictcpu.Kernels
+	// viaORT are the kernels on ONNX Runtime alone; table routes between
+	// them and strict.
+	viaORT, table accel.Kernels
+
+	ops, models *sessionCache
+	// pieces counts the runs of operations' graphs, one per piece.
+	pieces atomic.Uint64
 }
 
-var _ accel.Backend = (*Backend)(nil)
+var (
+	_ accel.Backend    = (*Backend)(nil)
+	_ accel.ONNXRunner = (*Backend)(nil)
+)
 
 // New opens the backend: on the CPU, or with cuda on ONNX Runtime's CUDA
-// execution provider. It never fails; Status says why it cannot serve.
+// execution provider. The library is o.Libraries["ort"] (a file, a folder
+// or a colon-separated list of folders), else .deps/libonnxruntime.so.1
+// beside the executable or above the working directory. It never fails;
+// Status says why it cannot serve.
 func New(o accel.Options, cuda bool) *Backend {
-	b := &Backend{name: "ort", cuda: cuda, threads: o.Threads, sessions: map[string]*cachedSession{}}
+	b := &Backend{
+		name: "ort", cuda: cuda, threads: o.Threads,
+		ops: newSessionCache(DefaultOpSessions), models: newSessionCache(DefaultModelSessions),
+	}
 	if cuda {
 		b.name = "ort-cuda"
 	}
 	if b.threads <= 0 {
 		b.threads = runtime.NumCPU()
 	}
-	b.exact = ref.New(b.threads)
+	b.strict = strictcpu.New(b.threads)
+	b.table = b.kernels()
 	lib, err := ortlib.Find(o.Libraries["ort"])
 	if err == nil {
 		err = ortlib.Init(lib)
@@ -85,6 +120,10 @@ func New(o accel.Options, cuda bool) *Backend {
 	}
 	return b
 }
+
+// Shutdown destroys the process's ONNX Runtime environment, at exit, after
+// every backend has been closed. Backends opened later are unavailable.
+func Shutdown() error { return ortlib.Shutdown() }
 
 // cudaProviderMissing says why the CUDA execution provider cannot be used
 // with the core library at lib, or returns "" if its library is there.
@@ -101,7 +140,7 @@ func cudaProviderMissing(lib string) string {
 func (b *Backend) Name() string { return b.name }
 
 func (b *Backend) Status() accel.Status {
-	st := accel.Status{Name: b.name, Speed: 50, Threads: b.threads}
+	st := accel.Status{Name: b.name, Speed: 50, Threads: b.threads, Modes: []accel.Mode{accel.Fast, accel.Checked}}
 	if b.cuda {
 		st.Speed = 90
 		st.Threads = 0
@@ -118,22 +157,29 @@ func (b *Backend) Status() accel.Status {
 	return st
 }
 
-// Close destroys the cached sessions. The ONNX Runtime environment stays:
-// it is the process's, shared with every other user.
-func (b *Backend) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	var first error
-	for key, s := range b.sessions {
-		if s.session != nil {
-			if err := s.session.Destroy(); err != nil && first == nil {
-				first = fmt.Errorf("ort: destroy session %s: %w", key, err)
-			}
-		}
-		delete(b.sessions, key)
+// Kernel returns the kernel for op in fast and checked mode. There are none
+// in strict mode, and none while the backend is unavailable.
+func (b *Backend) Kernel(op *accel.Op, mode accel.Mode) accel.Kernel {
+	if b.reason != "" || (mode != accel.Fast && mode != accel.Checked) {
+		return nil
 	}
-	return first
+	return b.table[op]
+}
+
+// CacheStats returns the counts of the session caches.
+func (b *Backend) CacheStats() CacheStats {
+	return CacheStats{Ops: b.ops.stats(), Models: b.models.stats()}
+}
+
+// Close destroys the cached sessions; sessions serving a call are destroyed
+// when it ends. The ONNX Runtime environment stays: it is the process's,
+// shared with every other user (see Shutdown).
+func (b *Backend) Close() error {
+	errOps, errModels := b.ops.close(), b.models.close()
+	if errOps != nil {
+		return errOps
+	}
+	return errModels
 }
 
 func (b *Backend) Alloc(dt accel.DType, n int) (accel.Buffer, error) {
@@ -151,53 +197,22 @@ func (b *Backend) Read(src accel.Buffer, first int, dst []byte) error {
 	return hostmem.Read(src, first, dst)
 }
 
-// cachedSession is one graph's ONNX Runtime session, created once.
-type cachedSession struct {
-	once    sync.Once
-	session *ort.DynamicAdvancedSession
-	err     error
-}
-
-// session returns the session for key, building its graph with build on
-// first use. inputs and outputs are the graph's value names, in the order
-// Run takes them.
-func (b *Backend) session(key string, build func() []byte, inputs, outputs []string) (*ort.DynamicAdvancedSession, error) {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s is closed", accel.ErrDevice, b.name)
-	}
-	cs := b.sessions[key]
-	if cs == nil {
-		cs = &cachedSession{}
-		b.sessions[key] = cs
-	}
-	b.mu.Unlock()
-	cs.once.Do(func() {
-		opts, err := b.sessionOptions()
-		if err != nil {
-			cs.err = err
-			return
-		}
-		defer opts.Destroy()
-		cs.session, cs.err = ort.NewDynamicAdvancedSessionWithONNXData(build(), inputs, outputs, opts)
-		if cs.err != nil {
-			cs.err = fmt.Errorf("ort: create session for %s: %w", key, cs.err)
-		}
-	})
-	return cs.session, cs.err
-}
-
+// sessionOptions are the options of every session the backend creates.
 func (b *Backend) sessionOptions() (*ort.SessionOptions, error) {
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
-		return nil, fmt.Errorf("ort: session options: %w", err)
+		return nil, fmt.Errorf("session options: %w", err)
 	}
 	for _, set := range []func() error{
 		func() error { return opts.SetIntraOpNumThreads(b.threads) },
 		func() error { return opts.SetInterOpNumThreads(1) },
 		func() error { return opts.SetExecutionMode(ort.ExecutionModeSequential) },
 		func() error { return opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll) },
+		// Idle workers sleep rather than spin: a session's spinning
+		// workers took the cores from the next session's run and from
+		// the contract's kernels, making a cnn forward pass up to six
+		// times slower warm, and its first pass seven times slower.
+		func() error { return opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0") },
 		func() error {
 			if !b.cuda {
 				return nil
@@ -212,91 +227,19 @@ func (b *Backend) sessionOptions() (*ort.SessionOptions, error) {
 	} {
 		if err := set(); err != nil {
 			opts.Destroy()
-			return nil, fmt.Errorf("ort: session options: %w", err)
+			return nil, fmt.Errorf("session options: %w", err)
 		}
 	}
 	return opts, nil
 }
 
-// value is one input or output of a Run: a tensor's data with the shape ONNX
-// Runtime should see, or a scalar.
-type value struct {
-	f32    []float32
-	i64    []int64
-	shape  []int
-	scalar bool
-}
-
-func tensorValue(t *accel.Tensor) value { return value{f32: hostmem.F32(t), shape: t.Shape()} }
-
-func scalarValue(x float32) value { return value{f32: []float32{x}, scalar: true} }
-
-// ortValue wraps v for ONNX Runtime without copying its data.
-func (v value) ortValue() (ort.Value, error) {
-	if v.scalar {
-		return ort.NewScalar(v.f32[0])
-	}
-	dims := make([]int64, len(v.shape))
-	for i, d := range v.shape {
-		dims[i] = int64(d)
-	}
-	if v.i64 != nil {
-		return ort.NewTensor(ort.NewShape(dims...), v.i64)
-	}
-	return ort.NewTensor(ort.NewShape(dims...), v.f32)
-}
-
-// run runs session on inputs, writing into outputs, whose shapes must be
-// the ones the graph produces. A context that ends during the run
-// terminates it.
-func run(ctx context.Context, op string, s *ort.DynamicAdvancedSession, inputs, outputs []value) (err error) {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("ort: %s: interrupted: %w", op, err)
-	}
-	values := make([]ort.Value, 0, len(inputs)+len(outputs))
-	defer func() {
-		for _, v := range values {
-			v.Destroy()
-		}
-	}()
-	wrap := func(vs []value) ([]ort.Value, error) {
-		out := make([]ort.Value, len(vs))
-		for i, v := range vs {
-			ov, err := v.ortValue()
-			if err != nil {
-				return nil, fmt.Errorf("ort: %s: %w", op, err)
-			}
-			out[i] = ov
-			values = append(values, ov)
-		}
-		return out, nil
-	}
-	in, err := wrap(inputs)
+// newSession creates a session on an encoded graph or model with the
+// backend's options.
+func (b *Backend) newSession(graph []byte, inputs, outputs []string) (*ort.DynamicAdvancedSession, error) {
+	opts, err := b.sessionOptions()
 	if err != nil {
-		return err
-	}
-	out, err := wrap(outputs)
-	if err != nil {
-		return err
-	}
-	opts, err := ort.NewRunOptions()
-	if err != nil {
-		return fmt.Errorf("ort: %s: run options: %w", op, err)
+		return nil, err
 	}
 	defer opts.Destroy()
-	stop := context.AfterFunc(ctx, func() { opts.Terminate() })
-	defer stop()
-	if err := s.RunWithOptions(in, out, opts); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("ort: %s: interrupted: %w", op, ctx.Err())
-		}
-		return fmt.Errorf("ort: %s: %w: %w", op, accel.ErrDevice, err)
-	}
-	// Tensors were written in place; a scalar has its own storage.
-	for i, v := range outputs {
-		if v.scalar {
-			v.f32[0] = out[i].(*ort.Scalar[float32]).GetData()
-		}
-	}
-	return nil
+	return ort.NewDynamicAdvancedSessionWithONNXData(graph, inputs, outputs, opts)
 }

@@ -1,13 +1,18 @@
-package conformance_test
+package ref_test
 
 import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel/conformance"
+	"github.com/accelnode/accelnode/accel/conformance/conformancetest"
 	"github.com/accelnode/accelnode/accel/ref"
 )
 
-func TestRef(t *testing.T) { conformance.TestAll(t, ref.New(0)) }
+func TestConformance(t *testing.T) { conformancetest.TestAll(t, ref.New(0)) }
 
-// TestRefOneThread checks that the results do not depend on the thread count.
-func TestRefOneThread(t *testing.T) { conformance.TestAll(t, ref.New(1)) }
+// TestConformanceOneThread runs the quick corpus on one thread; the
+// runner's tests compare one thread with all cores over the whole corpus,
+// bit for bit.
+func TestConformanceOneThread(t *testing.T) {
+	conformancetest.TestCases(t, ref.New(1), conformance.Corpus(true))
+}

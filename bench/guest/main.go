@@ -5,7 +5,9 @@
 //
 //   - plain: the computation written as ordinary code inside the guest,
 //     which is what a WebAssembly program does without host functions (the
-//     reference kernels' portable loops on one thread, compiled to wasm);
+//     reference kernels' portable loops on one thread, compiled to wasm).
+//     The node runs it twice: compiled with the loop checks that let a
+//     deadline stop it, as every guest of `accelnode run` is, and without;
 //   - host: the same computation through the accel host functions, on
 //     inputs uploaded once and resident on the node's backend; each timed
 //     run is the call and the free of its result.
@@ -13,7 +15,7 @@
 // With -workload call it times one tiny host call (a one-element relu and
 // the free of its result) in batches of -batch calls.
 //
-//	GOOS=wasip1 GOARCH=wasm go build -o bin/bench.wasm ./internal/bench/guest
+//	GOOS=wasip1 GOARCH=wasm go build -o bin/bench.wasm ./bench/guest
 package main
 
 import (
@@ -27,8 +29,8 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/bench/workload"
 	"github.com/accelnode/accelnode/hostfn/guest"
-	"github.com/accelnode/accelnode/internal/bench/workload"
 	"github.com/accelnode/accelnode/models"
 )
 
@@ -91,10 +93,13 @@ func run(way, name string, size, batch int, b workload.Budget) ([]time.Duration,
 
 // plain runs the point on the reference kernels compiled into this guest.
 func plain(ctx context.Context, p workload.Point, b workload.Budget) ([]time.Duration, error) {
-	s := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+	s, err := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+	if err != nil {
+		return nil, err
+	}
 	defer s.Close()
 	var model *models.Model
-	if p.Op == "model" {
+	if p.Op == nil {
 		var err error
 		if model, err = models.NewRegistry().Add(workload.CNNName, workload.CNN()); err != nil {
 			return nil, err
@@ -115,7 +120,9 @@ func host(ctx context.Context, p workload.Point, b workload.Budget) ([]time.Dura
 	}
 	var in []guest.Tensor
 	defer func() { guest.FreeAll(in...) }()
-	for _, t := range p.Inputs() {
+	// One input at a time: the guest's memory then holds one large input,
+	// not all of them.
+	err := p.EachInput(func(t workload.Tensor) error {
 		var x guest.Tensor
 		var err error
 		if t.I32 != nil {
@@ -124,16 +131,20 @@ func host(ctx context.Context, p workload.Point, b workload.Budget) ([]time.Dura
 			x, err = guest.FromFloat32(t.F32, t.Shape...)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("upload %s: %w", t.Name, err)
+			return fmt.Errorf("upload %s: %w", t.Name, err)
 		}
 		in = append(in, x)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var call func() ([]guest.Tensor, error)
 	one := func(t guest.Tensor, err error) ([]guest.Tensor, error) { return []guest.Tensor{t}, err }
 	switch p.Op {
-	case "matmul":
+	case accel.MatMul:
 		call = func() ([]guest.Tensor, error) { return one(guest.MatMul(in[0], in[1], 0)) }
-	case "conv2d":
+	case accel.Conv2D:
 		c := p.Conv2DParams()
 		params := guest.Conv2DParams{
 			StrideH: uint32(c.StrideH), StrideW: uint32(c.StrideW),
@@ -141,7 +152,7 @@ func host(ctx context.Context, p workload.Point, b workload.Budget) ([]time.Dura
 			DilationH: uint32(c.DilationH), DilationW: uint32(c.DilationW), Groups: uint32(c.Groups),
 		}
 		call = func() ([]guest.Tensor, error) { return one(guest.Conv2D(in[0], in[1], in[2], params)) }
-	case "tsne_step":
+	case accel.TSNEStep:
 		st := guest.TSNEState{RowPtr: in[0], Cols: in[1], Vals: in[2], Y: in[3], Update: in[4], Gains: in[5]}
 		tp := p.TSNEParams()
 		params := guest.TSNEParams{LearningRate: tp.LearningRate, Momentum: tp.Momentum, Exaggeration: tp.Exaggeration, MinGain: tp.MinGain}
@@ -149,14 +160,14 @@ func host(ctx context.Context, p workload.Point, b workload.Budget) ([]time.Dura
 			_, err := guest.TSNEStep(st, params)
 			return nil, err
 		}
-	case "model":
+	case nil:
 		m, err := guest.OpenModel(workload.CNNName)
 		if err != nil {
 			return nil, err
 		}
 		call = func() ([]guest.Tensor, error) { return m.Run(1, in[0]) }
 	default:
-		return nil, fmt.Errorf("%s: unknown op %q", p.Name, p.Op)
+		return nil, fmt.Errorf("%s: the benchmark guest has no host call for %s", p.Name, p.OpName())
 	}
 	return b.Repeat(ctx, func() error {
 		outs, err := call()

@@ -16,10 +16,26 @@ type Budget struct {
 	Time    time.Duration
 }
 
-// Validate rejects budgets that would time nothing.
+// The bounds of a Budget: enough for any honest measurement, and low
+// enough that no setting keeps one point timing for hours.
+const (
+	MaxWarmup  = 100
+	MaxMinReps = 100
+	MaxMaxReps = 10000
+	MaxTime    = time.Minute
+)
+
+// Validate rejects budgets that would time nothing, or without end.
 func (b Budget) Validate() error {
-	if b.Warmup < 0 || b.MinReps < 1 || b.MaxReps < b.MinReps || b.Time < 0 {
-		return fmt.Errorf("invalid budget: warm-up %d, %d to %d repeats, %v (want warm-up >= 0, 1 <= min <= max, time >= 0)", b.Warmup, b.MinReps, b.MaxReps, b.Time)
+	switch {
+	case b.Warmup < 0 || b.Warmup > MaxWarmup:
+		return fmt.Errorf("invalid budget: %d warm-up runs (want 0 to %d)", b.Warmup, MaxWarmup)
+	case b.MinReps < 1 || b.MinReps > MaxMinReps:
+		return fmt.Errorf("invalid budget: at least %d timed runs (want 1 to %d)", b.MinReps, MaxMinReps)
+	case b.MaxReps < b.MinReps || b.MaxReps > MaxMaxReps:
+		return fmt.Errorf("invalid budget: at most %d timed runs (want %d, the least, to %d)", b.MaxReps, b.MinReps, MaxMaxReps)
+	case b.Time < 0 || b.Time > MaxTime:
+		return fmt.Errorf("invalid budget: time %v (want 0 to %v)", b.Time, MaxTime)
 	}
 	return nil
 }

@@ -22,8 +22,11 @@ func Bind(s *accel.Session, p Point, model *models.Model) (*Bound, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if p.Op == nil && model == nil {
+		return nil, fmt.Errorf("%s: no model given", p.Name)
+	}
 	b := &Bound{s: s}
-	for _, t := range p.Inputs() {
+	err := p.EachInput(func(t Tensor) error {
 		var x *accel.Tensor
 		var err error
 		if t.I32 != nil {
@@ -32,44 +35,27 @@ func Bind(s *accel.Session, p Point, model *models.Model) (*Bound, error) {
 			x, err = s.FromFloat32(t.F32, t.Shape...)
 		}
 		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("upload %s: %w", t.Name, err)
+			return fmt.Errorf("upload %s: %w", t.Name, err)
 		}
 		b.inputs = append(b.inputs, x)
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
 	}
 	in := b.inputs
-	one := func(t *accel.Tensor, err error) ([]*accel.Tensor, error) {
-		if err != nil {
-			return nil, err
-		}
-		return []*accel.Tensor{t}, nil
-	}
-	switch p.Op {
-	case "matmul":
-		b.run = func(ctx context.Context) ([]*accel.Tensor, error) {
-			return one(s.MatMul(ctx, in[0], in[1], accel.MatMulParams{}))
-		}
-	case "conv2d":
-		params := p.Conv2DParams()
-		b.run = func(ctx context.Context) ([]*accel.Tensor, error) {
-			return one(s.Conv2D(ctx, in[0], in[1], in[2], params))
-		}
-	case "tsne_step":
-		st := accel.TSNEState{RowPtr: in[0], Cols: in[1], Vals: in[2], Y: in[3], Update: in[4], Gains: in[5]}
-		params := p.TSNEParams()
-		b.run = func(ctx context.Context) ([]*accel.Tensor, error) {
-			_, err := s.TSNEStep(ctx, st, params)
-			return nil, err
-		}
-	case "model":
-		if model == nil {
-			b.Close()
-			return nil, fmt.Errorf("%s: no model given", p.Name)
-		}
+	if p.Op == nil {
 		b.run = func(ctx context.Context) ([]*accel.Tensor, error) { return model.Run(ctx, s, in) }
-	default:
-		b.Close()
-		return nil, fmt.Errorf("%s: unknown op %q", p.Name, p.Op)
+		return b, nil
+	}
+	op, params := p.Op, p.Params()
+	b.run = func(ctx context.Context) ([]*accel.Tensor, error) {
+		out, _, err := s.Run(ctx, op, params, in...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op.Name, err)
+		}
+		return out, nil
 	}
 	return b, nil
 }

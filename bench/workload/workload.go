@@ -19,19 +19,36 @@ import (
 	"github.com/accelnode/accelnode/accel"
 )
 
-// Spec is a workload: one operation of the guest ABI on inputs whose shape
-// grows with Size.
+// Spec is a workload: one operation of the node's op table, or a whole
+// model, on inputs whose shape grows with Size.
 type Spec struct {
 	// Name identifies the workload, such as "matmul-dense" or "conv2d-resnet50".
 	Name string
-	// Op is the ABI operation it calls: matmul, conv2d, tsne_step or model.
-	Op string
+	// Op is the operation it calls; nil for the whole-model workload, which
+	// runs the CNN through the model ABI (OpName "model").
+	Op *accel.Op
 	// SizeName says what the size counts, such as "n" or "batch".
 	SizeName string
 	// Summary describes the workload for reports.
 	Summary string
 	// Sizes is the full sweep, Quick a short one that still runs every path.
 	Sizes, Quick []int
+	// MaxSize is the largest size accepted. Each is set from the
+	// workload's own tensors and FLOPs (see specs), so that a mistyped size
+	// is refused rather than left running for hours.
+	MaxSize int
+}
+
+// ModelOp is the op name of the whole-model workload in reports and in
+// --ops: it runs a model, not one operation of the op table.
+const ModelOp = "model"
+
+// OpName is the name of the operation the workload calls, or ModelOp.
+func (s Spec) OpName() string {
+	if s.Op == nil {
+		return ModelOp
+	}
+	return s.Op.Name
 }
 
 // Sizes of the fixed layers.
@@ -40,25 +57,32 @@ const (
 	tsneNeighbours    = 90 // 3·perplexity at perplexity 30, as exact t-SNE codes use
 )
 
+// The largest sizes keep one run within a few GiB of tensors (a session
+// holds 4 GiB by default) and within minutes on a CPU backend at 100
+// GFLOP/s: matmul-square 16384 is 3 GiB and 8.8 TFLOP; matmul-dense 262144
+// rows 2 GiB and 0.56 TFLOP; conv2d-mnist 16384 images 1.5 GB; conv2d-resnet50
+// 1024 images 1.6 GB and 0.24 TFLOP; a t-SNE step over 70,000 points, the
+// size of MNIST, 64 GFLOP (it grows as N²); the CNN on 8192 images 43 GFLOP
+// and about 1.4 GB of activations.
 var specs = []Spec{
-	{Name: "matmul-square", Op: "matmul", SizeName: "n",
+	{Name: "matmul-square", Op: accel.MatMul, SizeName: "n",
 		Summary: "square product [n,n]·[n,n]",
-		Sizes:   []int{64, 128, 256, 512, 1024, 2048, 4096, 8192}, Quick: []int{64, 128}},
-	{Name: "matmul-dense", Op: "matmul", SizeName: "rows",
+		Sizes:   []int{64, 128, 256, 512, 1024, 2048, 4096, 8192}, Quick: []int{64, 128}, MaxSize: 16384},
+	{Name: "matmul-dense", Op: accel.MatMul, SizeName: "rows",
 		Summary: fmt.Sprintf("dense layer [rows,%d]·[%d,%d]: tall and skinny; memory-bound at few rows", denseIn, denseIn, denseOut),
-		Sizes:   []int{1, 8, 64, 512, 4096, 32768}, Quick: []int{1, 16}},
-	{Name: "conv2d-mnist", Op: "conv2d", SizeName: "batch",
+		Sizes:   []int{1, 8, 64, 512, 4096, 32768}, Quick: []int{1, 16}, MaxSize: 262144},
+	{Name: "conv2d-mnist", Op: accel.Conv2D, SizeName: "batch",
 		Summary: "MNIST first layer: [batch,1,28,28] * [32,1,3,3]",
-		Sizes:   []int{1, 16, 128, 1024}, Quick: []int{1, 16}},
-	{Name: "conv2d-resnet50", Op: "conv2d", SizeName: "batch",
+		Sizes:   []int{1, 16, 128, 1024}, Quick: []int{1, 16}, MaxSize: 16384},
+	{Name: "conv2d-resnet50", Op: accel.Conv2D, SizeName: "batch",
 		Summary: "ResNet-50 3×3 layer: [batch,64,56,56] * [64,64,3,3], pad 1",
-		Sizes:   []int{1, 4, 16, 64}, Quick: []int{1}},
-	{Name: "tsne", Op: "tsne_step", SizeName: "points",
+		Sizes:   []int{1, 4, 16, 64}, Quick: []int{1}, MaxSize: 1024},
+	{Name: "tsne", Op: accel.TSNEStep, SizeName: "points",
 		Summary: fmt.Sprintf("one exact t-SNE step in 2-D, %d neighbours a point in P", tsneNeighbours),
-		Sizes:   []int{1000, 2000, 5000, 10000, 20000, 70000}, Quick: []int{1000}},
-	{Name: "model-cnn", Op: "model", SizeName: "batch",
+		Sizes:   []int{1000, 2000, 5000, 10000, 20000, 70000}, Quick: []int{1000}, MaxSize: 70000},
+	{Name: "model-cnn", SizeName: "batch",
 		Summary: "whole ONNX model: the MNIST CNN (conv 32, pool, conv 64, pool, dense 128, dense 10, softmax)",
-		Sizes:   []int{1, 16, 256, 1024}, Quick: []int{1, 16}},
+		Sizes:   []int{1, 16, 256, 1024}, Quick: []int{1, 16}, MaxSize: 8192},
 }
 
 // Specs returns every workload, in report order.
@@ -78,6 +102,18 @@ func Find(name string) (Spec, error) {
 	return Spec{}, fmt.Errorf("unknown workload %q (known: %s)", name, strings.Join(names, ", "))
 }
 
+// Ops lists the names of the operations the workloads call, in report
+// order, ModelOp among them.
+func Ops() []string {
+	var names []string
+	for _, s := range specs {
+		if !slices.Contains(names, s.OpName()) {
+			names = append(names, s.OpName())
+		}
+	}
+	return names
+}
+
 // Point is a workload at one size.
 type Point struct {
 	Spec
@@ -87,12 +123,18 @@ type Point struct {
 // At returns the workload at size.
 func (s Spec) At(size int) Point { return Point{s, size} }
 
-// Validate rejects sizes the workload cannot take.
+// Validate rejects sizes the workload cannot take: below 1, above MaxSize,
+// or shapes the op refuses.
 func (p Point) Validate() error {
 	if p.Size < 1 {
 		return fmt.Errorf("%s: size %d must be at least 1", p.Name, p.Size)
 	}
-	if p.Op == "tsne_step" && p.Size <= tsneNeighbours {
+	if p.Size > p.MaxSize {
+		top := p.At(p.MaxSize)
+		return fmt.Errorf("%s: %s = %d is above the largest it accepts, %d (one run there is %.4g GFLOP on %.3g GiB of tensors)",
+			p.Name, p.SizeName, p.Size, p.MaxSize, top.FLOPs()/1e9, top.Bytes()/(1<<30))
+	}
+	if p.Op == accel.TSNEStep && p.Size <= tsneNeighbours {
 		return fmt.Errorf("%s: %d points are too few for %d neighbours", p.Name, p.Size, tsneNeighbours)
 	}
 	if b := p.Bytes(); b > float64(accel.DefaultLimits.MaxBytes) {
@@ -106,6 +148,55 @@ func (p Point) Validate() error {
 			}
 			n *= d
 		}
+	}
+	if p.Op != nil {
+		if _, err := p.Op.Shapes(p.inputShapes(), p.Params()); err != nil {
+			return fmt.Errorf("%s at %s %d: %w", p.Name, p.SizeName, p.Size, err)
+		}
+	}
+	return nil
+}
+
+// inputShapes are the shapes of the op's inputs, in the op's order, or of
+// the model's.
+func (p Point) inputShapes() [][]int {
+	n := p.Size
+	switch p.Name {
+	case "matmul-square", "matmul-dense":
+		s := p.shapes()
+		return [][]int{s[0], s[1]}
+	case "conv2d-mnist", "conv2d-resnet50":
+		c := p.conv()
+		return [][]int{c.x, c.w, {c.w[0]}}
+	case "tsne":
+		nnz := n * tsneNeighbours
+		return [][]int{{n + 1}, {nnz}, {nnz}, {n, 2}, {n, 2}, {n, 2}}
+	case "model-cnn":
+		return [][]int{{n, 1, 28, 28}}
+	}
+	return nil
+}
+
+// InputElements counts the elements of the point's inputs: what a guest
+// draws and uploads before it can time anything. The zero Point has none.
+func (p Point) InputElements() int {
+	n := 0
+	for _, s := range p.inputShapes() {
+		n += product(s)
+	}
+	return n
+}
+
+// Params are the parameters the point's op takes (accel.MatMulParams, ...);
+// nil for the whole-model workload.
+func (p Point) Params() any {
+	switch p.Op {
+	case accel.MatMul:
+		return accel.MatMulParams{}
+	case accel.Conv2D:
+		return p.Conv2DParams()
+	case accel.TSNEStep:
+		return p.TSNEParams()
 	}
 	return nil
 }
@@ -243,6 +334,27 @@ type Tensor struct {
 // (a, b) and (x, w, bias); tsne_step takes rowptr, cols, vals, y, update and
 // gains; a model takes its input x.
 func (p Point) Inputs() []Tensor {
+	var in []Tensor
+	p.EachInput(func(t Tensor) error { in = append(in, t); return nil })
+	return in
+}
+
+// EachInput draws the inputs as Inputs does and hands them to f one at a
+// time, so that a caller that uploads each can drop it before the next is
+// drawn: a guest then needs memory for one large input, not all of them.
+// It stops at f's first error.
+func (p Point) EachInput(f func(Tensor) error) error {
+	for _, draw := range p.inputDraws() {
+		if err := f(draw()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inputDraws returns one function per input that draws it, to be called in
+// order: they share the generator.
+func (p Point) inputDraws() []func() Tensor {
 	r := rand.New(rand.NewPCG(uint64(p.Size), uint64(len(p.Name))))
 	uniform := func(n int, scale float32) []float32 {
 		v := make([]float32, n)
@@ -251,20 +363,30 @@ func (p Point) Inputs() []Tensor {
 		}
 		return v
 	}
-	f32 := func(name string, scale float32, shape ...int) Tensor {
-		return Tensor{Name: name, Shape: shape, F32: uniform(product(shape), scale)}
+	f32 := func(name string, scale float32, shape ...int) func() Tensor {
+		return func() Tensor { return Tensor{Name: name, Shape: shape, F32: uniform(product(shape), scale)} }
 	}
 	s := p.shapes()
 	switch p.Name {
 	case "matmul-square", "matmul-dense":
-		return []Tensor{f32("a", 1, s[0]...), f32("b", 1, s[1]...)}
+		return []func() Tensor{f32("a", 1, s[0]...), f32("b", 1, s[1]...)}
 	case "conv2d-mnist", "conv2d-resnet50":
 		c := p.conv()
-		return []Tensor{f32("x", 1, c.x...), f32("w", 0.1, c.w...), f32("bias", 0.1, c.w[0])}
+		return []func() Tensor{f32("x", 1, c.x...), f32("w", 0.1, c.w...), f32("bias", 0.1, c.w[0])}
 	case "tsne":
-		return p.tsneInputs(r)
+		var all []Tensor // drawn together: P's rows and the embedding share the draws
+		draws := make([]func() Tensor, 6)
+		for i := range draws {
+			draws[i] = func() Tensor {
+				if all == nil {
+					all = p.tsneInputs(r)
+				}
+				return all[i]
+			}
+		}
+		return draws
 	case "model-cnn":
-		return []Tensor{f32("x", 1, p.Size, 1, 28, 28)}
+		return []func() Tensor{f32("x", 1, p.Size, 1, 28, 28)}
 	}
 	return nil
 }
@@ -323,7 +445,7 @@ var fingerprint = sync.OnceValue(func() string {
 	h := fnv.New64a()
 	for _, s := range specs {
 		p := s.At(s.Quick[0])
-		fmt.Fprintf(h, "%s:%s:%s:%s:%g:%g:%+v:%+v;", s.Name, s.Op, s.SizeName, p.Shape(), p.FLOPs(), p.Bytes(), p.Conv2DParams(), p.TSNEParams())
+		fmt.Fprintf(h, "%s:%s:%s:%s:%g:%g:%+v:%+v;", s.Name, s.OpName(), s.SizeName, p.Shape(), p.FLOPs(), p.Bytes(), p.Conv2DParams(), p.TSNEParams())
 		for _, t := range p.Inputs() {
 			fmt.Fprintf(h, "%s%v", t.Name, t.Shape)
 			binary.Write(h, binary.LittleEndian, t.F32)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,17 @@ func TestValidate(t *testing.T) {
 		{"matmul-square", 1 << 16, false}, // 2^32 elements a matrix
 		{"matmul-square", 20000, false},   // 4.8 GB of tensors, over a session's 4 GiB
 		{"matmul-square", 8192, true},
+		{"matmul-square", 16384, true},
+		{"matmul-square", 16385, false}, // above the largest size
+		{"matmul-dense", 262144, true},
+		{"matmul-dense", 262145, false},
+		{"conv2d-resnet50", 1025, false},
+		{"conv2d-mnist", 16385, false},
+		{"tsne", 70000, true},
+		{"tsne", 70001, false},
+		{"tsne", 999999, false}, // hours a step in plain WebAssembly
+		{"model-cnn", 8192, true},
+		{"model-cnn", 8193, false},
 	} {
 		s, _ := Find(c.name)
 		if err := s.At(c.size).Validate(); (err == nil) != c.ok {
@@ -66,6 +78,91 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := Find("nope"); err == nil {
 		t.Error("Find(nope) found something")
+	}
+}
+
+// TestSpecs checks every workload against the op table and its own bounds:
+// its op is the table's (or a whole model), its sweeps and its largest
+// size are points the op's shape rule accepts, and nothing above it is.
+func TestSpecs(t *testing.T) {
+	var ops []string
+	for _, s := range Specs() {
+		t.Run(s.Name, func(t *testing.T) {
+			if s.Op == nil {
+				if s.OpName() != ModelOp {
+					t.Errorf("OpName = %q without an op, want %q", s.OpName(), ModelOp)
+				}
+			} else if op, ok := accel.LookupOp(s.OpName()); !ok || op != s.Op {
+				t.Errorf("op %s is not the op table's", s.OpName())
+			}
+			sizes := append(append(slices.Clone(s.Sizes), s.Quick...), s.MaxSize)
+			for _, n := range sizes {
+				if err := s.At(n).Validate(); err != nil {
+					t.Errorf("size %d of its own: %v", n, err)
+				}
+			}
+			if slices.Max(sizes) != s.MaxSize {
+				t.Errorf("sizes up to %d, above MaxSize %d", slices.Max(sizes), s.MaxSize)
+			}
+			if err := s.At(s.MaxSize + 1).Validate(); err == nil || !strings.Contains(err.Error(), "above the largest") {
+				t.Errorf("size %d above MaxSize: Validate() = %v", s.MaxSize+1, err)
+			}
+		})
+		if !slices.Contains(ops, s.OpName()) {
+			ops = append(ops, s.OpName())
+		}
+	}
+	if got := Ops(); !slices.Equal(got, ops) || !slices.Equal(got, []string{"matmul", "conv2d", "tsne_step", "model"}) {
+		t.Errorf("Ops() = %v", got)
+	}
+}
+
+func TestInputElements(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		size int
+		want int
+	}{
+		{"matmul-square", 4, 2 * 16},
+		{"matmul-dense", 2, 2*1024 + 1024*1024},
+		{"conv2d-mnist", 1, 28*28 + 32*9 + 32},
+		{"tsne", 100, 101 + 2*9000 + 3*200},
+		{"model-cnn", 3, 3 * 28 * 28},
+	} {
+		s, _ := Find(c.name)
+		if got := s.At(c.size).InputElements(); got != c.want {
+			t.Errorf("%s at %d: %d input elements, want %d", c.name, c.size, got, c.want)
+		}
+		total := 0
+		for _, x := range s.At(c.size).Inputs() {
+			total += product(x.Shape)
+		}
+		if total != c.want {
+			t.Errorf("%s at %d: the inputs drawn hold %d elements, want %d", c.name, c.size, total, c.want)
+		}
+	}
+	if got := (Point{}).InputElements(); got != 0 {
+		t.Errorf("the zero Point has %d input elements", got)
+	}
+}
+
+// TestEachInput checks that drawing the inputs one at a time gives
+// Inputs' tensors, and stops at the caller's error.
+func TestEachInput(t *testing.T) {
+	for _, s := range Specs() {
+		p := s.At(s.Quick[0])
+		var each []Tensor
+		if err := p.EachInput(func(x Tensor) error { each = append(each, x); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !equalInputs(each, p.Inputs()) || len(each) == 0 {
+			t.Errorf("%s: EachInput drew other inputs than Inputs", p.Name)
+		}
+		stop := errors.New("stop")
+		calls := 0
+		if err := p.EachInput(func(Tensor) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("%s: EachInput went on after an error: %v after %d calls", p.Name, err, calls)
+		}
 	}
 }
 
@@ -87,7 +184,10 @@ func TestBindRun(t *testing.T) {
 				if !equalInputs(p.Inputs(), p.Inputs()) {
 					t.Fatal("inputs differ between two draws")
 				}
-				sess := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+				sess, err := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
 				defer sess.Close()
 				b, err := Bind(sess, p, cnn)
 				if err != nil {
@@ -161,7 +261,7 @@ func TestRepeat(t *testing.T) {
 		wantErr   error
 	}{
 		{"min reps bound", Budget{Warmup: 2, MinReps: 3, MaxReps: 10, Time: 0}, -1, 5, 3, nil},
-		{"max reps bound", Budget{Warmup: 0, MinReps: 1, MaxReps: 4, Time: time.Hour}, -1, 4, 4, nil},
+		{"max reps bound", Budget{Warmup: 0, MinReps: 1, MaxReps: 4, Time: MaxTime}, -1, 4, 4, nil},
 		{"error in warm-up", Budget{Warmup: 2, MinReps: 1, MaxReps: 4}, 1, 2, 0, fail},
 		{"error while timing", Budget{Warmup: 1, MinReps: 5, MaxReps: 5}, 3, 4, 2, fail},
 		{"invalid", Budget{MinReps: 0, MaxReps: 1}, -1, 0, 0, nil},
@@ -185,6 +285,22 @@ func TestRepeat(t *testing.T) {
 				t.Errorf("Repeat = %d times, %v after %d calls; want %d, %v after %d", len(times), err, calls, c.wantTimed, c.wantErr, c.wantCalls)
 			}
 		})
+	}
+	for _, b := range []Budget{
+		{Warmup: -1, MinReps: 1, MaxReps: 1},
+		{Warmup: MaxWarmup + 1, MinReps: 1, MaxReps: 1},
+		{MinReps: MaxMinReps + 1, MaxReps: MaxMinReps + 1},
+		{MinReps: 2, MaxReps: 1},
+		{MinReps: 1, MaxReps: MaxMaxReps + 1},
+		{MinReps: 1, MaxReps: 1, Time: -time.Second},
+		{MinReps: 1, MaxReps: 1, Time: MaxTime + time.Second},
+	} {
+		if err := b.Validate(); err == nil || !strings.Contains(err.Error(), "invalid budget") {
+			t.Errorf("Validate(%+v) = %v, want an invalid budget", b, err)
+		}
+	}
+	if err := (Budget{Warmup: MaxWarmup, MinReps: MaxMinReps, MaxReps: MaxMaxReps, Time: MaxTime}).Validate(); err != nil {
+		t.Errorf("the bounds themselves: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -4,43 +4,55 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/internal/bytesize"
+	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 func backendsCommand(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("backends", "backends [--format table|json] [--determinism strict|fast]", stderr)
-	format := fs.String("format", "table", "output format: table or json")
-	bf := addBackendFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	flags, set := newCommand("backends", "backends [--format table|json] [flags]", stderr, backendOpts)
+	format := flags.String("format", "table", "output format: table or json")
+	if err := parse(flags, args); err != nil {
 		return err
 	}
-	_, opts, err := bf.options(nil)
+	if *format != "table" && *format != "json" {
+		return fmt.Errorf("--format: unknown format %q (want table or json)", *format)
+	}
+	cfg, err := set.config(nil)
 	if err != nil {
 		return err
 	}
-	reg := accel.Open(opts)
+	reg := accel.Open(cfg.Backends)
 	defer reg.Close()
 	var statuses []accel.Status
 	for _, b := range reg.Backends() {
 		statuses = append(statuses, b.Status())
 	}
-	switch *format {
-	case "json":
+	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(statuses)
-	case "table":
-		tw := tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tAVAILABLE\tDETERMINISTIC\tDEVICE\tREASON")
-		for _, s := range statuses {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, yesNo(s.Available), yesNo(s.Deterministic), s.Device, s.Reason)
-		}
-		return tw.Flush()
 	}
-	return fmt.Errorf("unknown format %q (want table or json)", *format)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tAVAILABLE\tMODES\tDEVICE\tREASON")
+	for _, s := range statuses {
+		modes := "-"
+		if s.Available {
+			names := make([]string, len(s.Modes))
+			for i, m := range s.Modes {
+				names[i] = m.String()
+			}
+			modes = strings.Join(names, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, yesNo(s.Available), modes, s.Device, s.Reason)
+	}
+	return tw.Flush()
 }
 
 func yesNo(b bool) string {
@@ -48,6 +60,41 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// cacheCommand shows where compiled guest code and GPU kernels are kept,
+// and clears them.
+func cacheCommand(args []string, stdout, stderr io.Writer) error {
+	flags, set := newCommand("cache", "cache [--clear] [--cache-dir DIR]", stderr, group{envconfig.CacheDir})
+	clearCache := flags.Bool("clear", false, "remove the cache directory and everything in it")
+	if err := parse(flags, args); err != nil {
+		return err
+	}
+	dir := set.get(envconfig.CacheDir)
+	if dir == "off" || dir == "" {
+		fmt.Fprintln(stdout, "the cache is off: compiled code is kept in memory only")
+		return nil
+	}
+	var size int64
+	files := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				size += info.Size()
+				files++
+			}
+		}
+		return nil
+	})
+	if !*clearCache {
+		fmt.Fprintf(stdout, "%s: %d files, %s\n", dir, files, bytesize.Format(size))
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clear the cache: %w", err)
+	}
+	fmt.Fprintf(stdout, "removed %s (%d files, %s)\n", dir, files, bytesize.Format(size))
+	return nil
 }
 
 // buildVersion is the module version, which since Go 1.24 names the commit

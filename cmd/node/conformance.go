@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,31 +10,31 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/conformance/runner"
-	"github.com/accelnode/accelnode/engine"
-	"github.com/accelnode/accelnode/hostfn"
+	"github.com/accelnode/accelnode/internal/envconfig"
+	"github.com/accelnode/accelnode/node"
 )
 
 // openRegistry opens the backends; tests replace it to add their own.
 var openRegistry = accel.Open
 
-const conformanceSynopsis = "conformance [--mode strict|fast] [--backends a,b] [--quick] [--repeat N] [--reference ref|spec] [--format table|json|markdown] [--verbose] [--progress] [--guest MODULE.wasm [-- ARGS...]]"
+const conformanceSynopsis = "conformance [--determinism strict|fast] [--backends a,b] [--quick] [--repeat N] [--reference ref|spec] [--format table|json|markdown] [--verbose] [--progress] [--guest MODULE.wasm [-- ARGS...]]"
 
 func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("conformance", conformanceSynopsis, stderr)
-	modeName := fs.String("mode", "fast", "strict: run only backends that implement the numerics contract and fail (exit 1) on any bit that differs from ref or any broken invariance; fast: measure and report (--determinism is an alias)")
-	backendList := fs.String("backends", "", "comma-separated backends to test; empty means every registered backend (unavailable ones are listed as skipped)")
-	quick := fs.Bool("quick", false, "run the quick corpus (tiny and odd shapes only)")
-	repeat := fs.Int("repeat", 3, "runs of every case on every backend; run-to-run stability compares them")
-	format := fs.String("format", "table", "output format: table, json or markdown")
-	verbose := fs.Bool("verbose", false, "with the table, also one row per case")
-	progress := fs.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
-	refName := fs.String("reference", "ref", "what outputs are compared with: ref, spec (the contract's literal transcription, slow; checks ref itself) or another backend")
-	guestPath := fs.String("guest", "", "also run this guest once per backend, with the arguments after --, and compare the sha256 of its standard output")
-	bf := addBackendFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	flags, set := newCommand("conformance", conformanceSynopsis, stderr,
+		group{envconfig.Determinism}, backendOpts, limits, group{envconfig.CacheDir})
+	flags.Lookup("determinism").Usage = "strict: run only backends that serve strict mode and fail (exit 1) on any bit that differs from the reference or any broken invariance; fast: measure and report every backend, failing only on errors"
+	backendList := flags.String("backends", "", "comma-separated backends to test; empty means every registered backend (unavailable ones are listed as skipped)")
+	quick := flags.Bool("quick", false, "run the quick corpus (tiny and odd shapes only)")
+	repeat := flags.Int("repeat", 3, "runs of every case on every backend, 1 to 100; run-to-run stability compares them")
+	format := flags.String("format", "table", "output format: table, json or markdown")
+	verbose := flags.Bool("verbose", false, "with the table, also one row per case")
+	progress := flags.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
+	refName := flags.String("reference", "ref", "what outputs are compared with: ref, spec (the contract's literal transcription, slow; checks ref itself) or another backend")
+	guestPath := flags.String("guest", "", "also run this guest once per backend, under the limits of accelnode run, with the arguments after --, and compare the sha256 of its standard output")
+	if err := parse(flags, args); err != nil {
 		return err
 	}
-	guestArgs := fs.Args()
+	guestArgs := flags.Args()
 	if len(guestArgs) > 0 && guestArgs[0] == "--" {
 		guestArgs = guestArgs[1:]
 	}
@@ -49,38 +44,27 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	switch *format {
 	case "table", "json", "markdown":
 	default:
-		return fmt.Errorf("unknown format %q (want table, json or markdown)", *format)
+		return fmt.Errorf("--format: unknown format %q (want table, json or markdown)", *format)
 	}
-	if *repeat < 1 {
-		return fmt.Errorf("invalid --repeat %d (want at least 1)", *repeat)
+	if *repeat < 1 || *repeat > 100 {
+		return fmt.Errorf("--repeat: %d is not between 1 and 100", *repeat)
 	}
-
-	// --mode, or its alias --determinism when that alone is given; the
-	// environment's determinism mode is not this command's default.
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	switch {
-	case set["determinism"] && set["mode"] && *bf.mode != *modeName:
-		return fmt.Errorf("--mode %s and --determinism %s disagree", *modeName, *bf.mode)
-	case set["determinism"]:
-		*modeName = *bf.mode
-	}
-	*bf.mode = *modeName
-	mode, opts, err := bf.options(nil)
+	cfg, err := set.config(nil)
 	if err != nil {
 		return err
 	}
+	mode := cfg.Mode
 	if mode != accel.Strict && mode != accel.Fast {
-		return fmt.Errorf("conformance runs in strict or fast mode, not %s (fast measures the kernels %s mode serves from)", mode, mode)
+		return fmt.Errorf("--determinism: conformance runs in strict or fast mode, not %s (fast measures the kernels %s mode serves from)", mode, mode)
 	}
 	var wasm []byte
 	if *guestPath != "" {
-		if wasm, err = os.ReadFile(*guestPath); err != nil {
+		if wasm, err = node.ReadRegularFile(*guestPath, maxModuleBytes); err != nil {
 			return err
 		}
 	}
 
-	reg := openRegistry(opts)
+	reg := openRegistry(cfg.Backends)
 	defer reg.Close()
 	all := reg.Backends()
 	var chosen []accel.Backend
@@ -88,13 +72,12 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		chosen = all
 	} else {
 		for _, name := range strings.Split(*backendList, ",") {
-			name = strings.TrimSpace(name)
-			i := slices.IndexFunc(all, func(b accel.Backend) bool { return b.Name() == name })
-			if i < 0 {
-				return fmt.Errorf("%w: unknown backend %q (known: %s)", accel.ErrNoBackend, name, backendNames(all))
+			b, ok := reg.Lookup(strings.TrimSpace(name))
+			if !ok {
+				return fmt.Errorf("%w: unknown backend %q (known: %s)", accel.ErrNoBackend, strings.TrimSpace(name), backendNames(all))
 			}
-			if !slices.Contains(chosen, all[i]) {
-				chosen = append(chosen, all[i])
+			if !slices.Contains(chosen, b) {
+				chosen = append(chosen, b)
 			}
 		}
 	}
@@ -111,15 +94,13 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		return func(threads int) (accel.Backend, error) {
 			r := variants[threads]
 			if r == nil {
-				o := opts
+				o := cfg.Backends
 				o.Threads = threads
 				r = openRegistry(o)
 				variants[threads] = r
 			}
-			for _, b := range r.Backends() {
-				if b.Name() == name {
-					return b, nil
-				}
+			if b, ok := r.Lookup(name); ok {
+				return b, nil
 			}
 			return nil, fmt.Errorf("%w: %s", accel.ErrNoBackend, name)
 		}
@@ -128,25 +109,25 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *refName == "spec" {
 		reference = runner.Spec()
 	} else {
-		i := slices.IndexFunc(all, func(b accel.Backend) bool { return b.Name() == *refName })
-		if i < 0 {
+		b, ok := reg.Lookup(*refName)
+		if !ok {
 			return fmt.Errorf("%w: unknown reference backend %q (known: spec, %s)", accel.ErrNoBackend, *refName, backendNames(all))
 		}
-		if st := all[i].Status(); !st.Available {
-			return fmt.Errorf("%w: reference %s is unavailable: %s", accel.ErrNoBackend, *refName, st.Reason)
+		if err := accel.CheckServes(b, accel.Strict); err != nil {
+			return fmt.Errorf("--reference: %w", err)
 		}
-		reference = all[i]
+		reference = b
 	}
 	var targets []runner.Target
 	for _, b := range chosen {
 		targets = append(targets, runner.Target{Backend: b, Variant: variant(b.Name())})
 	}
 
-	cfg := runner.Config{Mode: mode, Repeat: *repeat, Reference: reference}
+	rcfg := runner.Config{Mode: mode, Repeat: *repeat, Reference: reference, Limits: accel.Limits{MaxBytes: cfg.Limits.TensorMemory}}
 	if *progress {
-		cfg.Progress = progressBar(stderr)
+		rcfg.Progress = progressBar(stderr)
 	}
-	rep, err := runner.Run(ctx, cfg, targets, runner.Corpus(*quick))
+	rep, err := runner.Run(ctx, rcfg, targets, runner.Corpus(*quick))
 	if err != nil {
 		if *progress {
 			fmt.Fprintln(stderr)
@@ -155,7 +136,8 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 
 	if wasm != nil {
-		runs, err := runGuest(ctx, wasm, *guestPath, guestArgs, mode, targets)
+		cfg.Registry = reg
+		runs, err := runGuest(ctx, cfg, wasm, *guestPath, guestArgs, targets)
 		if err != nil {
 			return err
 		}
@@ -184,50 +166,40 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 				fmt.Fprintln(stderr, "  "+f)
 			}
 		}
-		return exitError{1}
+		return exitError{exitFailed}
 	}
 	return nil
 }
 
-// runGuest runs the guest once on every backend the mode admits, through
-// the node's engine as `accelnode run` does, and hashes its standard output.
-func runGuest(ctx context.Context, wasm []byte, path string, args []string, mode accel.Mode, targets []runner.Target) ([]runner.GuestRun, error) {
-	eng, err := engine.New(ctx, engine.Config{HostModules: []engine.HostModule{hostfn.Module{}}})
+// runGuest runs the guest once on every target that serves the mode,
+// through a node as `accelnode run` does, under its limits, and hashes its
+// standard output.
+func runGuest(ctx context.Context, cfg node.Config, wasm []byte, path string, args []string, targets []runner.Target) ([]runner.GuestRun, error) {
+	n, err := node.Open(ctx, node.Config{Registry: cfg.Registry, Mode: cfg.Mode, Backend: accel.Auto, Limits: cfg.Limits, CacheDir: cfg.CacheDir, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	defer eng.Close(context.Background())
-	mod, err := eng.Compile(ctx, wasm)
+	defer n.Close()
+	mod, err := n.Compile(ctx, wasm)
 	if err != nil {
 		return nil, err
 	}
 	var runs []runner.GuestRun
 	for _, t := range targets {
-		st := t.Backend.Status()
-		if !st.Available || (mode == accel.Strict && !st.Deterministic) {
+		if !t.Backend.Status().Serves(cfg.Mode) {
 			continue
 		}
-		h := sha256.New()
-		var errOut bytes.Buffer
-		_, err := hostfn.Run(ctx, eng, mod, engine.Invocation{
-			Name:   path,
-			Args:   args,
-			Stdout: h,
-			Stderr: &errOut,
-		}, hostfn.Config{Backend: t.Backend, Mode: mode})
-		run := runner.GuestRun{Backend: t.Backend.Name(), SHA256: hex.EncodeToString(h.Sum(nil))}
+		res, err := n.Invoke(ctx, mod, node.Invocation{Name: path, Args: args, Backend: t.Backend.Name()})
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		run := runner.GuestRun{Backend: t.Backend.Name(), SHA256: res.StdoutSHA256, ExitCode: res.ExitCode}
 		if err != nil {
-			var exit *engine.ExitError
-			if errors.As(err, &exit) {
-				run.ExitCode = exit.Code
-				run.Error = fmt.Sprintf("exit code %d", exit.Code)
-			} else {
-				run.Error = err.Error()
+			run.Error = err.Error()
+			if res.Outcome == node.Exited {
+				run.Error = fmt.Sprintf("exit code %d", res.ExitCode)
 			}
-			if line := firstLine(errOut.String()); line != "" {
+			if line := firstLine(string(res.Stderr)); line != "" {
 				run.Error += "; stderr: " + line
 			}
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math"
@@ -10,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/accel/hostmem"
 	"github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/internal/guesttest"
 )
@@ -39,15 +39,27 @@ func (b offByOne) Status() accel.Status {
 	return st
 }
 
-func (b offByOne) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.MatMulParams) error {
-	if err := b.Backend.MatMul(ctx, out, a, bm, p); err != nil {
-		return err
+// Kernel serves ref's kernels, with matmul's first output nudged up one
+// ulp.
+func (b offByOne) Kernel(op *accel.Op, mode accel.Mode) accel.Kernel {
+	k := b.Backend.Kernel(op, mode)
+	if op != accel.MatMul {
+		return k
 	}
-	y := hostmem.F32(out)
-	if y[0] == y[0] {
-		y[0] = math.Nextafter32(y[0], float32(math.Inf(1)))
+	return func(ctx context.Context, c *accel.Call) error {
+		if err := k(ctx, c); err != nil {
+			return err
+		}
+		var word [4]byte
+		if err := b.Read(c.Out[0].Buffer(), 0, word[:]); err != nil {
+			return err
+		}
+		y := math.Float32frombits(binary.LittleEndian.Uint32(word[:]))
+		if y == y {
+			binary.LittleEndian.PutUint32(word[:], math.Float32bits(math.Nextafter32(y, float32(math.Inf(1)))))
+		}
+		return b.Write(c.Out[0].Buffer(), 0, word[:])
 	}
-	return nil
 }
 
 // withOffByOne adds the off-by-one backend to the registry for t.
@@ -58,7 +70,8 @@ func withOffByOne(t *testing.T) {
 	}
 }
 
-func exitCode(err error) int {
+// codeOf is the exit code a command's error carries, or -1.
+func codeOf(err error) int {
 	var exit exitError
 	if errors.As(err, &exit) {
 		return exit.code
@@ -67,11 +80,11 @@ func exitCode(err error) int {
 }
 
 func TestConformanceStrictRef(t *testing.T) {
-	stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref", "--quick")
+	stdout, stderr, err := accelnode(t, "conformance", "--determinism", "strict", "--backends", "ref", "--quick")
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, stdout, stderr)
 	}
-	for _, want := range []string{"OP ", "matmul     ref", "tsne_step  ref", "ref: 136 of 136 cases bit-exact with ref, max 0 ulp, 0 failures (strict mode"} {
+	for _, want := range []string{"OP ", "matmul     ref", "tsne_step  ref", "ref: 246 of 246 cases bit-exact with ref, max 0 ulp, 0 failures (strict mode"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -83,22 +96,22 @@ func TestConformanceStrictRef(t *testing.T) {
 
 // Against the contract's transcription, ref is bit-exact too.
 func TestConformanceReferenceSpec(t *testing.T) {
-	stdout, _, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref", "--reference", "spec", "--quick", "--repeat", "1")
-	if err != nil || !strings.Contains(stdout, "ref: 136 of 136 cases bit-exact with spec, max 0 ulp, 0 failures") {
+	stdout, _, err := accelnode(t, "conformance", "--determinism", "strict", "--backends", "ref", "--reference", "spec", "--quick", "--repeat", "1")
+	if err != nil || !strings.Contains(stdout, "ref: 246 of 246 cases bit-exact with spec, max 0 ulp, 0 failures") {
 		t.Errorf("error %v, output:\n%s", err, stdout)
 	}
 }
 
 func TestConformanceRefOrt(t *testing.T) {
 	ortAvailable(t)
-	stdout, stderr, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick")
+	stdout, stderr, err := accelnode(t, "conformance", "--determinism", "fast", "--backends", "ref,ort", "--quick")
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, stdout, stderr)
 	}
 	t.Logf("\n%s", stdout)
 	// ort's matmul is not bit-exact: its row shows a real distance.
-	row := regexp.MustCompile(`(?m)^matmul +ort +22 +(\d+)/22 +[\d.]+% +([\d,]+) `).FindStringSubmatch(stdout)
-	if row == nil || row[1] == "22" || row[2] == "0" {
+	row := regexp.MustCompile(`(?m)^matmul +ort +42 +(\d+)/42 +[\d.]+% +([\d,]+) `).FindStringSubmatch(stdout)
+	if row == nil || row[1] == "42" || row[2] == "0" {
 		t.Errorf("no ort matmul row with a distance: %q\n%s", row, stdout)
 	}
 	if !strings.Contains(stdout, "relu       ort") || !strings.Contains(stdout, "(fast mode") {
@@ -108,7 +121,7 @@ func TestConformanceRefOrt(t *testing.T) {
 
 func TestConformanceJSON(t *testing.T) {
 	ortAvailable(t)
-	stdout, _, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick", "--repeat", "2", "--format", "json")
+	stdout, _, err := accelnode(t, "conformance", "--determinism", "fast", "--backends", "ref,ort", "--quick", "--repeat", "2", "--format", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +134,7 @@ func TestConformanceJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, stdout)
 	}
-	if rep.Mode != "fast" || rep.Machine["cpus"] == nil || len(rep.Results) != 2*136 {
+	if rep.Mode != "fast" || rep.Machine["cpus"] == nil || len(rep.Results) != 2*246 {
 		t.Fatalf("mode %q, machine %v, %d results", rep.Mode, rep.Machine, len(rep.Results))
 	}
 	fields := []string{"op", "backend", "case", "mode", "bit_exact", "share_identical", "max_ulp", "mean_ulp",
@@ -151,19 +164,19 @@ func TestConformanceJSON(t *testing.T) {
 			}
 		}
 	}
-	if rep.Summary["ref"]["bit_exact_cases"] != float64(136) || rep.Summary["ort"]["failures"] != float64(0) {
+	if rep.Summary["ref"]["bit_exact_cases"] != float64(246) || rep.Summary["ort"]["failures"] != float64(0) {
 		t.Errorf("summary %v", rep.Summary)
 	}
 }
 
 func TestConformanceMarkdown(t *testing.T) {
-	stdout, _, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick", "--repeat", "1", "--format", "markdown")
+	stdout, _, err := accelnode(t, "conformance", "--determinism", "fast", "--backends", "ref,ort", "--quick", "--repeat", "1", "--format", "markdown")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| backend | matmul | conv2d | add_bias | relu | maxpool2d | softmax | tsne_step |\n| --- |",
-		"| ref | bit-exact (22/22) | bit-exact (22/22) |",
+		"| backend | matmul | conv2d | add_bias | relu | maxpool2d | softmax | tsne_step | add |\n| --- |",
+		"| ref | bit-exact (42/42) | bit-exact (45/45) |",
 		"\n| ort | ",
 	} {
 		if !strings.Contains(stdout, want) {
@@ -178,7 +191,7 @@ func TestConformanceStrictSkipsOrt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`(?m)^matmul +ort +skipped: `).MatchString(stdout) || !strings.Contains(stdout, "ort: skipped: ") {
+	if !regexp.MustCompile(`(?m)^matmul +ort +skipped +-`).MatchString(stdout) || !strings.Contains(stdout, "ort: skipped: ") {
 		t.Errorf("output:\n%s", stdout)
 	}
 }
@@ -187,8 +200,8 @@ func TestConformanceStrictSkipsOrt(t *testing.T) {
 // matmul fails strict mode with exit code 1, and only reports in fast mode.
 func TestConformanceStrictFails(t *testing.T) {
 	withOffByOne(t)
-	stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--quick", "--format", "json")
-	if exitCode(err) != 1 {
+	stdout, stderr, err := accelnode(t, "conformance", "--determinism", "strict", "--quick", "--format", "json")
+	if codeOf(err) != 1 {
 		t.Fatalf("error %v, want exit code 1\n%s", err, stderr)
 	}
 	if !strings.Contains(stderr, "matmul/off-by-one/") || !strings.Contains(stderr, "max 1 ulp") {
@@ -207,11 +220,11 @@ func TestConformanceStrictFails(t *testing.T) {
 		t.Errorf("summary %+v", rep.Summary)
 	}
 
-	stdout, _, err = accelnode(t, "conformance", "--quick", "--repeat", "1")
+	stdout, _, err = accelnode(t, "conformance", "--determinism", "fast", "--quick", "--repeat", "1")
 	if err != nil {
 		t.Fatalf("fast mode: %v\n%s", err, stdout)
 	}
-	if !regexp.MustCompile(`(?m)^matmul +off-by-one +22 +\d+/22 +[\d.]+% +1 `).MatchString(stdout) {
+	if !regexp.MustCompile(`(?m)^matmul +off-by-one +42 +\d+/42 +[\d.]+% +1 `).MatchString(stdout) {
 		t.Errorf("output:\n%s", stdout)
 	}
 }
@@ -222,7 +235,7 @@ func TestConformanceGuest(t *testing.T) {
 
 	t.Run("fast", func(t *testing.T) {
 		ortAvailable(t)
-		stdout, _, err := accelnode(t, "conformance", "--backends", "ref,ort", "--quick", "--repeat", "1", "--format", "json", "--guest", digest)
+		stdout, _, err := accelnode(t, "conformance", "--determinism", "fast", "--backends", "ref,ort", "--quick", "--repeat", "1", "--format", "json", "--guest", digest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +265,7 @@ func TestConformanceGuest(t *testing.T) {
 	})
 
 	t.Run("strict", func(t *testing.T) {
-		stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref", "--quick", "--repeat", "1", "--guest", digest)
+		stdout, stderr, err := accelnode(t, "conformance", "--determinism", "strict", "--backends", "ref", "--quick", "--repeat", "1", "--guest", digest)
 		if err != nil {
 			t.Fatalf("%v\n%s%s", err, stdout, stderr)
 		}
@@ -263,8 +276,8 @@ func TestConformanceGuest(t *testing.T) {
 
 	t.Run("strict differs", func(t *testing.T) {
 		withOffByOne(t)
-		stdout, _, err := accelnode(t, "conformance", "--mode", "strict", "--quick", "--repeat", "1", "--guest", digest)
-		if exitCode(err) != 1 {
+		stdout, _, err := accelnode(t, "conformance", "--determinism", "strict", "--quick", "--repeat", "1", "--guest", digest)
+		if codeOf(err) != 1 {
 			t.Fatalf("error %v, want exit code 1\n%s", err, stdout)
 		}
 		if !strings.Contains(stdout, "off-by-one: stdout sha256") || !strings.Contains(stdout, "guest: the backends' outputs differ") {
@@ -275,7 +288,7 @@ func TestConformanceGuest(t *testing.T) {
 	t.Run("failing guest", func(t *testing.T) {
 		matmul := guesttest.Path(t, "github.com/accelnode/accelnode/examples/matmul")
 		stdout, _, err := accelnode(t, "conformance", "--backends", "ref", "--quick", "--repeat", "1", "--guest", matmul, "--", "-no-such-flag")
-		if exitCode(err) != 1 || !strings.Contains(stdout, "ref: error: exit code 2") {
+		if codeOf(err) != 1 || !strings.Contains(stdout, "ref: error: exit code 2") {
 			t.Errorf("error %v, want exit code 1\n%s", err, stdout)
 		}
 	})
@@ -286,12 +299,12 @@ func TestConformanceUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--mode", "loose"}, "unknown determinism mode"},
-		{[]string{"--mode", "checked"}, "strict or fast mode"},
+		{[]string{"--determinism", "loose"}, "unknown determinism mode"},
+		{[]string{"--determinism", "checked"}, "strict or fast mode"},
 		{[]string{"--format", "xml"}, "unknown format"},
 		{[]string{"--backends", "ref,nope"}, `unknown backend "nope"`},
-		{[]string{"--repeat", "0"}, "invalid --repeat"},
-		{[]string{"--mode", "fast", "--determinism", "strict"}, "disagree"},
+		{[]string{"--repeat", "0"}, "--repeat: 0 is not between 1 and 100"},
+		{[]string{"--repeat", "1000"}, "--repeat: 1000 is not between 1 and 100"},
 		{[]string{"stray"}, "unexpected arguments"},
 		{[]string{"--reference", "nope"}, `unknown reference backend "nope"`},
 		{[]string{"--guest", "/nonexistent.wasm"}, "no such file"},
@@ -308,7 +321,7 @@ func TestConformanceProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr, "\r[") || !strings.Contains(stderr, "/136 matmul/ref/tiny-1x1x1/uniform") {
+	if !strings.Contains(stderr, "\r[") || !strings.Contains(stderr, "/246 matmul/ref/tiny-1x1x1/uniform") {
 		t.Errorf("stderr %q", stderr[:min(len(stderr), 300)])
 	}
 }
@@ -317,13 +330,26 @@ func TestConformanceProgress(t *testing.T) {
 // SIMD kernels and on its portable Go loops: every output must be the
 // contract's bits (against the literal transcription), so the command exits 0.
 func TestConformanceStrictCPU(t *testing.T) {
-	stdout, stderr, err := accelnode(t, "conformance", "--mode", "strict", "--backends", "ref,ref-portable", "--reference", "spec")
+	stdout, stderr, err := accelnode(t, "conformance", "--determinism", "strict", "--backends", "ref,ref-portable", "--reference", "spec")
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, stdout, stderr)
 	}
-	for _, want := range []string{"ref: 283 of 283 cases bit-exact", "ref-portable: 283 of 283 cases bit-exact"} {
+	for _, want := range []string{"ref: 431 of 431 cases bit-exact", "ref-portable: 431 of 431 cases bit-exact"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// TestConformanceAllSkippedFails checks that a run that measured nothing,
+// every backend asked for being skipped, does not pass.
+func TestConformanceAllSkippedFails(t *testing.T) {
+	ortAvailable(t)
+	stdout, stderr, err := accelnode(t, "conformance", "--determinism", "strict", "--backends", "ort", "--quick", "--repeat", "1")
+	if codeOf(err) != 1 {
+		t.Fatalf("error %v, want exit code 1\n%s%s", err, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "no backend was measured") {
+		t.Errorf("output does not say nothing was measured:\n%s", stdout)
 	}
 }

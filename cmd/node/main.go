@@ -14,60 +14,108 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/accelnode/accelnode/accel/ort"
 	"github.com/accelnode/accelnode/internal/envconfig"
-	"github.com/accelnode/accelnode/internal/ortlib"
 
 	// The backends this binary ships.
 	_ "github.com/accelnode/accelnode/accel/cuda"
-	_ "github.com/accelnode/accelnode/accel/ort"
 	_ "github.com/accelnode/accelnode/accel/ref"
 )
 
 const usage = `accelnode runs WebAssembly guests (WASI preview 1) that call accelerated
-host functions: matmul, conv2d, tsne_step and the tensor ops a small CNN needs.
+host functions: matmul, conv2d, tsne_step, whole ONNX models and the tensor ops
+a small CNN needs.
 
 Usage:
   accelnode run [flags] MODULE.wasm [-- ARGS...]   run a guest; stdin and stdout are the guest's
-  accelnode backends [--format table|json]         list backends and whether they can serve
+  accelnode backends [--format table|json]         list backends, the modes they serve, and why not
   accelnode conformance [flags]                    check every backend against ref over a corpus
                                                    of cases (bit-exactness, ulps, invariances)
   accelnode bench [flags]                          time matmul, conv2d, t-SNE and a whole model on
                                                    every backend against the machine's peak and
                                                    against plain WebAssembly
+  accelnode cache [--clear]                        show, or clear, the compiled-code cache
   accelnode version                                print the version
 
-Run 'accelnode COMMAND --help' for a command's flags.
+Run 'accelnode COMMAND --help' for a command's flags and environment variables.
+
+Exit status of accelnode run: the guest's own exit code when it exits by
+itself, or one of these, which guests should therefore not use:
+  121  the guest exhausted its compute budget (--budget)
+  122  the guest exceeded its memory limit (--memory) and failed
+  123  the guest trapped
+  124  the guest ran past its deadline (--timeout)
+  125  accelnode itself failed: a bad flag, a backend that cannot serve, a file it cannot read
+  126  the module cannot run: not WebAssembly, no _start, or it needs more memory than its limit
+  127  the module file does not exist
+  130  interrupted by SIGINT (143 for SIGTERM); the guest was stopped
+Other commands exit 0 on success, 1 when what they checked failed, and 125 on an error.
 
 Environment variables (flags override them):
 `
+
+// Exit codes beside the guest's own.
+const (
+	exitFailed    = 1 // what the command checked failed (conformance)
+	exitBudget    = 121
+	exitMemory    = 122
+	exitTrap      = 123
+	exitDeadline  = 124
+	exitNode      = 125
+	exitModule    = 126
+	exitNotFound  = 127
+	exitSignalled = 128 // plus the signal's number
+)
 
 // exitError carries the process exit code of a command.
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// signalled is the cause of a context canceled by a signal.
+type signalled struct{ sig syscall.Signal }
+
+func (s signalled) Error() string { return "interrupted by " + s.sig.String() }
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if sig, ok := (<-sigs).(syscall.Signal); ok {
+			cancel(signalled{sig})
+		}
+		signal.Stop(sigs) // a second signal ends the process at once
+	}()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	ortlib.Shutdown() // ONNX Runtime's environment is the process's
+	ort.Shutdown() // ONNX Runtime's environment is the process's
+	os.Exit(exitCode(ctx, err, os.Stderr))
+}
+
+// exitCode turns a command's result into the process's exit status,
+// printing the error of a failed command.
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var exit exitError
+	var sig signalled
 	switch {
 	case err == nil:
+		return 0
 	case errors.As(err, &exit):
-		os.Exit(exit.code)
+		return exit.code
 	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	default:
-		fmt.Fprintln(os.Stderr, "accelnode:", err)
-		os.Exit(1)
+		return 0
+	case errors.As(context.Cause(ctx), &sig):
+		fmt.Fprintln(stderr, "accelnode:", err)
+		return exitSignalled + int(sig.sig)
 	}
+	fmt.Fprintln(stderr, "accelnode:", err)
+	return exitNode
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		printUsage(stderr)
-		return exitError{2}
+		return exitError{exitNode}
 	}
 	switch args[0] {
 	case "run":
@@ -78,6 +126,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return conformanceCommand(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchCommand(ctx, args[1:], stdout, stderr)
+	case "cache":
+		return cacheCommand(args[1:], stdout, stderr)
 	case "version":
 		return versionCommand(stdout)
 	case "-h", "-help", "--help", "help":
@@ -88,28 +138,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func printUsage(w io.Writer) {
-	fmt.Fprint(w, usage)
-	fmt.Fprint(w, envconfig.Help())
+// parse parses a command line. The flag package prints what is wrong with
+// it, and the usage; that is a usage error of accelnode's own.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitError{exitNode}
+	}
+	return nil
 }
 
-// newFlagSet makes a command's flag set whose --help also lists the
-// environment variables.
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: accelnode %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\nEnvironment variables (flags override them):\n%s", envconfig.Help())
-	}
-	return fs
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
+	fmt.Fprint(w, envconfig.Help(envconfig.All()))
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("invalid log level %q (want debug, info, warn or error)", level)
+		return nil, fmt.Errorf("--log-level: invalid level %q (want debug, info, warn or error)", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }

@@ -5,163 +5,147 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/checked"
 	"github.com/accelnode/accelnode/engine"
-	"github.com/accelnode/accelnode/hostfn"
-	"github.com/accelnode/accelnode/internal/envconfig"
-	"github.com/accelnode/accelnode/models"
+	"github.com/accelnode/accelnode/internal/bytesize"
+	"github.com/accelnode/accelnode/node"
 )
 
-// listFlag collects a repeatable flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
 func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "run [flags] MODULE.wasm [-- ARGS...]", stderr)
-	backendName := fs.String("backend", envconfig.Backend.Value(), "backend that serves the guest: auto, or a name that accelnode backends lists")
-	bf := addBackendFlags(fs)
-	checkRate := fs.Float64("check-rate", mustFloat(envconfig.CheckRate.Value()), "in checked mode, the share of calls recomputed on ref (0 to 1)")
-	memory := fs.String("memory", envconfig.Memory.Value(), "linear-memory limit of the guest, e.g. 256MiB")
-	tensorMemory := fs.String("tensor-memory", envconfig.TensorMemory.Value(), "limit on the tensors the guest holds on its backend")
-	timeout := fs.String("timeout", envconfig.Timeout.Value(), "deadline of the invocation; 0 means none")
-	budget := fs.String("budget", envconfig.Budget.Value(), "compute units the guest may use; 0 means unlimited")
-	clock := fs.String("clock", envconfig.Clock.Value(), "clock the guest reads: system or deterministic")
-	cacheDir := fs.String("cache-dir", envconfig.CacheDir.Value(), "directory for compiled guest code; \"off\" keeps it in memory")
-	logLevel := fs.String("log-level", envconfig.LogLevel.Value(), "log level on stderr: debug, info, warn or error")
-	var dirs, env, modelFlags listFlag
-	fs.Var(&modelFlags, "model", "load an ONNX model for guests to open: NAME=PATH.onnx (repeatable)")
-	fs.Var(&dirs, "dir", "preopen a host directory: HOST[:GUEST][:ro] (repeatable; none by default)")
-	fs.Var(&env, "env", "set a guest environment variable KEY=VALUE (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	flags, set := newCommand("run", "run [flags] MODULE.wasm [-- ARGS...]", stderr, serving, backendOpts, limits, guests, logging)
+	set.withModels()
+	var dirs, env listFlag
+	flags.Var(&dirs, "dir", "preopen a host directory: HOST[:GUEST][:ro] (repeatable; none by default)")
+	flags.Var(&env, "env", "set a guest environment variable KEY=VALUE (repeatable)")
+	if err := parse(flags, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitError{2}
+	if flags.NArg() == 0 {
+		flags.Usage()
+		return exitError{exitNode}
 	}
-	modulePath, guestArgs := fs.Arg(0), fs.Args()[1:]
+	modulePath, guestArgs := flags.Arg(0), flags.Args()[1:]
 	if len(guestArgs) > 0 && guestArgs[0] == "--" {
 		guestArgs = guestArgs[1:]
 	}
 
-	log, err := newLogger(*logLevel, stderr)
+	log, err := set.logger(stderr)
 	if err != nil {
 		return err
 	}
-	mode, opts, err := bf.options(log)
+	cfg, err := set.config(log)
 	if err != nil {
 		return err
-	}
-	memBytes, err := envconfig.ParseBytes(*memory)
-	if err != nil {
-		return err
-	}
-	if memBytes < 65536 || memBytes > 1<<32 {
-		return fmt.Errorf("guest memory limit %s must be between 64KiB and 4GiB", *memory)
-	}
-	tensorBytes, err := envconfig.ParseBytes(*tensorMemory)
-	if err != nil {
-		return err
-	}
-	if tensorBytes == 0 {
-		return fmt.Errorf("tensor memory limit %s must be positive", *tensorMemory)
-	}
-	deadline, err := envconfig.ParseDuration(*timeout)
-	if err != nil {
-		return err
-	}
-	units, err := strconv.ParseUint(*budget, 10, 64)
-	if err != nil {
-		return fmt.Errorf("invalid budget %q (want a whole number of units)", *budget)
-	}
-	if *clock != "system" && *clock != "deterministic" {
-		return fmt.Errorf("invalid clock %q (want system or deterministic)", *clock)
 	}
 	mounts, err := parseMounts(dirs)
 	if err != nil {
 		return err
 	}
-	wasm, err := os.ReadFile(modulePath)
+	wasm, err := node.ReadRegularFile(modulePath, maxModuleBytes)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintln(stderr, "accelnode:", err)
+			return exitError{exitNotFound}
+		}
 		return err
 	}
 
-	registry := models.NewRegistry()
-	for _, spec := range modelFlags {
-		name, path, ok := strings.Cut(spec, "=")
-		if !ok {
-			return fmt.Errorf("invalid --model %q (want NAME=PATH.onnx)", spec)
-		}
-		m, err := registry.LoadFile(name, path)
-		if err != nil {
-			return err
-		}
-		log.Debug("model loaded", "name", m.Name, "sha256", m.SHA256, "inputs", len(m.Inputs), "outputs", len(m.Outputs))
-	}
-
-	reg := accel.Open(opts)
-	defer reg.Close()
-	backend, err := reg.Select(*backendName, mode)
+	n, err := node.Open(ctx, cfg)
 	if err != nil {
+		return withModeHint(err, cfg.Mode)
+	}
+	defer n.Close()
+	mod, err := n.Compile(ctx, wasm)
+	if err != nil {
+		fmt.Fprintln(stderr, "accelnode:", err)
+		return exitError{exitModule}
+	}
+	log.Debug("starting guest", "module", modulePath, "sha256", mod.Hash(), "backend", n.Backend().Name(), "mode", cfg.Mode.String())
+	res, err := n.Invoke(ctx, mod, node.Invocation{
+		Name:   modulePath,
+		Args:   guestArgs,
+		Env:    env,
+		Stdin:  stdin,
+		Stdout: stdout,
+		Stderr: stderr,
+		Mounts: mounts,
+	})
+	code := runExitCode(ctx, res, err)
+	level := slog.LevelInfo
+	if res.Outcome != node.Exited {
+		level = slog.LevelWarn
+	}
+	attrs := []any{"module", modulePath, "backend", res.Backend, "mode", res.Mode.String(),
+		"outcome", string(res.Outcome), "exit_code", code, "elapsed", res.Elapsed.Round(10_000),
+		"units", res.Units, "memory", bytesize.Format(int64(res.MemoryPages) << 16)}
+	if err != nil && res.Outcome != node.Exited {
+		attrs = append(attrs, "err", err.Error())
+	}
+	log.Log(context.Background(), level, "guest finished", attrs...)
+	if checks := n.Checks(); checks != nil {
+		reportChecks(log, checks, cfg.CheckRate)
+	}
+	if code == exitNode && err != nil {
 		return err
 	}
-	if mode == accel.Checked {
-		if *checkRate < 0 || *checkRate > 1 {
-			return fmt.Errorf("check rate %g is not between 0 and 1", *checkRate)
-		}
-		oracle, err := reg.Select("ref", accel.Strict)
-		if err != nil {
-			return err
-		}
-		chk := checked.New(backend, oracle, *checkRate, log)
-		backend = chk
-		defer reportChecks(log, chk, *checkRate)
+	if code != 0 {
+		return exitError{code}
 	}
-	cfg := engine.Config{HostModules: []engine.HostModule{hostfn.Module{}}}
-	if *cacheDir != "off" {
-		cfg.CacheDir = *cacheDir
+	return nil
+}
+
+// maxModuleBytes bounds a guest module read from a file.
+const maxModuleBytes = 1 << 30
+
+// runExitCode is the process's exit status for a finished run: the guest's
+// own code when it exited by itself, else the code reserved for how it
+// ended.
+func runExitCode(ctx context.Context, res node.Result, err error) int {
+	var sig signalled
+	switch res.Outcome {
+	case node.Exited:
+		return int(min(res.ExitCode, 255))
+	case node.Deadline:
+		return exitDeadline
+	case node.Budget:
+		return exitBudget
+	case node.Memory:
+		return exitMemory
+	case node.Trapped:
+		return exitTrap
+	case node.Canceled:
+		if errors.As(context.Cause(ctx), &sig) {
+			return exitSignalled + int(sig.sig)
+		}
 	}
-	eng, err := engine.New(ctx, cfg)
-	if err != nil {
+	if errors.Is(err, engine.ErrMissingExport) || errors.Is(err, engine.ErrMalformedModule) || errors.Is(err, engine.ErrMemoryLimit) {
+		return exitModule
+	}
+	return exitNode
+}
+
+// withModeHint adds to an error choosing a backend which determinism modes
+// would serve.
+func withModeHint(err error, mode accel.Mode) error {
+	if !errors.Is(err, accel.ErrNoBackend) || !strings.Contains(err.Error(), "does not serve") {
 		return err
 	}
-	defer eng.Close(context.Background())
-	mod, err := eng.Compile(ctx, wasm)
-	if err != nil {
+	var others []string
+	for _, m := range accel.AllModes {
+		if m != mode && strings.Contains(err.Error(), m.String()) {
+			others = append(others, m.String())
+		}
+	}
+	if len(others) == 0 {
 		return err
 	}
-
-	st := backend.Status()
-	log.Debug("starting guest", "module", modulePath, "sha256", mod.Hash(), "backend", st.Name, "device", st.Device, "mode", mode.String())
-	res, err := hostfn.Run(ctx, eng, mod, engine.Invocation{
-		Name:             modulePath,
-		Args:             guestArgs,
-		Env:              env,
-		Stdin:            stdin,
-		Stdout:           stdout,
-		Stderr:           stderr,
-		Mounts:           mounts,
-		MemoryLimitPages: uint32(memBytes / 65536),
-		Timeout:          deadline,
-		Budget:           units,
-		SystemClock:      *clock == "system",
-	}, hostfn.Config{Backend: backend, Mode: mode, Limits: accel.Limits{MaxBytes: tensorBytes}, Models: registry, Logger: log})
-	log.Info("guest finished", "module", modulePath, "backend", st.Name, "mode", mode.String(),
-		"exit_code", res.ExitCode, "elapsed", res.Elapsed.Round(10_000), "units", res.UnitsUsed, "memory_pages", res.MemoryPages)
-
-	var exit *engine.ExitError
-	if errors.As(err, &exit) {
-		return exitError{int(min(exit.Code, 255))}
-	}
-	return err
+	return fmt.Errorf("%w; use --determinism %s", err, strings.Join(others, " or "))
 }
 
 // parseMounts reads --dir values HOST[:GUEST][:ro].
@@ -179,7 +163,7 @@ func parseMounts(dirs []string) ([]engine.Mount, error) {
 		case 2:
 			m.GuestPath = parts[1]
 		default:
-			return nil, fmt.Errorf("invalid --dir %q (want HOST[:GUEST][:ro])", d)
+			return nil, fmt.Errorf("--dir: invalid %q (want HOST[:GUEST][:ro])", d)
 		}
 		if fi, err := os.Stat(m.HostPath); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("--dir %q: %s is not a directory", d, m.HostPath)
@@ -190,28 +174,20 @@ func parseMounts(dirs []string) ([]engine.Mount, error) {
 }
 
 // reportChecks logs what checked mode found, at exit.
-func reportChecks(log *slog.Logger, c *checked.Backend, rate float64) {
-	var calls, checkedCalls, beyond uint64
-	for op, s := range c.Stats() {
-		calls += s.Calls
-		checkedCalls += s.Checked
-		beyond += s.Beyond
-		log.Debug("checked mode", "op", op, "calls", s.Calls, "checked", s.Checked, "beyond_bound", s.Beyond, "max_ulp", s.MaxULP)
+func reportChecks(log *slog.Logger, checks map[string]map[string]checked.OpStats, rate float64) {
+	for backend, ops := range checks {
+		var calls, checkedCalls, beyond uint64
+		for op, s := range ops {
+			calls += s.Calls
+			checkedCalls += s.Checked
+			beyond += s.Beyond
+			log.Debug("checked mode", "op", op, "calls", s.Calls, "checked", s.Checked, "beyond_bound", s.Beyond, "max_ulp", s.MaxULP)
+		}
+		level := slog.LevelInfo
+		if beyond > 0 {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "checked mode summary", "backend", backend, "rate", rate,
+			"calls", calls, "checked", checkedCalls, "beyond_bound", beyond)
 	}
-	level := slog.LevelInfo
-	if beyond > 0 {
-		level = slog.LevelWarn
-	}
-	log.Log(context.Background(), level, "checked mode summary", "backend", c.Name(), "rate", rate,
-		"calls", calls, "checked", checkedCalls, "beyond_bound", beyond)
-}
-
-// mustFloat reads a default from the environment, falling back to 0 when it
-// does not parse; the flag's own parsing reports bad command-line values.
-func mustFloat(s string) float64 {
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0
-	}
-	return v
 }

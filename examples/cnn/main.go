@@ -120,7 +120,10 @@ func run(batch int, seed uint64) error {
 	}
 	hostTime := time.Since(start)
 
-	session := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+	session, err := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+	if err != nil {
+		return err
+	}
 	defer session.Close()
 	start = time.Now()
 	local, err := forward(localOps{session}, net, x, batch)

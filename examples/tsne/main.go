@@ -132,10 +132,12 @@ func hostRun(rowPtr, cols []int32, vals, y0 []float32, n, iters int) ([]float32,
 
 // localRun repeats hostRun with the reference kernels inside the guest.
 func localRun(rowPtr, cols []int32, vals, y0 []float32, n, iters int) ([]float32, error) {
-	s := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+	s, err := accel.NewSession(ref.New(1), accel.Strict, accel.Limits{}, nil)
+	if err != nil {
+		return nil, err
+	}
 	defer s.Close()
 	var st accel.TSNEState
-	var err error
 	if st.RowPtr, err = s.FromInt32(rowPtr, n+1); err != nil {
 		return nil, err
 	}

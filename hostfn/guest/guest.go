@@ -269,6 +269,11 @@ func AddBias(x, bias Tensor, axis int) (Tensor, error) {
 	return produce("add_bias", func(out *uint32) uint32 { return addBias(x.handle, bias.handle, uint32(axis), out) })
 }
 
+// Add returns a + b elementwise, for tensors of one shape.
+func Add(a, b Tensor) (Tensor, error) {
+	return produce("add", func(out *uint32) uint32 { return add(a.handle, b.handle, out) })
+}
+
 // Relu returns max(x, 0).
 func Relu(x Tensor) (Tensor, error) {
 	return produce("relu", func(out *uint32) uint32 { return relu(x.handle, out) })

@@ -45,6 +45,9 @@ func softmax(x uint32, out *uint32) uint32
 //go:wasmimport accel tsne_step
 func tsneStep(rowPtr, cols, vals, y, update, gains uint32, params unsafe.Pointer, kl *float32) uint32
 
+//go:wasmimport accel add
+func add(a, b uint32, out *uint32) uint32
+
 //go:wasmimport accel info
 func info(buf unsafe.Pointer, bufLen uint32, outLen *uint32) uint32
 

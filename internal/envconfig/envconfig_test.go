@@ -5,32 +5,6 @@ import (
 	"time"
 )
 
-func TestParseBytes(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"65536", 65536, true},
-		{"64KiB", 64 << 10, true},
-		{"256MiB", 256 << 20, true},
-		{"1GiB", 1 << 30, true},
-		{" 2 GiB ", 2 << 30, true},
-		{"10B", 10, true},
-		{"", 0, false},
-		{"lots", 0, false},
-		{"-1GiB", 0, false},
-		{"1.5GiB", 0, false},
-		{"99999999999TiB", 0, false}, // would overflow int64
-	}
-	for _, tc := range tests {
-		got, err := ParseBytes(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseBytes(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestParseDuration(t *testing.T) {
 	tests := []struct {
 		in   string

@@ -67,7 +67,7 @@ func TestRoundTrip(t *testing.T) {
 		{"empty", &Model{}},
 		{"full", fullModel()},
 	}
-	for _, b := range builders() {
+	for _, b := range samples() {
 		cases = append(cases, struct {
 			name string
 			m    *Model
@@ -264,7 +264,7 @@ func TestUnmarshalTruncated(t *testing.T) {
 // go test -fuzz FuzzUnmarshal ./models/onnx runs it beyond the seeds.
 func FuzzUnmarshal(f *testing.F) {
 	f.Add(Marshal(fullModel()))
-	for _, b := range builders() {
+	for _, b := range samples() {
 		f.Add(Marshal(b.m))
 	}
 	f.Add([]byte{})

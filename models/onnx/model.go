@@ -1,8 +1,7 @@
 // Package onnx reads and writes ONNX models (the ModelProto protobuf) in
 // plain Go, with google.golang.org/protobuf/encoding/protowire and no
-// generated code, and builds the graphs the node needs: single-operator
-// graphs with symbolic dimensions, so that one ONNX Runtime session serves
-// every shape, and the exact t-SNE step.
+// generated code, with small helpers for building attributes and symbolic
+// dimensions.
 //
 // Only what the node uses is modelled: a graph's nodes, inputs, outputs and
 // initializers, attributes of the common kinds, and float32, int32 and int64

@@ -83,7 +83,7 @@ func sameBits(a, b []float32) bool {
 }
 
 // sameOutputs reports whether two runs gave the same bits in every output.
-func sameOutputs(a, b []Tensor) bool {
+func sameOutputs(a, b []conformance.Tensor) bool {
 	if len(a) != len(b) {
 		return false
 	}

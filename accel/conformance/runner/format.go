@@ -13,7 +13,7 @@ import (
 // aggregate is the results of one operation on one backend taken together.
 type aggregate struct {
 	op, backend       string
-	skipped           string
+	skipped           bool // the backend was not run
 	cases, exactCases int
 	elements          int
 	identical         int
@@ -29,10 +29,6 @@ type aggregate struct {
 }
 
 func (a *aggregate) add(r Result) {
-	if r.SkippedReason != "" {
-		a.skipped = r.SkippedReason
-		return
-	}
 	a.cases++
 	if r.Error != "" {
 		a.errors++
@@ -71,9 +67,9 @@ func (a *aggregate) meanULP() float64 {
 	return a.sumULP / float64(a.compared)
 }
 
-// aggregates groups results by operation and backend, in report order.
+// aggregates groups results by operation and backend, in report order; a
+// skipped backend has an empty aggregate for every operation.
 func (r *Report) aggregates() []*aggregate {
-	var list []*aggregate
 	index := map[[2]string]*aggregate{}
 	for _, res := range r.Results {
 		k := [2]string{res.Op, res.Backend}
@@ -81,11 +77,48 @@ func (r *Report) aggregates() []*aggregate {
 		if a == nil {
 			a = &aggregate{op: res.Op, backend: res.Backend}
 			index[k] = a
-			list = append(list, a)
 		}
 		a.add(res)
 	}
+	var list []*aggregate
+	for _, op := range r.ops {
+		for _, name := range r.backends {
+			if r.Summary[name].SkippedReason != "" {
+				list = append(list, &aggregate{op: op, backend: name, skipped: true})
+			} else if a := index[[2]string{op, name}]; a != nil {
+				list = append(list, a)
+			}
+		}
+	}
 	return list
+}
+
+// distance describes how far results lie from the reference's: the largest
+// distance in ulps over the elements where both are finite, then the
+// mismatches ulps do not measure. It reads "max 0 ulp" only when nothing
+// differs.
+func distance(maxULP int64, nanInf, nanBits, signedZero int) string {
+	var kinds []string
+	for _, k := range []struct {
+		n    int
+		what string
+	}{{nanInf, "NaN/Inf"}, {nanBits, "NaN-bit"}, {signedZero, "±0"}} {
+		if k.n > 0 {
+			kinds = append(kinds, thousands(int64(k.n))+" "+k.what)
+		}
+	}
+	var parts []string
+	if maxULP > 0 || len(kinds) == 0 {
+		parts = append(parts, "max "+thousands(maxULP)+" ulp")
+	}
+	if n := len(kinds); n > 0 {
+		list := kinds[0]
+		if n > 1 {
+			list = strings.Join(kinds[:n-1], ", ") + " and " + kinds[n-1]
+		}
+		parts = append(parts, list+" mismatches")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // share formats identical of total as a percentage that reads 100% only
@@ -153,15 +186,35 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
+// tableColumns are the columns of the table, after OP and BACKEND.
+const tableColumns = 11
+
+// legend explains the table's columns and marks.
+var legend = []string{
+	"CASES: cases run; skipped: the backend did not run (the reason is below).",
+	"BIT-EXACT: cases whose every output has the reference's bits, of those run; (n errors): calls that failed.",
+	"IDENTICAL: output elements with the reference's bits; 100% only when all are.",
+	"MAX ULP, MEAN ULP: distance from the reference in float32 steps, over the elements where both are finite.",
+	"  Steps are counted across zero, so a value near zero can be a billion ulps from one of the other sign",
+	"  that is close in value, as where a sum cancels or a divergence is near 0: read large figures so.",
+	"NAN/INF: elements where one is NaN or ±Inf and the other not the same; NAN BITS: both NaN, with other bits",
+	"  (the contract writes NaN as 0x7fc00000); ±0: -0 against +0. Ulps do not count these, so a case that is",
+	"  not bit-exact with MAX ULP 0 differs in them alone.",
+	"RUN-TO-RUN, THREADS, BATCH: the same bits when the case runs again, on another thread count, and for part",
+	"  of the batch computed alone (rows of a matmul, softmax or add, an image of a conv2d or maxpool2d):",
+	"  ok in every case checked; NO (n): not so in n cases; -: not checked.",
+}
+
 // WriteTable writes one row per operation × backend, aggregated over the
-// cases, then with verbose one row per case, then the summary and the
-// failures.
+// cases, then with verbose one row per case, then a legend of the columns,
+// the summary and the failures.
 func (r *Report) WriteTable(w io.Writer, verbose bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "OP\tBACKEND\tCASES\tBIT-EXACT\tIDENTICAL\tMAX ULP\tMEAN ULP\tNAN/INF\tNAN BITS\t±0\tRUN-TO-RUN\tTHREADS\tBATCH\t")
 	for _, a := range r.aggregates() {
-		if a.skipped != "" {
-			fmt.Fprintf(tw, "%s\t%s\tskipped: %s\n", a.op, a.backend, a.skipped)
+		if a.skipped {
+			// Every cell, so that the columns stay one block.
+			fmt.Fprintf(tw, "%s\t%s\tskipped\t%s\n", a.op, a.backend, strings.Repeat("-\t", tableColumns-1))
 			continue
 		}
 		exact := fmt.Sprintf("%d/%d", a.exactCases, a.cases)
@@ -181,19 +234,16 @@ func (r *Report) WriteTable(w io.Writer, verbose bool) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "OP\tBACKEND\tCASE\tELEMENTS\tBIT-EXACT\tIDENTICAL\tMAX ULP\tMEAN ULP\tNAN/INF\tNAN BITS\t±0\tRUN-TO-RUN\tTHREADS\tBATCH\tNOTE")
 		for _, res := range r.Results {
-			if res.SkippedReason != "" {
-				continue
-			}
 			note := res.Error
 			if note == "" {
 				note = strings.Join(res.Notes, "; ")
 			}
-			if res.Op == OpTSNEStep && res.Error == "" && !res.BitExact {
+			if len(res.Outputs) > 1 && res.Error == "" && !res.BitExact {
 				var outs []string
 				for _, d := range res.Outputs {
-					outs = append(outs, fmt.Sprintf("%s %s/%s ulp", d.Name, share(d.Identical, d.Elements), thousands(d.MaxULP)))
+					outs = append(outs, fmt.Sprintf("%s %s identical, %s", d.Name, share(d.Identical, d.Elements), distance(d.MaxULP, d.NaNInf, d.NaNBits, d.SignedZero)))
 				}
-				note = strings.TrimPrefix(note+"; "+strings.Join(outs, ", "), "; ")
+				note = strings.TrimPrefix(note+"; "+strings.Join(outs, "; "), "; ")
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", res.Op, res.Backend, res.Case, res.Elements,
 				yes(&res.BitExact), share(res.Identical, res.Elements), thousands(res.MaxULP), meanText(res.MeanULP),
@@ -203,6 +253,11 @@ func (r *Report) WriteTable(w io.Writer, verbose bool) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+
+	fmt.Fprintln(w)
+	for _, line := range legend {
+		fmt.Fprintln(w, line)
 	}
 
 	fmt.Fprintln(w)
@@ -216,8 +271,12 @@ func (r *Report) WriteTable(w io.Writer, verbose bool) error {
 		if len(s.ThreadCounts) == 2 {
 			threads = fmt.Sprintf(", threads %d vs %d", s.ThreadCounts[0], s.ThreadCounts[1])
 		}
-		fmt.Fprintf(w, "%s: %d of %d cases bit-exact with %s, max %s ulp, %d failures (%s mode%s)\n",
-			name, s.BitExactCases, s.Cases, r.Reference, thousands(s.MaxULP), s.Failures, r.Mode, threads)
+		errors := ""
+		if s.Errors > 0 {
+			errors = fmt.Sprintf(", %d errors", s.Errors)
+		}
+		fmt.Fprintf(w, "%s: %d of %d cases bit-exact with %s, %s%s, %d failures (%s mode%s)\n", name, s.BitExactCases, s.Cases, r.Reference,
+			distance(s.MaxULP, s.NaNInfMismatch, s.NaNBitsMismatch, s.SignedZeroMismatch), errors, s.Failures, r.Mode, threads)
 	}
 	if g := r.Guest; g != nil {
 		fmt.Fprintf(w, "\nguest %s:\n", strings.Join(append([]string{g.Module}, g.Args...), " "))
@@ -274,17 +333,17 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			switch {
 			case a == nil:
 				cell = "-"
-			case a.skipped != "":
+			case a.skipped:
 				cell = "skipped"
 			case a.errors > 0:
 				cell = fmt.Sprintf("%d errors", a.errors)
 			case a.exactCases == a.cases:
 				cell = fmt.Sprintf("bit-exact (%d/%d)", a.exactCases, a.cases)
 			default:
-				cell = fmt.Sprintf("no: %d/%d bit-exact, %s identical, max %s ulp", a.exactCases, a.cases,
-					strings.Replace(share(a.identical, a.elements), "%", " %", 1), thousands(a.maxULP))
+				cell = fmt.Sprintf("no: %d/%d bit-exact, %s identical, %s", a.exactCases, a.cases,
+					strings.Replace(share(a.identical, a.elements), "%", " %", 1), distance(a.maxULP, a.nanInf, a.nanBits, a.signedZero))
 			}
-			if a != nil {
+			if a != nil && !a.skipped {
 				var broken []string
 				for _, b := range []struct {
 					name string
@@ -305,6 +364,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "`accelnode conformance` in %s mode against %s, %s corpus, each case run %d times, on %s (%d CPUs).",
 		r.Mode, r.Reference, r.Corpus, r.Repeat, r.Machine.CPU, r.Machine.CPUs)
+	fmt.Fprint(w, " Ulps count float32 steps, across zero, over the elements where both results are finite;"+
+		" NaN/Inf, NaN-bit and ±0 mismatches are the elements they do not measure."+
+		" \"Varies with\" counts the cases where a repeated run, another thread count or part of the batch computed alone gave other bits.")
 	for _, name := range r.backends {
 		if s := r.Summary[name]; s.SkippedReason != "" {
 			fmt.Fprintf(w, " %s skipped: %s.", name, s.SkippedReason)

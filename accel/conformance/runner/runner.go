@@ -1,25 +1,21 @@
 // Package runner measures backends against the reference backend over a
 // corpus of cases: the engine of `accelnode conformance`.
 //
-// Where the drivers of accel/conformance pass or fail a backend inside `go
-// test`, the runner reports, for every operation × backend × case: the share
+// Where the drivers of accel/conformance/conformancetest pass or fail a
+// backend inside `go test`, the runner reports, for every operation ×
+// backend × case of the same corpus (package conformance): the share
 // of outputs bit-identical to ref's (which implements the numerics contract,
 // docs/determinism.md), their distance in ulps, NaN/Inf disagreements, and
 // three invariances: run to run (the same call repeated gives the same
 // bits), thread count (the backend opened with one thread and with all cores
-// agrees) and batch (a matmul's or softmax's row subset, or one image of a
-// conv2d or maxpool2d, computed alone equals its part of the full result).
-//
-// The corpus (Corpus) crosses every operation of the ABI with size classes
-// (tiny, odd, tall or skinny, large) and value classes (ValueClasses):
-// ordinary distributions, heavy tails, NaN, ±Inf, -0, subnormals, values
-// near overflow, catastrophic cancellation, exactly summable inputs (where
-// any correct order of summation gives the contract's bits) and inputs
-// whose low mantissa bits tensor cores drop.
+// agrees) and batch (the parts of conformance.Parts, such as a matmul's row
+// subset or one image of a conv2d, computed alone equal their part of the
+// full result).
 //
 // In strict mode a backend must reproduce ref bit for bit, and every
-// invariance must hold; backends that do not claim the contract are skipped.
-// In fast mode everything is measured and only errors fail.
+// invariance must hold; backends that do not serve strict mode are skipped.
+// In fast mode everything is measured and only errors fail. A run that
+// measures no backend at all fails in either mode.
 package runner
 
 import (
@@ -30,9 +26,14 @@ import (
 	"strings"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/conformance"
 	"github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/internal/cpuinfo"
 )
+
+// Corpus returns the conformance corpus (conformance.Corpus): every case,
+// or with quick only the quick ones (the tiny and odd size classes).
+func Corpus(quick bool) []conformance.Case { return conformance.Corpus(quick) }
 
 // Target is a backend under test.
 type Target struct {
@@ -48,8 +49,8 @@ type Target struct {
 // Config configures a run.
 type Config struct {
 	// Mode is the determinism mode the backends were opened in and the
-	// sessions run in. Strict skips backends that do not claim the contract
-	// and fails on any difference from the reference.
+	// sessions run in. Strict skips backends that do not serve it and fails
+	// on any difference from the reference.
 	Mode accel.Mode
 	// Repeat is how many times each case runs on each backend; run-to-run
 	// stability compares the runs. 0 means 3.
@@ -67,7 +68,7 @@ type Config struct {
 type Result struct {
 	Op       string `json:"op"`
 	Backend  string `json:"backend"`
-	Case     string `json:"case"` // "*" for a skipped backend
+	Case     string `json:"case"`
 	Size     string `json:"size,omitempty"`
 	Values   string `json:"values,omitempty"`
 	Mode     string `json:"mode"`
@@ -96,9 +97,8 @@ type Result struct {
 	// Failed is set when the result fails the mode: an error in either mode,
 	// and in strict mode any difference from the reference or any broken
 	// invariance.
-	Failed        bool   `json:"failed"`
-	SkippedReason string `json:"skipped_reason,omitempty"`
-	Error         string `json:"error,omitempty"`
+	Failed bool   `json:"failed"`
+	Error  string `json:"error,omitempty"`
 	// Outputs breaks the comparison down by output: tsne_step has y,
 	// update, gains and kl.
 	Outputs []Diff `json:"outputs,omitempty"`
@@ -111,18 +111,24 @@ type Result struct {
 
 // Summary aggregates a backend's results.
 type Summary struct {
-	Deterministic  bool   `json:"deterministic"`
-	Cases          int    `json:"cases"`
-	BitExactCases  int    `json:"bit_exact_cases"`
-	MaxULP         int64  `json:"max_ulp"`
-	Failures       int    `json:"failures"`
-	Errors         int    `json:"errors"`
-	Unstable       int    `json:"run_to_run_unstable"`
-	ThreadVariant  int    `json:"thread_variant"`
-	BatchVariant   int    `json:"batch_variant"`
-	ThreadCounts   []int  `json:"threads_compared,omitempty"`
-	SkippedReason  string `json:"skipped_reason,omitempty"`
-	NaNInfMismatch int    `json:"nan_inf_mismatches"`
+	// Strict says that the backend serves strict mode: it implements the
+	// numerics contract bit for bit.
+	Strict        bool  `json:"strict"`
+	Cases         int   `json:"cases"`
+	BitExactCases int   `json:"bit_exact_cases"`
+	MaxULP        int64 `json:"max_ulp"`
+	Failures      int   `json:"failures"`
+	Errors        int   `json:"errors"`
+	Unstable      int   `json:"run_to_run_unstable"`
+	ThreadVariant int   `json:"thread_variant"`
+	BatchVariant  int   `json:"batch_variant"`
+	ThreadCounts  []int `json:"threads_compared,omitempty"`
+	// SkippedReason says why the backend was not run; it then has no
+	// results.
+	SkippedReason      string `json:"skipped_reason,omitempty"`
+	NaNInfMismatch     int    `json:"nan_inf_mismatches"`
+	NaNBitsMismatch    int    `json:"nan_bits_mismatches"`
+	SignedZeroMismatch int    `json:"signed_zero_mismatches"`
 }
 
 // Machine describes where the run happened.
@@ -158,22 +164,41 @@ type Report struct {
 	Mode string `json:"mode"`
 	// Reference names the backend whose bits every output is compared
 	// with: "ref", or "spec" for the contract's transcription.
-	Reference string             `json:"reference"`
-	Machine   Machine            `json:"machine"`
-	Corpus    string             `json:"corpus"` // "full" or "quick"
-	Repeat    int                `json:"repeat"`
-	Results   []Result           `json:"results"`
-	Summary   map[string]Summary `json:"summary"`
-	Guest     *GuestReport       `json:"guest,omitempty"`
+	Reference string  `json:"reference"`
+	Machine   Machine `json:"machine"`
+	Corpus    string  `json:"corpus"` // "full" or "quick"
+	Repeat    int     `json:"repeat"`
+	// Results hold one result per case and backend measured, by
+	// operation, backend and case. A skipped backend has none: its
+	// Summary says why.
+	Results []Result           `json:"results"`
+	Summary map[string]Summary `json:"summary"`
+	Guest   *GuestReport       `json:"guest,omitempty"`
 
 	strict   bool
 	backends []string // in the order of the targets
+	ops      []string // the operations of the cases, in the op table's order
+}
+
+// Measured is the number of backends the run measured: those not skipped.
+// A run that measured none proves nothing, and Failures says so.
+func (r *Report) Measured() int {
+	n := 0
+	for _, name := range r.backends {
+		if r.Summary[name].SkippedReason == "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Failures describes everything that fails the run, the guest view first,
 // or returns nil.
 func (r *Report) Failures() []string {
 	var fails []string
+	if r.Measured() == 0 {
+		fails = append(fails, "no backend was measured: "+r.skips())
+	}
 	if g := r.Guest; g != nil {
 		for _, run := range g.Runs {
 			if run.Error != "" {
@@ -197,11 +222,19 @@ func (r *Report) Failures() []string {
 	return fails
 }
 
+// skips says why no backend was measured; the summary gives each reason.
+func (r *Report) skips() string {
+	if len(r.backends) == 0 {
+		return "there was none to run"
+	}
+	return "every one was skipped"
+}
+
 func failureText(res Result) string {
 	var why []string
 	if !res.BitExact {
-		why = append(why, fmt.Sprintf("differs from the reference in %d of %d elements (max %d ulp; %d NaN/Inf, %d NaN bits, %d signed-zero mismatches)",
-			res.Elements-res.Identical, res.Elements, res.MaxULP, res.NaNInfMismatches, res.NaNBitsMismatches, res.SignedZeroMismatches))
+		why = append(why, fmt.Sprintf("differs from the reference in %d of %d elements (%s)",
+			res.Elements-res.Identical, res.Elements, distance(res.MaxULP, res.NaNInfMismatches, res.NaNBitsMismatches, res.SignedZeroMismatches)))
 	}
 	why = append(why, res.Notes...)
 	return strings.Join(why, "; ")
@@ -210,7 +243,7 @@ func failureText(res Result) string {
 // Run runs every case on every target and compares the outputs with the
 // reference's. It returns an error only when ctx ends; failures of backends
 // are in the report.
-func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Report, error) {
+func Run(ctx context.Context, cfg Config, targets []Target, cases []conformance.Case) (*Report, error) {
 	if cfg.Repeat <= 0 {
 		cfg.Repeat = 3
 	}
@@ -222,11 +255,12 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 		Reference: cfg.Reference.Name(),
 		Corpus:    "full",
 		Repeat:    cfg.Repeat,
+		Results:   []Result{},
 		Summary:   map[string]Summary{},
 		strict:    cfg.Mode == accel.Strict,
 		Machine:   Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPU: cpuinfo.Model(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version()},
 	}
-	if len(cases) > 0 && !slices.ContainsFunc(cases, func(c Case) bool { return !c.Quick }) {
+	if len(cases) > 0 && !slices.ContainsFunc(cases, func(c conformance.Case) bool { return !c.Quick }) {
 		rep.Corpus = "quick"
 	}
 
@@ -238,7 +272,7 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 		closeV  bool
 	}
 	var run []*active
-	ops := opsOf(cases)
+	rep.ops = opsOf(cases)
 	for _, t := range targets {
 		st := t.Backend.Status()
 		name := t.Backend.Name()
@@ -249,14 +283,13 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 		case skip != "":
 		case !st.Available:
 			skip = "unavailable: " + st.Reason
-		case cfg.Mode == accel.Strict && !st.Deterministic:
+		case cfg.Mode == accel.Strict && !st.Serves(accel.Strict):
 			skip = "does not implement the numerics contract, which strict mode requires"
+		case !st.Serves(cfg.Mode):
+			skip = fmt.Sprintf("does not serve %s mode (it serves %s)", cfg.Mode, accel.ModeList(st.Modes))
 		}
 		if skip != "" {
-			rep.Summary[name] = Summary{Deterministic: st.Deterministic, SkippedReason: skip}
-			for _, op := range ops {
-				rep.Results = append(rep.Results, Result{Op: op, Backend: name, Case: "*", Mode: rep.Mode, SkippedReason: skip})
-			}
+			rep.Summary[name] = Summary{Strict: st.Serves(accel.Strict), SkippedReason: skip}
 			continue
 		}
 		a := &active{Target: t, name: name}
@@ -283,18 +316,21 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 	total, done := len(cases)*len(run), 0
 	var results []Result
 	for _, c := range cases {
+		if len(run) == 0 {
+			break
+		}
 		in := c.Inputs()
-		want, refErr := execute(ctx, cfg, cfg.Reference, c.Op, c.Params, in)
+		want, refErr := execute(ctx, cfg, cfg.Reference, c, in)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var parts []Part
+		var parts []conformance.Part
 		for _, a := range run {
 			if cfg.Progress != nil {
-				cfg.Progress(done, total, c.Op+"/"+a.name+"/"+c.Name)
+				cfg.Progress(done, total, c.Op.Name+"/"+a.name+"/"+c.Name)
 			}
 			done++
-			res := Result{Op: c.Op, Backend: a.name, Case: c.Name, Size: c.Size, Values: c.Values, Mode: rep.Mode}
+			res := Result{Op: c.Op.Name, Backend: a.name, Case: c.Name, Size: c.Size, Values: c.Values, Mode: rep.Mode}
 			if refErr != nil {
 				res.Error = "reference: " + refErr.Error()
 				res.Failed = true
@@ -302,7 +338,7 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 				continue
 			}
 			if parts == nil {
-				parts = Parts(c, in)
+				parts = conformance.Parts(c, in)
 			}
 			if err := measure(ctx, cfg, &res, a.Backend, a.variant, c, in, want, parts); err != nil {
 				if ctxErr := ctx.Err(); ctxErr != nil {
@@ -322,14 +358,14 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 	rep.Results = append(rep.Results, results...)
 	order := func(list []string, s string) int { return slices.Index(list, s) }
 	slices.SortStableFunc(rep.Results, func(x, y Result) int {
-		if d := order(Ops, x.Op) - order(Ops, y.Op); d != 0 {
+		if d := order(rep.ops, x.Op) - order(rep.ops, y.Op); d != 0 {
 			return d
 		}
 		return order(rep.backends, x.Backend) - order(rep.backends, y.Backend)
 	})
 
 	for _, a := range run {
-		s := Summary{Deterministic: a.Backend.Status().Deterministic}
+		s := Summary{Strict: a.Backend.Status().Serves(accel.Strict)}
 		if a.variant != nil {
 			s.ThreadCounts = a.threads[:]
 		}
@@ -343,6 +379,8 @@ func Run(ctx context.Context, cfg Config, targets []Target, cases []Case) (*Repo
 			}
 			s.MaxULP = max(s.MaxULP, res.MaxULP)
 			s.NaNInfMismatch += res.NaNInfMismatches
+			s.NaNBitsMismatch += res.NaNBitsMismatches
+			s.SignedZeroMismatch += res.SignedZeroMismatches
 			if res.Failed {
 				s.Failures++
 			}
@@ -381,27 +419,31 @@ func (r *Report) CheckGuest(module string, args []string, runs []GuestRun) {
 
 func isFalse(b *bool) bool { return b != nil && !*b }
 
-func opsOf(cases []Case) []string {
+// opsOf names the operations of cases, in the order of the op table.
+func opsOf(cases []conformance.Case) []string {
 	var ops []string
-	for _, op := range Ops {
-		if slices.ContainsFunc(cases, func(c Case) bool { return c.Op == op }) {
-			ops = append(ops, op)
+	for _, op := range accel.Ops() {
+		if slices.ContainsFunc(cases, func(c conformance.Case) bool { return c.Op == op }) {
+			ops = append(ops, op.Name)
 		}
 	}
 	return ops
 }
 
-// execute runs one call on a fresh session of b.
-func execute(ctx context.Context, cfg Config, b accel.Backend, op string, params any, in []Tensor) ([]Tensor, error) {
-	s := accel.NewSession(b, cfg.Mode, cfg.Limits, nil)
+// execute runs one case on inputs in, on a fresh session of b.
+func execute(ctx context.Context, cfg Config, b accel.Backend, c conformance.Case, in []conformance.Tensor) ([]conformance.Tensor, error) {
+	s, err := accel.NewSession(b, cfg.Mode, cfg.Limits, nil)
+	if err != nil {
+		return nil, err
+	}
 	defer s.Close()
-	return Execute(ctx, s, op, params, in)
+	return conformance.Execute(ctx, s, c, in)
 }
 
 // measure fills in res for case c on backend b: the comparison with want
 // and the invariances.
-func measure(ctx context.Context, cfg Config, res *Result, b, variant accel.Backend, c Case, in, want []Tensor, parts []Part) error {
-	got, err := execute(ctx, cfg, b, c.Op, c.Params, in)
+func measure(ctx context.Context, cfg Config, res *Result, b, variant accel.Backend, c conformance.Case, in, want []conformance.Tensor, parts []conformance.Part) error {
+	got, err := execute(ctx, cfg, b, c, in)
 	if err != nil {
 		return err
 	}
@@ -434,7 +476,7 @@ func measure(ctx context.Context, cfg Config, res *Result, b, variant accel.Back
 	if cfg.Repeat > 1 {
 		stable := true
 		for r := 1; r < cfg.Repeat; r++ {
-			again, err := execute(ctx, cfg, b, c.Op, c.Params, in)
+			again, err := execute(ctx, cfg, b, c, in)
 			if err != nil {
 				return fmt.Errorf("run %d: %w", r+1, err)
 			}
@@ -448,7 +490,7 @@ func measure(ctx context.Context, cfg Config, res *Result, b, variant accel.Back
 	}
 
 	if variant != nil {
-		other, err := execute(ctx, cfg, variant, c.Op, c.Params, in)
+		other, err := execute(ctx, cfg, variant, c, in)
 		if err != nil {
 			return fmt.Errorf("with %d threads: %w", variant.Status().Threads, err)
 		}
@@ -463,7 +505,7 @@ func measure(ctx context.Context, cfg Config, res *Result, b, variant accel.Back
 		same := true
 		full := got[0].F32
 		for _, p := range parts {
-			out, err := execute(ctx, cfg, b, c.Op, c.Params, p.Inputs)
+			out, err := execute(ctx, cfg, b, c, p.Inputs)
 			if err != nil {
 				return fmt.Errorf("%s alone: %w", p.Name, err)
 			}

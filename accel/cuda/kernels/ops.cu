@@ -240,6 +240,15 @@ extern "C" __global__ void add_bias(const float* __restrict__ x, const float* __
     }
 }
 
+// add computes y[i] = canon(a[i] + b[i]): one IEEE addition per element, as
+// add_bias does. a and b may be one tensor; y is neither.
+extern "C" __global__ void add(const float* __restrict__ a, const float* __restrict__ b,
+                               float* __restrict__ y, long long n) {
+    FOR_EACH(i, n) {
+        y[i] = canon(ADD(a[i], b[i]));
+    }
+}
+
 // relu: the canonical NaN for NaN, x for x > 0, +0 otherwise (so -0 gives +0).
 extern "C" __global__ void relu(const float* __restrict__ x, float* __restrict__ y, long long n) {
     FOR_EACH(i, n) {

@@ -132,7 +132,8 @@ func (b *Kernels) MaxPool2D(ctx context.Context, out, x *accel.Tensor, p accel.P
 
 // Softmax normalises each row of the last axis: m is the row's maximum under
 // the maxpool rule, e[i] = exp(x[i] - m), s is their sum from the left, and
-// y[i] = canon(e[i] / s).
+// y[i] = canon(e[i] / s). A long row is worked through in segments of
+// elemChunk elements, in the same order, so that a deadline interrupts it.
 func (b *Kernels) Softmax(ctx context.Context, out, x *accel.Tensor) error {
 	shape := x.Shape()
 	L := shape[len(shape)-1]
@@ -143,17 +144,34 @@ func (b *Kernels) Softmax(ctx context.Context, out, x *accel.Tensor) error {
 		for r := c * step; r < min((c+1)*step, rows); r++ {
 			xs, ys := X[r*L:(r+1)*L], Y[r*L:(r+1)*L]
 			m := xs[0]
-			for _, v := range xs[1:] {
-				m = maxRule(m, v)
+			for lo := 1; lo < L; lo += elemChunk {
+				if lo > 1 && ctx.Err() != nil {
+					return // forEach reports the interruption
+				}
+				for _, v := range xs[lo:min(lo+elemChunk, L)] {
+					m = maxRule(m, v)
+				}
 			}
 			var s float32
-			for i, v := range xs {
-				e := strictmath.Exp(v - m)
-				ys[i] = e
-				s = s + e
+			for lo := 0; lo < L; lo += elemChunk {
+				if lo > 0 && ctx.Err() != nil {
+					return
+				}
+				hi := min(lo+elemChunk, L)
+				for i, v := range xs[lo:hi] {
+					e := strictmath.Exp(v - m)
+					ys[lo+i] = e
+					s = s + e
+				}
 			}
-			for i, e := range ys {
-				ys[i] = strictmath.Canon(e / s)
+			for lo := 0; lo < L; lo += elemChunk {
+				if lo > 0 && ctx.Err() != nil {
+					return
+				}
+				seg := ys[lo:min(lo+elemChunk, L)]
+				for i, e := range seg {
+					seg[i] = strictmath.Canon(e / s)
+				}
 			}
 		}
 	})

@@ -8,21 +8,59 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/accel/internal/hostmem"
 )
 
-// newSession returns a strict session on a ref backend with threads threads.
-func newSession(tb testing.TB, threads int) *accel.Session {
-	tb.Helper()
-	s := accel.NewSession(New(threads), accel.Strict, accel.Limits{}, nil)
-	tb.Cleanup(s.Close)
-	return s
+// backend serves kernels in host memory as accel/ref does, for the tests
+// here, which cannot import accel/ref: it imports this package.
+type backend struct {
+	k     *Kernels
+	table accel.Kernels
 }
 
-// newSessionKernels returns a strict session on a ref backend with threads
+func newBackend(k *Kernels) *backend { return &backend{k: k, table: k.Table()} }
+
+func (b *backend) Name() string { return "strictcpu-" + b.k.Level() }
+
+func (b *backend) Status() accel.Status {
+	return accel.Status{Name: b.Name(), Available: true, Device: b.k.Level() + " kernels",
+		Modes: accel.AllModes, FastIsStrict: true, Threads: b.k.Threads()}
+}
+
+func (b *backend) Kernel(op *accel.Op, _ accel.Mode) accel.Kernel { return b.table[op] }
+
+func (b *backend) Alloc(dt accel.DType, n int) (accel.Buffer, error) { return hostmem.Alloc(dt, n) }
+
+func (b *backend) Write(dst accel.Buffer, first int, src []byte) error {
+	return hostmem.Write(dst, first, src)
+}
+
+func (b *backend) Read(src accel.Buffer, first int, dst []byte) error {
+	return hostmem.Read(src, first, dst)
+}
+
+func (b *backend) Close() error { return nil }
+
+// newSession returns a strict session on the fastest kernels with threads
+// threads.
+func newSession(tb testing.TB, threads int) *accel.Session {
+	tb.Helper()
+	return sessionOn(tb, New(threads))
+}
+
+// newSessionKernels returns a strict session on kernels with threads
 // threads and the inner loops kern.
 func newSessionKernels(tb testing.TB, threads int, kern *kernels) *accel.Session {
 	tb.Helper()
-	s := accel.NewSession(newWithKernels(threads, kern), accel.Strict, accel.Limits{}, nil)
+	return sessionOn(tb, newWithKernels(threads, kern))
+}
+
+func sessionOn(tb testing.TB, k *Kernels) *accel.Session {
+	tb.Helper()
+	s, err := accel.NewSession(newBackend(k), accel.Strict, accel.Limits{}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(s.Close)
 	return s
 }

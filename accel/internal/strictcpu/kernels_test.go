@@ -15,6 +15,7 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/conformance"
+	"github.com/accelnode/accelnode/accel/conformance/conformancetest"
 	"github.com/accelnode/accelnode/accel/strictmath"
 )
 
@@ -451,16 +452,18 @@ func TestTaps(t *testing.T) {
 	})
 }
 
-// TestConformanceLevels runs the conformance suite, the contract's literal
-// transcription, on every level, on every core and on one thread.
+// TestConformanceLevels runs the quick conformance corpus, against the
+// contract's literal transcription, on every level, on every core and on
+// one thread. accel/ref runs the whole corpus on the fastest level; the
+// tests above compare every level with the portable code at length.
 func TestConformanceLevels(t *testing.T) {
 	if testing.Short() {
-		t.Skip("in -short mode; accel/conformance runs the default level")
+		t.Skip("in -short mode; accel/ref runs the conformance corpus on the default level")
 	}
 	forEachLevel(t, func(t *testing.T, k *kernels) {
 		for _, threads := range []int{0, 1} {
 			t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
-				conformance.TestAll(t, newWithKernels(threads, k))
+				conformancetest.TestCases(t, newBackend(newWithKernels(threads, k)), conformance.Corpus(true))
 			})
 		}
 	})

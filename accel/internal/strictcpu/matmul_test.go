@@ -1,11 +1,9 @@
-package ref
+package strictcpu
 
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
@@ -35,40 +33,6 @@ func checkBits(t *testing.T, name string, got, want []float32) {
 	t.Helper()
 	if !sameBits(got, want) {
 		t.Errorf("%s:\n got %v\nwant %v", name, bitsOf(got), bitsOf(want))
-	}
-}
-
-func TestStatus(t *testing.T) {
-	st := New(0).Status()
-	if st.Name != "ref" || !st.Available || !st.Deterministic || st.Speed != 1 {
-		t.Errorf("status %+v, want available deterministic ref with speed 1", st)
-	}
-	if p := NewPortable(0).Status(); p.Name != "ref-portable" || !p.Deterministic || p.Speed != 0 || !strings.Contains(p.Device, "scalar kernels") {
-		t.Errorf("portable status %+v, want deterministic ref-portable with speed 0 on the scalar kernels", p)
-	}
-	if st.Threads != runtime.GOMAXPROCS(0) {
-		t.Errorf("threads %d, want GOMAXPROCS %d", st.Threads, runtime.GOMAXPROCS(0))
-	}
-	if st.Device == "" {
-		t.Error("empty device")
-	}
-	if got := New(3).Status().Threads; got != 3 {
-		t.Errorf("New(3) has %d threads", got)
-	}
-	if New(1).Name() != "ref" {
-		t.Error("name is not ref")
-	}
-}
-
-func TestRegistered(t *testing.T) {
-	r := accel.Open(accel.Options{Threads: 2})
-	defer r.Close()
-	b, err := r.Select("ref", accel.Strict)
-	if err != nil {
-		t.Fatalf("select ref: %v", err)
-	}
-	if got := b.Status().Threads; got != 2 {
-		t.Errorf("registered ref has %d threads, want 2", got)
 	}
 }
 

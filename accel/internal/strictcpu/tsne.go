@@ -33,9 +33,19 @@ func (b *Kernels) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEP
 	count, step := chunks(n, tsnePairs/n)
 	err := b.forEach(ctx, count, func(c int) {
 		for i := c * step; i < min((c+1)*step, n); i++ {
+			// The points before i, then those after, in segments so that
+			// a deadline interrupts a row of a huge N.
 			xi, yi := Y[2*i], Y[2*i+1]
-			zi, sx, sy := repulse(xi, yi, Y[:2*i], 0, 0, 0)
-			z[i], rx[i], ry[i] = repulse(xi, yi, Y[2*i+2:], zi, sx, sy)
+			var zi, sx, sy float32
+			for _, pts := range [2][]float32{Y[:2*i], Y[2*i+2:]} {
+				for lo := 0; lo < len(pts); lo += 2 * elemChunk {
+					if lo > 0 && ctx.Err() != nil {
+						return // forEach reports the interruption
+					}
+					zi, sx, sy = repulse(xi, yi, pts[lo:min(lo+2*elemChunk, len(pts))], zi, sx, sy)
+				}
+			}
+			z[i], rx[i], ry[i] = zi, sx, sy
 		}
 	})
 	if err != nil {
@@ -60,6 +70,9 @@ func (b *Kernels) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEP
 			vs = vs[:len(cs)]
 			var ax, ay float32
 			for e, j := range cs {
+				if e&(elemChunk-1) == elemChunk-1 && ctx.Err() != nil {
+					return // a row of huge degree: forEach reports the interruption
+				}
 				if int(j) == i {
 					continue // contributes zero
 				}
@@ -90,6 +103,9 @@ func (b *Kernels) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEP
 			if kl != nil {
 				var ki float32
 				for e, j := range cs {
+					if e&(elemChunk-1) == elemChunk-1 && ctx.Err() != nil {
+						return
+					}
 					pv := vs[e]
 					if !(pv > 0) || int(j) == i {
 						continue

@@ -44,6 +44,9 @@ func maxpool2d(x, params, out uint32) uint32
 //go:wasmimport accel tsne_step
 func tsneStep(rowPtr, cols, vals, y, update, gains, params, kl uint32) uint32
 
+//go:wasmimport accel add
+func add(a, b, out uint32) uint32
+
 //go:wasmimport accel info
 func info(buf, bufLen, outLen uint32) uint32
 
@@ -119,6 +122,16 @@ func main() {
 	report("conv2d_params_out_of_bounds", conv2d(x, x, 0, beyond, addr(&out)))
 	pool := [8]uint32{2, 2, 1, 1, 2, 0, 0, 0} // padding as large as the kernel
 	report("maxpool2d_padding_too_large", maxpool2d(x, addr(&pool), addr(&out)))
+	w := create(f32, 1, 1, 2, 2)
+	for _, stride := range []uint32{1 << 29, 0xffffffff} {
+		conv := [9]uint32{stride, 1}
+		report(fmt.Sprintf("conv2d_stride_%#x", stride), conv2d(x, w, 0, addr(&conv), addr(&out)))
+		pool := [8]uint32{2, 2, stride, 1}
+		report(fmt.Sprintf("maxpool2d_stride_%#x", stride), maxpool2d(x, addr(&pool), addr(&out)))
+	}
+	report("add_shape_mismatch", add(a, b, addr(&out)))
+	report("add_out_out_of_bounds", add(a, a, beyond))
+	report("add_sum", add(a, a, addr(&out)))
 
 	// t-SNE with a column index outside [0, N): must be refused before any
 	// backend reads with it.

@@ -1,0 +1,583 @@
+package accel
+
+// The operations of the node. Each is described once, here: its tensors,
+// parameters, shape rule, cost, checked-mode tolerance and contract
+// section; a typed Session method follows each for Go callers. docs/abi.md
+// gives the guest's view of each, docs/determinism.md its numerics.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// ops lists the operations in docs/abi.md's order.
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add}
+
+// elementwiseUnits is the cost of an elementwise operation over n f32
+// elements that moves tensors such tensors (inputs and output): one unit per
+// element computed and one per byte moved.
+func elementwiseUnits(n, tensors uint64) uint64 { return CallUnits + n + 4*n*tensors }
+
+// ---- matmul ----------------------------------------------------------------
+
+// MatMulParams selects transposed operands: with TransA, a is stored as
+// [K, M]; with TransB, b is stored as [N, K].
+type MatMulParams struct {
+	TransA, TransB bool
+}
+
+// matmul flags in the guest ABI.
+const (
+	matMulTransA = 1 << 0
+	matMulTransB = 1 << 1
+)
+
+// MatMul is C[M,N] = op(A)·op(B), op transposing where MatMulParams asks.
+var MatMul = define(opDef[MatMulParams]{
+	Op: Op{
+		Name: "matmul", Contract: "matmul",
+		Inputs:     []Input{{Name: "a", DType: F32}, {Name: "b", DType: F32}},
+		Outputs:    []string{"c"},
+		ParamWords: []string{"flags"},
+		Tolerance: Tolerance{Scale: ScaleAbs, Terms: func(c *Call) int {
+			_, k, _, _ := MatMulDims(c.In[0].Shape(), c.In[1].Shape(), c.Params.(MatMulParams))
+			return k
+		}},
+	},
+	decode: func(w []uint32) (MatMulParams, error) {
+		if w[0]&^(matMulTransA|matMulTransB) != 0 {
+			return MatMulParams{}, fmt.Errorf("%w: unknown flags %#x", ErrInvalid, w[0])
+		}
+		return MatMulParams{TransA: w[0]&matMulTransA != 0, TransB: w[0]&matMulTransB != 0}, nil
+	},
+	shape: func(in [][]int, p MatMulParams) ([][]int, error) {
+		m, _, n, err := MatMulDims(in[0], in[1], p)
+		return [][]int{{m, n}}, err
+	},
+	units: func(in, _ [][]int, p MatMulParams) uint64 {
+		m, k, n, _ := MatMulDims(in[0], in[1], p)
+		return MatMulUnits(m, k, n)
+	},
+})
+
+// MatMulDims checks the operand shapes of a matmul and returns M, K and N.
+func MatMulDims(a, b []int, p MatMulParams) (m, k, n int, err error) {
+	if len(a) != 2 || len(b) != 2 {
+		return 0, 0, 0, fmt.Errorf("%w: matmul needs matrices, got %s and %s", ErrShape, ShapeString(a), ShapeString(b))
+	}
+	m, k = a[0], a[1]
+	if p.TransA {
+		m, k = k, m
+	}
+	kb, n := b[0], b[1]
+	if p.TransB {
+		kb, n = n, kb
+	}
+	if k != kb {
+		return 0, 0, 0, fmt.Errorf("%w: inner dimensions %d and %d differ (a %s, b %s)", ErrShape, k, kb, ShapeString(a), ShapeString(b))
+	}
+	return m, k, n, nil
+}
+
+// MatMulUnits is the cost of an [M,K]·[K,N] product.
+func MatMulUnits(m, k, n int) uint64 {
+	M, K, N := uint64(m), uint64(k), uint64(n)
+	return CallUnits + 2*M*N*K + 4*(M*K+K*N+M*N)
+}
+
+// MatMul returns op(a)·op(b) for f32 matrices a [M,K] and b [K,N] (stored
+// transposed where p asks).
+func (s *Session) MatMul(ctx context.Context, a, b *Tensor, p MatMulParams) (*Tensor, error) {
+	return s.run1(ctx, MatMul, p, a, b)
+}
+
+// ---- conv2d ----------------------------------------------------------------
+
+// Conv2DParams describes a 2-D convolution. Strides, dilations and groups
+// are at least 1 (the guest ABI reads a 0 as 1).
+type Conv2DParams struct {
+	StrideH, StrideW     int
+	PadTop, PadLeft      int
+	PadBottom, PadRight  int
+	DilationH, DilationW int
+	Groups               int
+}
+
+// Conv2D is a grouped, strided, dilated, padded 2-D convolution of x
+// [N,C,H,W] with weights w [OC,C/groups,KH,KW] and an optional bias [OC].
+var Conv2D = define(opDef[Conv2DParams]{
+	Op: Op{
+		Name: "conv2d", Contract: "conv2d",
+		Inputs:  []Input{{Name: "x", DType: F32}, {Name: "w", DType: F32}, {Name: "bias", DType: F32, Optional: true}},
+		Outputs: []string{"y"},
+		ParamWords: []string{"stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
+			"dilation_h", "dilation_w", "groups"},
+		ParamsByPointer: true,
+		// The products of one group's window, then the bias.
+		Tolerance: Tolerance{Scale: ScaleAbs, Terms: func(c *Call) int {
+			w := c.In[1].Shape()
+			return w[1]*w[2]*w[3] + 1
+		}},
+	},
+	decode: func(w []uint32) (Conv2DParams, error) {
+		return Conv2DParams{
+			StrideH: oneIfZero(w[0]), StrideW: oneIfZero(w[1]),
+			PadTop: int(w[2]), PadLeft: int(w[3]), PadBottom: int(w[4]), PadRight: int(w[5]),
+			DilationH: oneIfZero(w[6]), DilationW: oneIfZero(w[7]),
+			Groups: oneIfZero(w[8]),
+		}, nil
+	},
+	shape: func(in [][]int, p Conv2DParams) ([][]int, error) {
+		out, err := Conv2DShape(in[0], in[1], in[2], p)
+		return [][]int{out}, err
+	},
+	units: func(in, out [][]int, p Conv2DParams) uint64 { return Conv2DUnits(in[0], in[1], out[0], in[2] != nil) },
+})
+
+// oneIfZero reads an ABI count where 0 means the default of 1.
+func oneIfZero(v uint32) int {
+	if v == 0 {
+		return 1
+	}
+	return int(v)
+}
+
+// Conv2DShape checks a convolution's operands and returns the output shape.
+// biasShape is nil when there is no bias.
+func Conv2DShape(x, w, biasShape []int, p Conv2DParams) ([]int, error) {
+	if len(x) != 4 || len(w) != 4 {
+		return nil, fmt.Errorf("%w: conv2d needs NCHW input and OIHW weights, got %s and %s", ErrShape, ShapeString(x), ShapeString(w))
+	}
+	if p.StrideH < 1 || p.StrideW < 1 || p.DilationH < 1 || p.DilationW < 1 || p.Groups < 1 {
+		return nil, fmt.Errorf("%w: strides, dilations and groups must be at least 1: %+v", ErrInvalid, p)
+	}
+	if p.PadTop < 0 || p.PadLeft < 0 || p.PadBottom < 0 || p.PadRight < 0 {
+		return nil, fmt.Errorf("%w: padding must not be negative: %+v", ErrInvalid, p)
+	}
+	n, c, h, wd := x[0], x[1], x[2], x[3]
+	oc, cg, kh, kw := w[0], w[1], w[2], w[3]
+	if c%p.Groups != 0 || oc%p.Groups != 0 || cg != c/p.Groups {
+		return nil, fmt.Errorf("%w: %d groups cannot take %d input and %d output channels with weights %s", ErrShape, p.Groups, c, oc, ShapeString(w))
+	}
+	if biasShape != nil && (len(biasShape) != 1 || biasShape[0] != oc) {
+		return nil, fmt.Errorf("%w: bias %s, want [%d]", ErrShape, ShapeString(biasShape), oc)
+	}
+	oh, err := windows(h, kh, p.StrideH, p.DilationH, p.PadTop, p.PadBottom)
+	if err != nil {
+		return nil, err
+	}
+	ow, err := windows(wd, kw, p.StrideW, p.DilationW, p.PadLeft, p.PadRight)
+	if err != nil {
+		return nil, err
+	}
+	shape := []int{n, oc, oh, ow}
+	if _, err := NumElements(shape); err != nil {
+		return nil, err
+	}
+	return shape, nil
+}
+
+// windows counts the positions of a dilated window along one padded axis.
+// Parameters beyond the largest dimension a tensor can have are invalid:
+// no input is that large.
+func windows(size, kernel, stride, dilation, padLo, padHi int) (int, error) {
+	const limit = MaxElements
+	if padLo > limit || padHi > limit || dilation > limit || stride > limit {
+		return 0, fmt.Errorf("%w: window parameters above %d (stride %d, dilation %d, padding %d and %d)", ErrInvalid, limit, stride, dilation, padLo, padHi)
+	}
+	span := dilation*(kernel-1) + 1 // no overflow: each factor is below 2^29
+	padded := size + padLo + padHi
+	if span > padded {
+		return 0, fmt.Errorf("%w: window of %d does not fit axis of %d padded to %d", ErrShape, span, size, padded)
+	}
+	return (padded-span)/stride + 1, nil
+}
+
+// Conv2DUnits is the cost of a convolution from its input, weight and output
+// shapes. Padding positions are counted as if computed, so the cost depends on
+// shapes alone.
+func Conv2DUnits(x, w, out []int, bias bool) uint64 {
+	outElems := product(out)
+	perOutput := uint64(w[1]) * uint64(w[2]) * uint64(w[3])
+	bytes := 4 * (product(x) + product(w) + outElems)
+	units := CallUnits + 2*outElems*perOutput + bytes
+	if bias {
+		units += outElems + 4*uint64(out[1])
+	}
+	return units
+}
+
+// Conv2D returns the convolution of x [N,C,H,W] with w [OC,C/groups,KH,KW],
+// plus bias [OC] when bias is not nil.
+func (s *Session) Conv2D(ctx context.Context, x, w, bias *Tensor, p Conv2DParams) (*Tensor, error) {
+	return s.run1(ctx, Conv2D, p, x, w, bias)
+}
+
+// ---- add_bias --------------------------------------------------------------
+
+// AddBiasParams names the axis a bias is broadcast along.
+type AddBiasParams struct{ Axis int }
+
+// AddBias is y = x + bias, the vector bias broadcast along one axis of x.
+var AddBias = define(opDef[AddBiasParams]{
+	Op: Op{
+		Name: "add_bias", Contract: "add_bias",
+		Inputs:     []Input{{Name: "x", DType: F32}, {Name: "bias", DType: F32}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"axis"},
+	},
+	decode: func(w []uint32) (AddBiasParams, error) { return AddBiasParams{Axis: int(w[0])}, nil },
+	shape: func(in [][]int, p AddBiasParams) ([][]int, error) {
+		x, bias := in[0], in[1]
+		if p.Axis < 0 || p.Axis >= len(x) {
+			return nil, fmt.Errorf("%w: axis %d outside %s", ErrInvalid, p.Axis, ShapeString(x))
+		}
+		if len(bias) != 1 || bias[0] != x[p.Axis] {
+			return nil, fmt.Errorf("%w: bias %s does not match axis %d of %s", ErrShape, ShapeString(bias), p.Axis, ShapeString(x))
+		}
+		return [][]int{slices.Clone(x)}, nil
+	},
+	units: func(in, _ [][]int, _ AddBiasParams) uint64 {
+		return elementwiseUnits(product(in[0]), 2) + 4*product(in[1])
+	},
+})
+
+// AddBias returns x + bias, with bias [x.Shape()[axis]] broadcast along axis.
+func (s *Session) AddBias(ctx context.Context, x, bias *Tensor, axis int) (*Tensor, error) {
+	return s.run1(ctx, AddBias, AddBiasParams{Axis: axis}, x, bias)
+}
+
+// ---- relu ------------------------------------------------------------------
+
+// Relu is max(x, +0) elementwise, NaN preserved.
+var Relu = define(opDef[NoParams]{
+	Op: Op{
+		Name: "relu", Contract: "relu",
+		Inputs:  []Input{{Name: "x", DType: F32}},
+		Outputs: []string{"y"},
+	},
+	shape: sameShape,
+	units: func(in, _ [][]int, _ NoParams) uint64 { return elementwiseUnits(product(in[0]), 2) },
+})
+
+func sameShape(in [][]int, _ NoParams) ([][]int, error) { return [][]int{slices.Clone(in[0])}, nil }
+
+// Relu returns max(x, +0) elementwise.
+func (s *Session) Relu(ctx context.Context, x *Tensor) (*Tensor, error) {
+	return s.run1(ctx, Relu, NoParams{}, x)
+}
+
+// ---- maxpool2d -------------------------------------------------------------
+
+// Pool2DParams describes a 2-D pooling window. Every padding is smaller than
+// the kernel along its axis, so no window lies wholly in padding.
+type Pool2DParams struct {
+	KernelH, KernelW    int
+	StrideH, StrideW    int
+	PadTop, PadLeft     int
+	PadBottom, PadRight int
+}
+
+// MaxPool2D is the maximum over each window of an NCHW tensor.
+var MaxPool2D = define(opDef[Pool2DParams]{
+	Op: Op{
+		Name: "maxpool2d", Contract: "maxpool2d",
+		Inputs:          []Input{{Name: "x", DType: F32}},
+		Outputs:         []string{"y"},
+		ParamWords:      []string{"kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right"},
+		ParamsByPointer: true,
+	},
+	decode: func(w []uint32) (Pool2DParams, error) {
+		return Pool2DParams{
+			KernelH: int(w[0]), KernelW: int(w[1]),
+			StrideH: oneIfZero(w[2]), StrideW: oneIfZero(w[3]),
+			PadTop: int(w[4]), PadLeft: int(w[5]), PadBottom: int(w[6]), PadRight: int(w[7]),
+		}, nil
+	},
+	shape: func(in [][]int, p Pool2DParams) ([][]int, error) {
+		out, err := Pool2DShape(in[0], p)
+		return [][]int{out}, err
+	},
+	units: func(in, out [][]int, p Pool2DParams) uint64 { return Pool2DUnits(in[0], out[0], p) },
+})
+
+// Pool2DShape checks a pooling window against x and returns the output shape.
+func Pool2DShape(x []int, p Pool2DParams) ([]int, error) {
+	if len(x) != 4 {
+		return nil, fmt.Errorf("%w: maxpool2d needs an NCHW input, got %s", ErrShape, ShapeString(x))
+	}
+	if p.KernelH < 1 || p.KernelW < 1 || p.StrideH < 1 || p.StrideW < 1 {
+		return nil, fmt.Errorf("%w: kernel and strides must be at least 1: %+v", ErrInvalid, p)
+	}
+	if p.PadTop < 0 || p.PadLeft < 0 || p.PadBottom < 0 || p.PadRight < 0 ||
+		p.PadTop >= p.KernelH || p.PadBottom >= p.KernelH || p.PadLeft >= p.KernelW || p.PadRight >= p.KernelW {
+		return nil, fmt.Errorf("%w: padding must be smaller than the kernel: %+v", ErrInvalid, p)
+	}
+	// Padding wider than the input only adds windows that repeat others;
+	// bounding it keeps the outputs within a small multiple of the input.
+	if p.PadTop > x[2] || p.PadBottom > x[2] || p.PadLeft > x[3] || p.PadRight > x[3] {
+		return nil, fmt.Errorf("%w: padding must not exceed the input's %dx%d: %+v", ErrInvalid, x[2], x[3], p)
+	}
+	oh, err := windows(x[2], p.KernelH, p.StrideH, 1, p.PadTop, p.PadBottom)
+	if err != nil {
+		return nil, err
+	}
+	ow, err := windows(x[3], p.KernelW, p.StrideW, 1, p.PadLeft, p.PadRight)
+	if err != nil {
+		return nil, err
+	}
+	return []int{x[0], x[1], oh, ow}, nil
+}
+
+// Pool2DUnits is the cost of a max-pool from its input and output shapes:
+// every window position is counted, as if none were padding. The product
+// saturates rather than wrap, so a window too large to pay for is refused by
+// any budget.
+func Pool2DUnits(x, out []int, p Pool2DParams) uint64 {
+	outElems := product(out)
+	window := mulSat(uint64(p.KernelH), uint64(p.KernelW))
+	return addSat(CallUnits+4*(product(x)+outElems), mulSat(outElems, window))
+}
+
+// MaxPool2D returns the window maxima of x [N,C,H,W].
+func (s *Session) MaxPool2D(ctx context.Context, x *Tensor, p Pool2DParams) (*Tensor, error) {
+	return s.run1(ctx, MaxPool2D, p, x)
+}
+
+// ---- softmax ---------------------------------------------------------------
+
+// SoftmaxUnitsPerElement counts max, subtract, exp (about a dozen
+// operations), sum and divide.
+const SoftmaxUnitsPerElement = 16
+
+// Softmax normalises x along its last axis.
+var Softmax = define(opDef[NoParams]{
+	Op: Op{
+		Name: "softmax", Contract: "softmax",
+		Inputs:  []Input{{Name: "x", DType: F32}},
+		Outputs: []string{"y"},
+		// exp within an ulp, a sum of L terms, a division.
+		Tolerance: Tolerance{Scale: ScaleWant, Terms: func(c *Call) int {
+			s := c.In[0].Shape()
+			return s[len(s)-1] + 4
+		}},
+	},
+	shape: sameShape,
+	units: func(in, _ [][]int, _ NoParams) uint64 {
+		n := product(in[0])
+		return CallUnits + SoftmaxUnitsPerElement*n + 8*n
+	},
+})
+
+// Softmax returns x normalised along its last axis.
+func (s *Session) Softmax(ctx context.Context, x *Tensor) (*Tensor, error) {
+	return s.run1(ctx, Softmax, NoParams{}, x)
+}
+
+// ---- tsne_step -------------------------------------------------------------
+
+// TSNEParams are the hyperparameters of one t-SNE iteration.
+type TSNEParams struct {
+	LearningRate float32
+	Momentum     float32
+	Exaggeration float32
+	MinGain      float32
+	ComputeKL    bool
+}
+
+// tsne_step flags in the guest ABI.
+const tsneComputeKL = 1 << 0
+
+// The cost of a t-SNE iteration's parts.
+const (
+	// tsnePairUnits counts one repulsive pair: two differences, a squared
+	// distance, a reciprocal and three accumulations.
+	tsnePairUnits = 20
+	// tsneEdgeUnits counts one attractive edge; the same again for its KL term.
+	tsneEdgeUnits = 20
+	// tsnePointUnits counts the gradient, gains, update and centring of a point.
+	tsnePointUnits = 40
+)
+
+// TSNEStep runs one exact-gradient t-SNE iteration in 2-D. P is the sparse
+// symmetric joint-probability matrix in CSR form: row_ptr i32[N+1], cols
+// i32[nnz], vals f32[nnz]; y, update and gains are f32[N, 2] and are updated
+// in place. The KL divergence is returned when asked for.
+var TSNEStep = define(opDef[TSNEParams]{
+	Op: Op{
+		Name: "tsne_step", Contract: "tsne_step",
+		Inputs: []Input{
+			{Name: "row_ptr", DType: I32, Index: true}, {Name: "cols", DType: I32, Index: true}, {Name: "vals", DType: F32},
+			{Name: "y", DType: F32, InPlace: true}, {Name: "update", DType: F32, InPlace: true}, {Name: "gains", DType: F32, InPlace: true},
+		},
+		Scalar:          "kl",
+		ParamWords:      []string{"learning_rate", "momentum", "exaggeration", "min_gain", "flags"},
+		ParamsByPointer: true,
+		// Sums over all N points, relative to the embedding's scale. The
+		// gains are not compared: a gradient within rounding of zero may
+		// take either branch of the gain rule.
+		Tolerance: Tolerance{Scale: ScaleMaxWant, Compare: []string{"y", "kl"}, Terms: func(c *Call) int {
+			return 2 * c.In[3].Shape()[0]
+		}},
+	},
+	decode: func(w []uint32) (TSNEParams, error) {
+		if w[4]&^tsneComputeKL != 0 {
+			return TSNEParams{}, fmt.Errorf("%w: unknown flags %#x", ErrInvalid, w[4])
+		}
+		return TSNEParams{
+			LearningRate: math.Float32frombits(w[0]),
+			Momentum:     math.Float32frombits(w[1]),
+			Exaggeration: math.Float32frombits(w[2]),
+			MinGain:      math.Float32frombits(w[3]),
+			ComputeKL:    w[4]&tsneComputeKL != 0,
+		}, nil
+	},
+	shape:        tsneShapes,
+	units:        func(in, _ [][]int, p TSNEParams) uint64 { return TSNEUnits(in[3][0], in[1][0], p.ComputeKL) },
+	scalarWanted: func(p TSNEParams) bool { return p.ComputeKL },
+})
+
+func tsneShapes(in [][]int, p TSNEParams) ([][]int, error) {
+	rowPtr, cols, vals, y, update, gains := in[0], in[1], in[2], in[3], in[4], in[5]
+	if len(y) != 2 || y[1] != 2 {
+		return nil, fmt.Errorf("%w: embedding is %s, want [N x 2]", ErrShape, ShapeString(y))
+	}
+	n := y[0]
+	if n < 2 {
+		return nil, fmt.Errorf("%w: needs at least 2 points, got %d", ErrShape, n)
+	}
+	if !slices.Equal(update, y) || !slices.Equal(gains, y) {
+		return nil, fmt.Errorf("%w: update %s and gains %s must match y %s", ErrShape, ShapeString(update), ShapeString(gains), ShapeString(y))
+	}
+	if len(rowPtr) != 1 || rowPtr[0] != n+1 {
+		return nil, fmt.Errorf("%w: row_ptr %s, want [%d]", ErrShape, ShapeString(rowPtr), n+1)
+	}
+	if len(cols) != 1 || !slices.Equal(vals, cols) {
+		return nil, fmt.Errorf("%w: cols %s and vals %s must be vectors of one length", ErrShape, ShapeString(cols), ShapeString(vals))
+	}
+	for _, v := range []float32{p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain} {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("%w: parameters must be finite: %+v", ErrInvalid, p)
+		}
+	}
+	return [][]int{}, nil
+}
+
+// TSNEUnits is the cost of one exact t-SNE iteration over n points and nnz
+// nonzeros of P.
+func TSNEUnits(n, nnz int, kl bool) uint64 {
+	N, E := uint64(n), uint64(nnz)
+	units := CallUnits + tsnePairUnits*N*(N-1) + tsneEdgeUnits*E + tsnePointUnits*N
+	units += 4*(N+1) + 8*E + 3*2*2*4*N // read P; read and write Y, update and gains
+	if kl {
+		units += tsneEdgeUnits * E
+	}
+	return units
+}
+
+// csrChunk is how many indices the CSR check reads at a time: its scratch
+// memory, and the work between two looks at the context.
+const csrChunk = 1 << 16
+
+// verifyCSR makes sure that P's structure cannot send a kernel outside its
+// arrays: row_ptr starts at 0, never decreases and ends at nnz, and every
+// column is in [0, N). It streams the indices in chunks, so it needs
+// little memory and stops promptly when ctx ends.
+func verifyCSR(ctx context.Context, in []*Tensor, read func(*Tensor, int, []byte) error) error {
+	rowPtr, cols := in[0], in[1]
+	n, nnz := rowPtr.Len()-1, cols.Len()
+	buf := make([]byte, 4*min(csrChunk, max(rowPtr.Len(), nnz)))
+	scan := func(t *Tensor, check func(i int, v int32) error) error {
+		for first := 0; first < t.Len(); first += csrChunk {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("interrupted checking the index data: %w", err)
+			}
+			b := buf[:4*min(csrChunk, t.Len()-first)]
+			if err := read(t, first, b); err != nil {
+				return fmt.Errorf("read index data: %w", err)
+			}
+			for j := 0; j < len(b); j += 4 {
+				if err := check(first+j/4, int32(binary.LittleEndian.Uint32(b[j:]))); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	var prev int32
+	err := scan(rowPtr, func(i int, v int32) error {
+		switch {
+		case i == 0 && v != 0:
+			return fmt.Errorf("%w: row_ptr must start at 0, got %d", ErrInvalid, v)
+		case v < prev:
+			return fmt.Errorf("%w: row_ptr decreases at row %d", ErrInvalid, i-1)
+		case i == n && int(v) != nnz:
+			return fmt.Errorf("%w: row_ptr must end at nnz=%d, got %d", ErrInvalid, nnz, v)
+		}
+		prev = v
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return scan(cols, func(e int, c int32) error {
+		if c < 0 || int(c) >= n {
+			return fmt.Errorf("%w: column %d at entry %d outside [0, %d)", ErrInvalid, c, e, n)
+		}
+		return nil
+	})
+}
+
+func init() { TSNEStep.verify = verifyCSR }
+
+// TSNEState holds the tensors of one t-SNE iteration, in the order of
+// TSNEStep's inputs.
+type TSNEState struct {
+	RowPtr, Cols, Vals *Tensor
+	Y, Update, Gains   *Tensor
+}
+
+// N is the number of points.
+func (s TSNEState) N() int { return s.Y.Shape()[0] }
+
+func (s TSNEState) inputs() []*Tensor {
+	return []*Tensor{s.RowPtr, s.Cols, s.Vals, s.Y, s.Update, s.Gains}
+}
+
+// TSNEStateOf names the inputs of a tsne_step call.
+func TSNEStateOf(c *Call) TSNEState {
+	return TSNEState{RowPtr: c.In[0], Cols: c.In[1], Vals: c.In[2], Y: c.In[3], Update: c.In[4], Gains: c.In[5]}
+}
+
+// TSNEStep runs one t-SNE iteration on st, updating st.Y, st.Update and
+// st.Gains in place, and returns the KL divergence when p.ComputeKL is set.
+func (s *Session) TSNEStep(ctx context.Context, st TSNEState, p TSNEParams) (float32, error) {
+	_, kl, err := s.Run(ctx, TSNEStep, p, st.inputs()...)
+	return kl, err
+}
+
+// ---- add -------------------------------------------------------------------
+
+// Add is y = a + b elementwise, for two tensors of one shape.
+var Add = define(opDef[NoParams]{
+	Op: Op{
+		Name: "add", Contract: "add",
+		Inputs:  []Input{{Name: "a", DType: F32}, {Name: "b", DType: F32}},
+		Outputs: []string{"y"},
+	},
+	shape: func(in [][]int, _ NoParams) ([][]int, error) {
+		if !slices.Equal(in[0], in[1]) {
+			return nil, fmt.Errorf("%w: a %s and b %s differ", ErrShape, ShapeString(in[0]), ShapeString(in[1]))
+		}
+		return [][]int{slices.Clone(in[0])}, nil
+	},
+	units: func(in, _ [][]int, _ NoParams) uint64 { return elementwiseUnits(product(in[0]), 3) },
+})
+
+// Add returns a + b elementwise for tensors of one shape.
+func (s *Session) Add(ctx context.Context, a, b *Tensor) (*Tensor, error) {
+	return s.run1(ctx, Add, NoParams{}, a, b)
+}

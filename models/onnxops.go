@@ -1,0 +1,617 @@
+package models
+
+// The ONNX ops the node runs op by op. Each is described once, here: the
+// attributes it reads, its inputs, how it compiles (its attributes parsed
+// and what the graph already shows checked) and how a run plans it from its
+// input shapes: its output's shape and the accel operations that compute
+// it. A run charges exactly the operations it plans and calls exactly
+// those, so the shape rules that price a model are the ones that run it.
+// Supporting another ONNX op is one entry in onnxOps.
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/models/onnx"
+)
+
+// onnxOp is how the node runs one ONNX op type.
+type onnxOp struct {
+	// attrs are the attributes the op reads; any other is unsupported.
+	attrs []string
+	// minIn and maxIn bound the node's inputs. The last consts of them
+	// are constants read at compile time (Reshape's shape); the others
+	// are tensors.
+	minIn, maxIn, consts int
+	// compile parses the attributes and checks what the graph shows before
+	// any run: the ranks it knows and the initializers. It returns what
+	// plan needs and the output's rank, -1 when unknown.
+	compile func(c *compiler, st *step, a attrs) (params any, rank int, err error)
+	// plan gives the output's shape from the input shapes (nil for an
+	// omitted optional input), and the accel operations that compute it.
+	plan func(params any, in [][]int) (nodePlan, error)
+}
+
+// rule is the typed description an onnxOp is built from.
+type rule[P any] struct {
+	attrs                []string
+	minIn, maxIn, consts int
+	compile              func(c *compiler, st *step, a attrs) (P, int, error)
+	plan                 func(p P, in [][]int) (nodePlan, error)
+}
+
+// define erases the types of r's functions into an onnxOp.
+func define[P any](r rule[P]) *onnxOp {
+	return &onnxOp{
+		attrs: r.attrs, minIn: r.minIn, maxIn: r.maxIn, consts: r.consts,
+		compile: func(c *compiler, st *step, a attrs) (any, int, error) { return r.compile(c, st, a) },
+		plan:    func(p any, in [][]int) (nodePlan, error) { return r.plan(p.(P), in) },
+	}
+}
+
+// nodePlan is one node of a run, worked out from its input shapes.
+type nodePlan struct {
+	// out is the output's ONNX shape; rank 0 for a scalar, which a run
+	// holds as a [1] tensor.
+	out []int
+	// calls run in order, and the last one's output is the node's. A node
+	// without calls (Reshape, Flatten, Identity) gives its first input's
+	// data under the new shape.
+	calls []opCall
+}
+
+// opCall is one accel operation of a node.
+type opCall struct {
+	op     *accel.Op
+	params any
+	// args are the operation's inputs: an index into the node's inputs,
+	// prev for the previous call's output, or absent for an omitted
+	// optional input.
+	args []int
+	// in and out are the shapes the operation takes and gives (op.Shapes).
+	// An argument held in another shape of its elements is viewed in this
+	// one for the call.
+	in, out [][]int
+}
+
+const (
+	prev   = -1 // the previous call's output
+	absent = -2 // an omitted optional input
+)
+
+// plan1 plans op on arguments of shapes in, checking them with op's own
+// shape rule.
+func plan1(op *accel.Op, p any, args []int, in ...[]int) (opCall, error) {
+	out, err := op.Shapes(in, p)
+	if err != nil {
+		return opCall{}, err
+	}
+	return opCall{op: op, params: p, args: args, in: in, out: out}, nil
+}
+
+// units is the call's cost, as the Session would charge it.
+func (c *opCall) units() uint64 { return c.op.Units(c.in, c.out, c.params) }
+
+// single is the plan of a node that is one accel operation.
+func single(c opCall, err error) (nodePlan, error) {
+	if err != nil {
+		return nodePlan{}, err
+	}
+	return nodePlan{out: c.out[0], calls: []opCall{c}}, nil
+}
+
+// tensorShape is the shape a run holds a value of ONNX shape s in: a scalar
+// is a [1] tensor, since tensors have rank 1 at least.
+func tensorShape(s []int) []int {
+	if len(s) == 0 {
+		return []int{1}
+	}
+	return s
+}
+
+type none struct{}
+
+// onnxOps lists the ONNX ops the node runs op by op.
+var onnxOps = map[string]*onnxOp{
+	// Gemm is a matmul and, with C, an add_bias of C [N] along axis 1.
+	"Gemm": define(rule[accel.MatMulParams]{
+		attrs: []string{"alpha", "beta", "transA", "transB"},
+		minIn: 2, maxIn: 3,
+		compile: compileGemm,
+		plan: func(p accel.MatMulParams, in [][]int) (nodePlan, error) {
+			if len(in[0]) != 2 || len(in[1]) != 2 {
+				return nodePlan{}, fmt.Errorf("%w: gemm needs 2-d inputs A and B, got %s and %s", accel.ErrShape, accel.ShapeString(in[0]), accel.ShapeString(in[1]))
+			}
+			mm, err := plan1(accel.MatMul, p, []int{0, 1}, in[0], in[1])
+			if err != nil {
+				return nodePlan{}, err
+			}
+			if len(in) < 3 || in[2] == nil {
+				return single(mm, nil)
+			}
+			if len(in[2]) != 1 {
+				return nodePlan{}, fmt.Errorf("input C %s is %w (only [N])", accel.ShapeString(in[2]), accel.ErrUnsupported)
+			}
+			bias, err := plan1(accel.AddBias, accel.AddBiasParams{Axis: 1}, []int{prev, 2}, mm.out[0], in[2])
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: bias.out[0], calls: []opCall{mm, bias}}, nil
+		},
+	}),
+	// MatMul is a matmul of matrices; a vector operand is a one-row
+	// (first) or one-column (second) matrix, and its axis is dropped from
+	// the result, as numpy does, so two vectors give a scalar.
+	"MatMul": define(rule[none]{
+		minIn: 2, maxIn: 2,
+		compile: func(c *compiler, st *step, _ attrs) (none, int, error) {
+			r0, r1 := c.rank[st.in[0]], c.rank[st.in[1]]
+			if r0 == 0 || r0 > 2 || r1 == 0 || r1 > 2 {
+				return none{}, 0, fmt.Errorf("inputs of rank %d and %d are %w (only 1-d and 2-d)", r0, r1, accel.ErrUnsupported)
+			}
+			if r0 < 0 || r1 < 0 {
+				return none{}, -1, nil
+			}
+			return none{}, r0 + r1 - 2, nil
+		},
+		plan: func(_ none, in [][]int) (nodePlan, error) {
+			a, b := in[0], in[1]
+			if len(a) == 0 || len(a) > 2 || len(b) == 0 || len(b) > 2 {
+				return nodePlan{}, fmt.Errorf("matmul of %s and %s is %w (only 1-d and 2-d)", accel.ShapeString(a), accel.ShapeString(b), accel.ErrUnsupported)
+			}
+			out := []int{}
+			if len(a) == 1 {
+				a = []int{1, a[0]}
+			} else {
+				out = append(out, a[0])
+			}
+			if len(b) == 1 {
+				b = []int{b[0], 1}
+			} else {
+				out = append(out, b[1])
+			}
+			mm, err := plan1(accel.MatMul, accel.MatMulParams{}, []int{0, 1}, a, b)
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: out, calls: []opCall{mm}}, nil
+		},
+	}),
+	// Conv is a conv2d, with its bias.
+	"Conv": define(rule[convParams]{
+		attrs: []string{"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"},
+		minIn: 2, maxIn: 3,
+		compile: compileConv,
+		plan: func(p convParams, in [][]int) (nodePlan, error) {
+			x, w := in[0], in[1]
+			if len(x) != 4 || len(w) != 4 {
+				return nodePlan{}, fmt.Errorf("convolution of %s with weights %s is %w (only 2-d)", accel.ShapeString(x), accel.ShapeString(w), accel.ErrUnsupported)
+			}
+			if k := p.kernel; k != nil && (w[2] != k[0] || w[3] != k[1]) {
+				return nodePlan{}, fmt.Errorf("%w: kernel_shape %v does not match weights %s", accel.ErrShape, k, accel.ShapeString(w))
+			}
+			args, bias := []int{0, 1, absent}, []int(nil)
+			if len(in) == 3 && in[2] != nil {
+				args[2], bias = 2, in[2]
+			}
+			return single(plan1(accel.Conv2D, p.conv, args, x, w, bias))
+		},
+	}),
+	"Relu": define(rule[none]{
+		minIn: 1, maxIn: 1,
+		compile: sameRank,
+		plan: func(_ none, in [][]int) (nodePlan, error) {
+			c, err := plan1(accel.Relu, accel.NoParams{}, []int{0}, tensorShape(in[0]))
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: in[0], calls: []opCall{c}}, nil
+		},
+	}),
+	// Softmax is a softmax, along the last axis only.
+	"Softmax": define(rule[int]{
+		attrs: []string{"axis"},
+		minIn: 1, maxIn: 1,
+		compile: func(c *compiler, st *step, a attrs) (int, int, error) {
+			// Before opset 13 Softmax flattens to 2-d at axis (default 1);
+			// on the last axis that is the same as the newer per-axis form.
+			def := int64(-1)
+			if c.opset > 0 && c.opset < 13 {
+				def = 1
+			}
+			axis, err := a.int("axis", def)
+			if err != nil {
+				return 0, 0, err
+			}
+			rank := c.rank[st.in[0]]
+			if rank >= 0 {
+				if err := softmaxAxis(int(axis), rank); err != nil {
+					return 0, 0, err
+				}
+			}
+			return int(axis), rank, nil
+		},
+		plan: func(axis int, in [][]int) (nodePlan, error) {
+			if err := softmaxAxis(axis, len(in[0])); err != nil {
+				return nodePlan{}, err
+			}
+			return single(plan1(accel.Softmax, accel.NoParams{}, []int{0}, in[0]))
+		},
+	}),
+	"MaxPool": define(rule[accel.Pool2DParams]{
+		attrs: []string{"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"},
+		minIn: 1, maxIn: 1,
+		compile: compileMaxPool,
+		plan: func(p accel.Pool2DParams, in [][]int) (nodePlan, error) {
+			if len(in[0]) != 4 {
+				return nodePlan{}, fmt.Errorf("max pooling of %s is %w (only 2-d)", accel.ShapeString(in[0]), accel.ErrUnsupported)
+			}
+			return single(plan1(accel.MaxPool2D, p, []int{0}, in[0]))
+		},
+	}),
+	// Add of two tensors of one shape is an add; where one operand
+	// broadcasts along a single axis of the other it is an add_bias.
+	// Addition commutes bit for bit (NaNs are canonical), so either
+	// operand may be the bias.
+	"Add": define(rule[int]{
+		minIn: 2, maxIn: 2,
+		compile: compileAdd,
+		plan: func(bias int, in [][]int) (nodePlan, error) {
+			a, b := in[0], in[1]
+			if slices.Equal(a, b) {
+				c, err := plan1(accel.Add, accel.NoParams{}, []int{0, 1}, tensorShape(a), tensorShape(b))
+				if err != nil {
+					return nodePlan{}, err
+				}
+				return nodePlan{out: a, calls: []opCall{c}}, nil
+			}
+			for _, x := range []int{0, 1} {
+				if bias >= 0 && bias != 1-x {
+					continue
+				}
+				if axis, ok := biasAxis(in[x], in[1-x]); ok {
+					args := []int{x, 1 - x}
+					return single(plan1(accel.AddBias, accel.AddBiasParams{Axis: axis}, args, in[x], []int{in[x][axis]}))
+				}
+			}
+			return nodePlan{}, fmt.Errorf("adding %s and %s is %w (only two tensors of one shape, or a bias along one axis)", accel.ShapeString(a), accel.ShapeString(b), accel.ErrUnsupported)
+		},
+	}),
+	// Reshape, Flatten and Identity give their input's data a new shape,
+	// and cost nothing beyond the run.
+	"Reshape": define(rule[[]int64]{
+		attrs: []string{"allowzero"},
+		minIn: 2, maxIn: 2, consts: 1,
+		compile: compileReshape,
+		plan: func(shape []int64, in [][]int) (nodePlan, error) {
+			out, err := reshapeDims(in[0], shape)
+			return nodePlan{out: out}, err
+		},
+	}),
+	"Flatten": define(rule[int]{
+		attrs: []string{"axis"},
+		minIn: 1, maxIn: 1,
+		compile: func(c *compiler, st *step, a attrs) (int, int, error) {
+			axis, err := a.int("axis", 1)
+			if err != nil {
+				return 0, 0, err
+			}
+			if r := c.rank[st.in[0]]; r >= 0 && (axis < int64(-r) || axis > int64(r)) {
+				return 0, 0, fmt.Errorf("%w: axis %d outside rank %d", accel.ErrInvalid, axis, r)
+			}
+			return int(axis), 2, nil
+		},
+		plan: func(axis int, in [][]int) (nodePlan, error) {
+			d := in[0]
+			at := axis
+			if at < 0 {
+				at += len(d)
+			}
+			if at < 0 || at > len(d) {
+				return nodePlan{}, fmt.Errorf("%w: axis %d outside %s", accel.ErrInvalid, axis, accel.ShapeString(d))
+			}
+			return nodePlan{out: []int{product(d[:at]), product(d[at:])}}, nil
+		},
+	}),
+	"Identity": define(rule[none]{
+		minIn: 1, maxIn: 1,
+		compile: sameRank,
+		plan:    func(_ none, in [][]int) (nodePlan, error) { return nodePlan{out: in[0]}, nil },
+	}),
+}
+
+// sameRank compiles an op without attributes whose output has its input's
+// rank.
+func sameRank(c *compiler, st *step, _ attrs) (none, int, error) {
+	return none{}, c.rank[st.in[0]], nil
+}
+
+func compileGemm(c *compiler, st *step, a attrs) (accel.MatMulParams, int, error) {
+	var p accel.MatMulParams
+	alpha, err := a.float("alpha", 1)
+	if err != nil {
+		return p, 0, err
+	}
+	beta, err := a.float("beta", 1)
+	if err != nil {
+		return p, 0, err
+	}
+	if p.TransA, err = a.bool("transA"); err != nil {
+		return p, 0, err
+	}
+	if p.TransB, err = a.bool("transB"); err != nil {
+		return p, 0, err
+	}
+	hasC := len(st.in) == 3 && st.in[2] != ""
+	switch {
+	case alpha != 1:
+		return p, 0, fmt.Errorf("alpha %v is %w (only 1)", alpha, accel.ErrUnsupported)
+	case hasC && beta != 1:
+		return p, 0, fmt.Errorf("beta %v is %w (only 1)", beta, accel.ErrUnsupported)
+	case c.knownRank(st.in[0], 2) || c.knownRank(st.in[1], 2):
+		return p, 0, fmt.Errorf("%w: gemm needs 2-d inputs A and B", accel.ErrShape)
+	case hasC && c.knownRank(st.in[2], 1):
+		return p, 0, fmt.Errorf("input C of rank %d is %w (only [N])", c.rank[st.in[2]], accel.ErrUnsupported)
+	}
+	return p, 2, nil
+}
+
+// convParams are a Conv node's attributes.
+type convParams struct {
+	conv   accel.Conv2DParams
+	kernel []int // kernel_shape, nil when not given
+}
+
+func compileConv(c *compiler, st *step, a attrs) (convParams, int, error) {
+	var p convParams
+	if c.knownRank(st.in[0], 4) || c.knownRank(st.in[1], 4) {
+		return p, 0, fmt.Errorf("input X of rank %d with weights of rank %d is %w (only 2-d convolution)", c.rank[st.in[0]], c.rank[st.in[1]], accel.ErrUnsupported)
+	}
+	if len(st.in) == 3 && st.in[2] != "" && c.knownRank(st.in[2], 1) {
+		return p, 0, fmt.Errorf("%w: bias must be 1-d, got rank %d", accel.ErrShape, c.rank[st.in[2]])
+	}
+	if err := a.noAutoPad(); err != nil {
+		return p, 0, err
+	}
+	kernel, err := a.ints("kernel_shape", 2, nil, 1)
+	if err != nil {
+		return p, 0, err
+	}
+	strides, err := a.ints("strides", 2, []int{1, 1}, 1)
+	if err != nil {
+		return p, 0, err
+	}
+	dil, err := a.ints("dilations", 2, []int{1, 1}, 1)
+	if err != nil {
+		return p, 0, err
+	}
+	pads, err := a.ints("pads", 4, []int{0, 0, 0, 0}, 0)
+	if err != nil {
+		return p, 0, err
+	}
+	group, err := a.int("group", 1)
+	if err != nil {
+		return p, 0, err
+	}
+	if group < 1 || group > accel.MaxElements {
+		return p, 0, fmt.Errorf("%w: group %d", accel.ErrInvalid, group)
+	}
+	if w, ok := c.inits[st.in[1]]; ok && kernel != nil && (w.Dims[2] != int64(kernel[0]) || w.Dims[3] != int64(kernel[1])) {
+		return p, 0, fmt.Errorf("%w: kernel_shape %v does not match weights %v", accel.ErrShape, kernel, w.Dims)
+	}
+	// ONNX orders pads as x1_begin, x2_begin, x1_end, x2_end.
+	p.conv = accel.Conv2DParams{
+		StrideH: strides[0], StrideW: strides[1],
+		PadTop: pads[0], PadLeft: pads[1], PadBottom: pads[2], PadRight: pads[3],
+		DilationH: dil[0], DilationW: dil[1],
+		Groups: int(group),
+	}
+	p.kernel = kernel
+	return p, 4, nil
+}
+
+func compileMaxPool(c *compiler, st *step, a attrs) (accel.Pool2DParams, int, error) {
+	var p accel.Pool2DParams
+	if c.knownRank(st.in[0], 4) {
+		return p, 0, fmt.Errorf("input of rank %d is %w (only 2-d pooling)", c.rank[st.in[0]], accel.ErrUnsupported)
+	}
+	if err := a.noAutoPad(); err != nil {
+		return p, 0, err
+	}
+	for _, name := range []string{"ceil_mode", "storage_order"} {
+		v, err := a.int(name, 0)
+		if err != nil {
+			return p, 0, err
+		}
+		if v != 0 {
+			return p, 0, fmt.Errorf("%s %d is %w (only 0)", name, v, accel.ErrUnsupported)
+		}
+	}
+	dil, err := a.ints("dilations", 2, []int{1, 1}, 1)
+	if err != nil {
+		return p, 0, err
+	}
+	if dil[0] != 1 || dil[1] != 1 {
+		return p, 0, fmt.Errorf("dilations %v are %w (only 1)", dil, accel.ErrUnsupported)
+	}
+	kernel, err := a.ints("kernel_shape", 2, nil, 1)
+	if err != nil {
+		return p, 0, err
+	}
+	if kernel == nil {
+		return p, 0, fmt.Errorf("%w: kernel_shape is required", accel.ErrInvalid)
+	}
+	strides, err := a.ints("strides", 2, []int{1, 1}, 1)
+	if err != nil {
+		return p, 0, err
+	}
+	pads, err := a.ints("pads", 4, []int{0, 0, 0, 0}, 0)
+	if err != nil {
+		return p, 0, err
+	}
+	p = accel.Pool2DParams{
+		KernelH: kernel[0], KernelW: kernel[1],
+		StrideH: strides[0], StrideW: strides[1],
+		PadTop: pads[0], PadLeft: pads[1], PadBottom: pads[2], PadRight: pads[3],
+	}
+	return p, 4, nil
+}
+
+// compileAdd decides which operand of an Add may be the bias: when exactly
+// one is an initializer, only it. It returns that operand's index, or -1
+// when either may be. An initializer that varies along more than one axis,
+// or has more axes than the other operand, is refused where the other's
+// rank is known to differ from its own, since it can then be neither a bias
+// nor of the other's shape.
+func compileAdd(c *compiler, st *step, _ attrs) (int, int, error) {
+	r0, r1 := c.rank[st.in[0]], c.rank[st.in[1]]
+	rank := -1
+	if r0 >= 0 && r1 >= 0 {
+		rank = max(r0, r1)
+	}
+	t0, init0 := c.inits[st.in[0]]
+	t1, init1 := c.inits[st.in[1]]
+	if init0 == init1 {
+		return -1, rank, nil
+	}
+	bias, x, b := 1, st.in[0], t1
+	if init0 {
+		bias, x, b = 0, st.in[1], t0
+	}
+	varying := 0
+	for _, d := range b.Dims {
+		if d != 1 {
+			varying++
+		}
+	}
+	if r := c.rank[x]; r >= 0 && r != len(b.Dims) && (varying > 1 || r < len(b.Dims)) {
+		return 0, 0, fmt.Errorf("adding initializer %q of dims %v to a value of rank %d is %w (only a bias along one axis, or a tensor of the same shape)", b.Name, b.Dims, r, accel.ErrUnsupported)
+	}
+	return bias, rank, nil
+}
+
+func compileReshape(c *compiler, st *step, a attrs) ([]int64, int, error) {
+	t, ok := c.inits[st.consts[0]]
+	if !ok || t.DataType != onnx.Int64 {
+		return nil, 0, fmt.Errorf("shape %q that is not an int64 initializer is %w", st.consts[0], accel.ErrUnsupported)
+	}
+	if len(t.Dims) != 1 || len(t.Int64s) < 1 || len(t.Int64s) > accel.MaxRank {
+		return nil, 0, fmt.Errorf("shape %q of dims %v is %w (rank 1 to %d)", t.Name, t.Dims, accel.ErrUnsupported, accel.MaxRank)
+	}
+	allowZero, err := a.int("allowzero", 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	inferred := 0
+	for _, d := range t.Int64s {
+		switch {
+		case d == 0 && allowZero != 0:
+			return nil, 0, fmt.Errorf("allowzero with a 0 in shape %v is %w (no empty tensors)", t.Int64s, accel.ErrUnsupported)
+		case d == -1:
+			inferred++
+		case d < -1 || d > accel.MaxElements:
+			return nil, 0, fmt.Errorf("%w: shape %v", accel.ErrInvalid, t.Int64s)
+		}
+	}
+	if inferred > 1 {
+		return nil, 0, fmt.Errorf("%w: shape %v has more than one -1", accel.ErrInvalid, t.Int64s)
+	}
+	if r := c.rank[st.in[0]]; r >= 0 {
+		for i, d := range t.Int64s {
+			if d == 0 && i >= r {
+				return nil, 0, fmt.Errorf("%w: shape %v copies a dimension the rank-%d input lacks", accel.ErrShape, t.Int64s, r)
+			}
+		}
+	}
+	return slices.Clone(t.Int64s), len(t.Int64s), nil
+}
+
+// softmaxAxis checks that axis is the last of rank r, the only one the
+// node's softmax normalises along.
+func softmaxAxis(axis, r int) error {
+	at := axis
+	if at < 0 {
+		at += r
+	}
+	if at < 0 || at >= r {
+		return fmt.Errorf("%w: axis %d outside rank %d", accel.ErrInvalid, axis, r)
+	}
+	if at != r-1 {
+		return fmt.Errorf("axis %d of a rank-%d input is %w (only the last)", axis, r, accel.ErrUnsupported)
+	}
+	return nil
+}
+
+// biasAxis reports whether b, aligned to the trailing axes of x as numpy
+// broadcasting does, varies along one axis of x at most and matches it
+// there, and returns that axis.
+func biasAxis(x, b []int) (int, bool) {
+	off := len(x) - len(b)
+	if off < 0 {
+		return 0, false
+	}
+	axis, single := -1, -1
+	for j, d := range b {
+		xd := x[off+j]
+		switch {
+		case d == 1 && xd == 1:
+			single = off + j
+		case d == 1:
+			// broadcast along this axis
+		case d != xd || axis >= 0:
+			return 0, false
+		default:
+			axis = off + j
+		}
+	}
+	if axis < 0 {
+		axis = single // a one-element b adds along an axis of size 1
+	}
+	return axis, axis >= 0
+}
+
+// reshapeDims resolves an ONNX Reshape shape (0 copies a dimension, -1 is
+// inferred) against the input's shape.
+func reshapeDims(in []int, shape []int64) ([]int, error) {
+	out := make([]int, len(shape))
+	inferred := -1
+	known := 1
+	for i, d := range shape {
+		switch {
+		case d == 0:
+			if i >= len(in) {
+				return nil, fmt.Errorf("%w: shape %v copies dimension %d of %s", accel.ErrShape, shape, i, accel.ShapeString(in))
+			}
+			out[i] = in[i]
+		case d == -1:
+			inferred = i
+			continue
+		default:
+			out[i] = int(d)
+		}
+		if known > accel.MaxElements/out[i] {
+			return nil, fmt.Errorf("%w: shape %v", accel.ErrOverflow, shape)
+		}
+		known *= out[i]
+	}
+	n := product(in)
+	if inferred >= 0 {
+		if n%known != 0 {
+			return nil, fmt.Errorf("%w: cannot reshape %s to %v", accel.ErrShape, accel.ShapeString(in), shape)
+		}
+		out[inferred] = n / known
+	}
+	if product(out) != n {
+		return nil, fmt.Errorf("%w: cannot reshape %s to %v", accel.ErrShape, accel.ShapeString(in), shape)
+	}
+	return out, nil
+}
+
+func product(d []int) int {
+	n := 1
+	for _, x := range d {
+		n *= x
+	}
+	return n
+}
