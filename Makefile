@@ -57,11 +57,13 @@ demo: build
 # accelnode bench sweep, then the per-package benchmarks.
 bench: build
 	$(BIN)/accelnode bench --format json --plot docs/bench/dev.svg > docs/bench/dev.json
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/ref
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/internal/strictcpu
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./accel/ort
 	$(GO) test -run '^$$' -bench 'HostCallRaw' -benchtime 5x -count 3 ./hostfn
 	$(GO) test -run '^$$' -bench 'HostCall$$' -benchtime 300000x -count 3 ./hostfn
 	$(GO) test -run '^$$' -bench 'GuestMatMul|GuestConv2D' -benchtime 2x -count 3 -timeout 60m ./hostfn
 
+# The binary and the compiled-code cache (`accelnode cache` says where).
 clean:
+	$(GO) run ./cmd/node cache --clear
 	rm -rf $(BIN)

@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
@@ -87,15 +86,18 @@ func cacheCommand(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	if !*clearCache {
-		fmt.Fprintf(stdout, "%s: %d files, %s\n", dir, files, bytesize.Format(size))
+		fmt.Fprintf(stdout, "%s: %d files, %s\n", dir, files, mib(size))
 		return nil
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("clear the cache: %w", err)
 	}
-	fmt.Fprintf(stdout, "removed %s (%d files, %s)\n", dir, files, bytesize.Format(size))
+	fmt.Fprintf(stdout, "removed %s (%d files, %s)\n", dir, files, mib(size))
 	return nil
 }
+
+// mib writes a byte count in MiB, to one decimal.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // buildVersion is the module version, which since Go 1.24 names the commit
 // of a build from a checkout ("+dirty" for uncommitted changes); where the
