@@ -45,6 +45,8 @@ type Op struct {
 	decode func(words []uint32) (any, error)
 	shape  func(in [][]int, p any) ([][]int, error)
 	units  func(in, out [][]int, p any) uint64
+	// scratch bounds the host memory a kernel may use beyond its tensors.
+	scratch func(in, out [][]int, p any) int64
 	// scalarWanted reports whether a call with p returns the scalar.
 	scalarWanted func(p any) bool
 	// verify checks index data before a kernel may rely on it, reading the
@@ -78,6 +80,7 @@ type opDef[P any] struct {
 	decode       func(words []uint32) (P, error)
 	shape        func(in [][]int, p P) ([][]int, error)
 	units        func(in, out [][]int, p P) uint64
+	scratch      func(in, out [][]int, p P) int64
 	scalarWanted func(p P) bool
 }
 
@@ -99,6 +102,9 @@ func define[P any](d opDef[P]) *Op {
 	op.units = func(in, out [][]int, p any) uint64 { return d.units(in, out, p.(P)) }
 	if d.scalarWanted != nil {
 		op.scalarWanted = func(p any) bool { return d.scalarWanted(p.(P)) }
+	}
+	if d.scratch != nil {
+		op.scratch = func(in, out [][]int, p any) int64 { return d.scratch(in, out, p.(P)) }
 	}
 	return &op
 }
@@ -149,6 +155,20 @@ func (op *Op) Shapes(in [][]int, p any) ([][]int, error) {
 // Units is the cost of a call from its input and output shapes (Shapes'
 // result); docs/abi.md lists every formula.
 func (op *Op) Units(in, out [][]int, p any) uint64 { return op.units(in, out, p) }
+
+// Scratch is the most host memory, in bytes, that a kernel may use beyond
+// the call's tensors while it runs: a packed copy of matmul's operands, an
+// im2col buffer, t-SNE's new state. The Session counts it against the
+// tensor-memory limit for the call, so that what a guest makes the node
+// hold stays within its limits whatever serves it; backends must stay
+// within it. It depends on shapes alone, so every backend refuses the same
+// calls.
+func (op *Op) Scratch(in, out [][]int, p any) int64 {
+	if op.scratch == nil {
+		return 0
+	}
+	return op.scratch(in, out, p)
+}
 
 // WantsScalar reports whether a call with p returns the operation's scalar.
 func (op *Op) WantsScalar(p any) bool {

@@ -61,6 +61,13 @@ var MatMul = define(opDef[MatMulParams]{
 		m, k, n, _ := MatMulDims(in[0], in[1], p)
 		return MatMulUnits(m, k, n)
 	},
+	// Packed (or transposed) copies of both operands. The rounding to
+	// whole panels and each thread's small blocks are in the constant
+	// docs/abi.md states beside the limits.
+	scratch: func(in, _ [][]int, p MatMulParams) int64 {
+		m, k, n, _ := MatMulDims(in[0], in[1], p)
+		return 4 * (int64(m)*int64(k) + int64(k)*int64(n))
+	},
 })
 
 // MatMulDims checks the operand shapes of a matmul and returns M, K and N.
@@ -135,6 +142,12 @@ var Conv2D = define(opDef[Conv2DParams]{
 		return [][]int{out}, err
 	},
 	units: func(in, out [][]int, p Conv2DParams) uint64 { return Conv2DUnits(in[0], in[1], out[0], in[2] != nil) },
+	// An unrolled (im2col) copy of one image's windows, as libraries
+	// compute a convolution with a matrix product.
+	scratch: func(in, out [][]int, p Conv2DParams) int64 {
+		w, y := in[1], out[0]
+		return 4 * int64(w[1]) * int64(w[2]) * int64(w[3]) * int64(y[2]) * int64(y[3])
+	},
 })
 
 // oneIfZero reads an ABI count where 0 means the default of 1.
@@ -435,8 +448,11 @@ var TSNEStep = define(opDef[TSNEParams]{
 			ComputeKL:    w[4]&tsneComputeKL != 0,
 		}, nil
 	},
-	shape:        tsneShapes,
-	units:        func(in, _ [][]int, p TSNEParams) uint64 { return TSNEUnits(in[3][0], in[1][0], p.ComputeKL) },
+	shape: tsneShapes,
+	units: func(in, _ [][]int, p TSNEParams) uint64 { return TSNEUnits(in[3][0], in[1][0], p.ComputeKL) },
+	// The new state, kept aside until everything was read, and per-point
+	// sums: eleven floats a point.
+	scratch:      func(in, _ [][]int, _ TSNEParams) int64 { return 44 * int64(in[3][0]) },
 	scalarWanted: func(p TSNEParams) bool { return p.ComputeKL },
 })
 

@@ -323,6 +323,9 @@ func (s *Session) Run(ctx context.Context, op *Op, p any, in ...*Tensor) ([]*Ten
 	if err := s.verify(ctx, op, in); err != nil {
 		return nil, 0, err
 	}
+	if err := s.room(outShapes, op.Scratch(shapes, outShapes, p)); err != nil {
+		return nil, 0, err
+	}
 	c := &Call{Op: op, Mode: s.mode, In: in, Params: p, WantScalar: op.WantsScalar(p), Out: make([]*Tensor, len(outShapes))}
 	for i, shape := range outShapes {
 		n, _ := NumElements(shape) // checked by Shapes
@@ -336,6 +339,19 @@ func (s *Session) Run(ctx context.Context, op *Op, p any, in ...*Tensor) ([]*Ten
 		return nil, 0, fmt.Errorf("%s: %w", s.backend.Name(), err)
 	}
 	return c.Out, c.Scalar, nil
+}
+
+// room checks that the outputs of a call and the scratch its kernel may use
+// fit in the tensor-memory limit beside the live tensors.
+func (s *Session) room(outShapes [][]int, scratch int64) error {
+	var out int64
+	for _, shape := range outShapes {
+		out += 4 * int64(product(shape))
+	}
+	if s.bytes+out+scratch > s.limits.MaxBytes {
+		return fmt.Errorf("%w: the call needs %d bytes of outputs and %d of scratch, %d of %d in use", ErrOutOfMemory, out, scratch, s.bytes, s.limits.MaxBytes)
+	}
+	return nil
 }
 
 // run1 runs an operation with one output.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
@@ -591,11 +592,11 @@ func TestLimits(t *testing.T) {
 	t.Run("bytes", func(t *testing.T) {
 		e := newEnv(t, accel.Limits{MaxBytes: 48}, nil)
 		a, b := e.f32(2, 2), e.f32(2, 2)
-		if _, err := e.s.MatMul(ctx, a, b, accel.MatMulParams{}); err != nil { // 48 bytes in all
-			t.Fatalf("matmul within the limit: %v", err)
+		if _, err := e.s.Add(ctx, a, b); err != nil { // 48 bytes in all
+			t.Fatalf("add within the limit: %v", err)
 		}
-		if _, err := e.s.MatMul(ctx, a, b, accel.MatMulParams{}); !errors.Is(err, accel.ErrOutOfMemory) {
-			t.Errorf("matmul beyond the limit: %v, want ErrOutOfMemory", err)
+		if _, err := e.s.Add(ctx, a, b); !errors.Is(err, accel.ErrOutOfMemory) {
+			t.Errorf("add beyond the limit: %v, want ErrOutOfMemory", err)
 		}
 		if _, err := e.s.NewTensor(accel.I32, []int{1}); !errors.Is(err, accel.ErrOutOfMemory) {
 			t.Errorf("tensor beyond the limit: %v, want ErrOutOfMemory", err)
@@ -608,6 +609,24 @@ func TestLimits(t *testing.T) {
 		}
 		if _, err := e.s.NewTensor(accel.F32, []int{4}); err != nil {
 			t.Errorf("tensor after a free: %v", err)
+		}
+	})
+	// A kernel's declared scratch counts against the limit for the call:
+	// matmul may pack copies of both operands.
+	t.Run("scratch", func(t *testing.T) {
+		e := newEnv(t, accel.Limits{MaxBytes: 79}, nil)
+		a, b := e.f32(2, 2), e.f32(2, 2) // 32 bytes; the output 16, the scratch 32
+		e.mark()
+		_, err := e.s.MatMul(ctx, a, b, accel.MatMulParams{})
+		if !errors.Is(err, accel.ErrOutOfMemory) || !strings.Contains(err.Error(), "32 of scratch") {
+			t.Fatalf("matmul whose scratch does not fit: %v, want ErrOutOfMemory naming the scratch", err)
+		}
+		if d := e.changed(); d != "" {
+			t.Errorf("the refused call changed the session: %s", d)
+		}
+		e2 := newEnv(t, accel.Limits{MaxBytes: 80}, nil)
+		if _, err := e2.s.MatMul(ctx, e2.f32(2, 2), e2.f32(2, 2), accel.MatMulParams{}); err != nil {
+			t.Errorf("matmul whose scratch just fits: %v", err)
 		}
 	})
 	t.Run("close", func(t *testing.T) {
