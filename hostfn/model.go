@@ -127,7 +127,8 @@ func modelRun(c *call) error {
 	if err != nil {
 		return err
 	}
-	if uint64(c.in.next)+uint64(nOut) > 1<<32-1 {
+	// A counter of 0 has wrapped: every handle number is issued.
+	if c.in.next == 0 || uint64(c.in.next)+uint64(nOut) > 1<<32-1 {
 		return fail(abi.ELIMIT, "handle numbers exhausted")
 	}
 	outs, err := m.Run(c.ctx, c.in.session, inputs)

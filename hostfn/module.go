@@ -303,7 +303,9 @@ func opCall(c *call, op *accel.Op) error {
 			return err
 		}
 	}
-	if uint64(c.in.next)+uint64(len(slots)) > math.MaxUint32+1 || c.in.next == 0 {
+	// Only an op that returns tensors needs handle numbers (tsne_step
+	// returns none); a counter of 0 has wrapped.
+	if len(slots) > 0 && (uint64(c.in.next)+uint64(len(slots)) > math.MaxUint32+1 || c.in.next == 0) {
 		return fail(abi.ELIMIT, "handle numbers exhausted")
 	}
 	var scalarSlot []byte
