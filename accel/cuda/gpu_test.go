@@ -43,6 +43,10 @@ func TestConformance(t *testing.T) {
 	conformancetest.TestAll(t, b)
 }
 
+// TestDeadline runs the deadline driver on the strict kernels and on
+// cuBLAS and cuDNN: long calls stop soon after their deadline.
+func TestDeadline(t *testing.T) { conformancetest.TestDeadline(t, gpu(t)) }
+
 // newSession opens a session on b in mode for one test.
 func newSession(tb testing.TB, b accel.Backend, mode accel.Mode, limits accel.Limits) *accel.Session {
 	tb.Helper()

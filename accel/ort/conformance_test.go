@@ -18,6 +18,11 @@ func TestConformanceOneThread(t *testing.T) {
 	conformancetest.TestAll(t, backend(t, 1))
 }
 
+// TestConformanceDeadline runs the deadline driver: long calls, on ONNX
+// Runtime in pieces and on the contract's kernels, stop soon after their
+// deadline.
+func TestConformanceDeadline(t *testing.T) { conformancetest.TestDeadline(t, backend(t, 0)) }
+
 // TestCUDAProvider checks ort-cuda: where ONNX Runtime's CUDA execution
 // provider is not installed it must say so, and the test skips with that
 // reason.

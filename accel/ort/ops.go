@@ -67,6 +67,14 @@ func onORT(c *accel.Call) bool {
 		// -Inf and padding gives -MaxFloat32. The scan costs a third of a
 		// nanosecond an element, a fraction of ONNX Runtime's pooling.
 		return !nanOrNegInf(hostmem.F32(c.In[0]))
+	case accel.Softmax:
+		// ONNX Runtime runs a row whole, so a row longer than a piece
+		// would be one run that a deadline cannot stop: one of 2^28
+		// elements took 5 to 8 s where its memory was first touched in
+		// the run (a VM that backs memory lazily), 0.4 s otherwise. The
+		// contract's kernel works through a long row in segments.
+		shape := c.In[0].Shape()
+		return shape[len(shape)-1] <= pieceElems
 	}
 	return true
 }
@@ -107,19 +115,38 @@ func (b *Backend) opSession(ctx context.Context, key string, build func() *onnx.
 // ONNX Runtime checks for termination between the nodes of a graph, not
 // inside a kernel, so a call that would take long is run as several
 // pieces, each its own run on part of the tensors: a deadline then stops
-// it within one piece. A piece does at most about pieceOps multiply-adds
-// or comparisons, or touches at most pieceElems elements: some tens of
-// milliseconds on all the cores of a current CPU, under half a second on
-// one, and big enough that ONNX Runtime's kernels run at full speed
-// (matmul pieces of an eighth of the size measured up to three times
-// slower, the packing of B no longer amortised). Tests make them small.
+// it within one piece. A piece does at most about pieceOps multiply-adds,
+// or touches at most pieceElems elements: some tens of milliseconds on all
+// the cores of a current CPU, under half a second on one, and big enough
+// that ONNX Runtime's kernels run at full speed (matmul pieces of an
+// eighth of the size measured up to three times slower, the packing of B
+// no longer amortised). Tests make them small.
 var (
 	pieceOps   = 1 << 33
 	pieceElems = 1 << 24
 )
 
-// piece is one run of an operation's graph on slices of the call's tensors.
+// Some of ONNX Runtime's kernels do far less in a nanosecond than Gemm's
+// 130 or so multiply-adds (two x86-64 cores with AVX-512): grouped and
+// depthwise Conv 2 to 10 multiply-adds, MaxPool 0.7 to 25 comparisons,
+// depending on the window. Their pieces get that much less work.
+const (
+	groupedSlowdown = 1 << 6
+	poolSlowdown    = 1 << 7
+)
+
+// graph is an operation's graph, built on first use, and the key its
+// session is cached under.
+type graph struct {
+	key   string
+	build func() *onnx.Model
+}
+
+// piece is one run of an operation's graph on slices of the call's
+// tensors. graph, where not nil, replaces the call's graph for the piece:
+// a part of an image keeps only the padding at the image's edges.
 type piece struct {
+	graph               *graph
 	in, out             [][]float32
 	inShapes, outShapes [][]int
 }
@@ -137,14 +164,27 @@ func split(count int, work float64, limit int) iter.Seq2[int, int] {
 	}
 }
 
-// runPieces runs the graph cached under key on each piece in turn.
-func (b *Backend) runPieces(ctx context.Context, key string, build func() *onnx.Model, pieces iter.Seq[piece]) error {
-	e, err := b.opSession(ctx, key, build)
-	if err != nil {
-		return err
-	}
-	defer b.ops.release(e)
+// runPieces runs g, or a piece's own graph, on each piece in turn.
+func (b *Backend) runPieces(ctx context.Context, g graph, pieces iter.Seq[piece]) error {
+	held := map[string]*cacheEntry{}
+	defer func() {
+		for _, e := range held {
+			b.ops.release(e)
+		}
+	}()
 	for p := range pieces {
+		pg := g
+		if p.graph != nil {
+			pg = *p.graph
+		}
+		e := held[pg.key]
+		if e == nil {
+			var err error
+			if e, err = b.opSession(ctx, pg.key, pg.build); err != nil {
+				return err
+			}
+			held[pg.key] = e
+		}
 		in, err := wrap(p.in, p.inShapes)
 		if err != nil {
 			return err
@@ -196,78 +236,167 @@ func (b *Backend) matMul(ctx context.Context, c *accel.Call) error {
 		}
 	}
 	key := fmt.Sprintf("matmul transA=%t transB=%t", p.TransA, p.TransB)
-	return b.runPieces(ctx, key, func() *onnx.Model { return matMulGraph(p.TransA, p.TransB) }, pieces)
+	return b.runPieces(ctx, graph{key, func() *onnx.Model { return matMulGraph(p.TransA, p.TransB) }}, pieces)
 }
 
 // conv2D runs Conv on blocks of images, and where one image is too much
-// for a piece and there is one group, on blocks of its output channels.
+// for a piece, on blocks of its output channels: of whole groups where
+// there are several, each block then a convolution of as many groups on
+// their input channels.
 func (b *Backend) conv2D(ctx context.Context, c *accel.Call) error {
 	p := c.Params.(accel.Conv2DParams)
 	x, w, bias, y := c.In[0], c.In[1], c.In[2], c.Out[0]
 	xs, ws, ys := x.Shape(), w.Shape(), y.Shape()
 	images, oc := xs[0], ws[0]
-	imageIn, imageOut := xs[1]*xs[2]*xs[3], oc*ys[2]*ys[3]
+	inPlane, outPlane := xs[2]*xs[3], ys[2]*ys[3]
+	imageIn, imageOut := xs[1]*inPlane, oc*outPlane
 	filter := ws[1] * ws[2] * ws[3]
 	X, W, Y := hostmem.F32(x), hostmem.F32(w), hostmem.F32(y)
 	var Bias []float32
 	if bias != nil {
 		Bias = hostmem.F32(bias)
 	}
-	// block is the piece of images [i0, i1) and output channels [o0, o1).
-	block := func(i0, i1, o0, o1 int) piece {
-		outPlane := ys[2] * ys[3]
+	// An image splits into units: its groups, or with one group its
+	// output channels, each unitOut output channels from unitIn input
+	// channels.
+	units, unitOut, unitIn := oc, 1, xs[1]
+	if p.Groups > 1 {
+		units, unitOut, unitIn = p.Groups, oc/p.Groups, ws[1]
+	}
+	// block is the piece of images [i0, i1) and units [u0, u1): one
+	// image unless it holds every unit.
+	block := func(i0, i1, u0, u1 int) piece {
+		o0, o1 := u0*unitOut, u1*unitOut
+		c0, c1 := 0, xs[1]
 		pc := piece{
-			in:        [][]float32{X[i0*imageIn : i1*imageIn], W[o0*filter : o1*filter]},
-			inShapes:  [][]int{{i1 - i0, xs[1], xs[2], xs[3]}, {o1 - o0, ws[1], ws[2], ws[3]}},
 			out:       [][]float32{Y[i0*imageOut+o0*outPlane : (i1-1)*imageOut+o1*outPlane]},
 			outShapes: [][]int{{i1 - i0, o1 - o0, ys[2], ys[3]}},
 		}
+		if p.Groups > 1 && u1-u0 < units {
+			c0, c1 = u0*unitIn, u1*unitIn
+			pp := p
+			pp.Groups = u1 - u0
+			g := convGraphOf(pp, bias != nil)
+			pc.graph = &g
+		}
+		pc.in = [][]float32{X[i0*imageIn+c0*inPlane : (i1-1)*imageIn+c1*inPlane], W[o0*filter : o1*filter]}
+		pc.inShapes = [][]int{{i1 - i0, c1 - c0, xs[2], xs[3]}, {o1 - o0, ws[1], ws[2], ws[3]}}
 		if Bias != nil {
 			pc.in, pc.inShapes = append(pc.in, Bias[o0:o1]), append(pc.inShapes, []int{o1 - o0})
 		}
 		return pc
 	}
+	limit := pieceOps
+	if p.Groups > 1 {
+		limit /= groupedSlowdown
+	}
 	perImage := float64(imageOut) * float64(filter)
 	pieces := func(yield func(piece) bool) {
-		if perImage <= float64(pieceOps) || p.Groups > 1 {
-			for i0, i1 := range split(images, perImage, pieceOps) {
-				if !yield(block(i0, i1, 0, oc)) {
+		if perImage <= float64(limit) {
+			for i0, i1 := range split(images, perImage, limit) {
+				if !yield(block(i0, i1, 0, units)) {
 					return
 				}
 			}
 			return
 		}
 		for i := range images {
-			for o0, o1 := range split(oc, perImage/float64(oc), pieceOps) {
-				if !yield(block(i, i+1, o0, o1)) {
+			for u0, u1 := range split(units, perImage/float64(units), limit) {
+				if !yield(block(i, i+1, u0, u1)) {
 					return
 				}
 			}
 		}
 	}
-	key := fmt.Sprintf("conv2d %+v bias=%t", p, bias != nil)
-	return b.runPieces(ctx, key, func() *onnx.Model { return convGraph(p, bias != nil) }, pieces)
+	return b.runPieces(ctx, convGraphOf(p, bias != nil), pieces)
+}
+
+func convGraphOf(p accel.Conv2DParams, bias bool) graph {
+	return graph{fmt.Sprintf("conv2d %+v bias=%t", p, bias), func() *onnx.Model { return convGraph(p, bias) }}
 }
 
 // maxPool2D runs MaxPool on blocks of the input's planes, each plane an
-// image of one channel.
+// image of one channel. Where one plane is too much for a piece, it runs
+// on bands of a plane's output rows, or where one row is too much, on
+// parts of a row, each on the input its windows reach (the part of a row
+// copied out) and with the padding of the plane's edges it lies at.
 func (b *Backend) maxPool2D(ctx context.Context, c *accel.Call) error {
 	p := c.Params.(accel.Pool2DParams)
 	xs, ys := c.In[0].Shape(), c.Out[0].Shape()
 	X, Y := hostmem.F32(c.In[0]), hostmem.F32(c.Out[0])
-	inPlane, outPlane := xs[2]*xs[3], ys[2]*ys[3]
+	H, W, OH, OW := xs[2], xs[3], ys[2], ys[3]
+	inPlane, outPlane := H*W, OH*OW
+	window := float64(p.KernelH) * float64(p.KernelW)
+	limit := pieceOps / poolSlowdown
+	whole := poolGraphOf(p)
+	if float64(outPlane)*window <= float64(limit) {
+		pieces := func(yield func(piece) bool) {
+			for lo, hi := range split(xs[0]*xs[1], float64(outPlane)*window, limit) {
+				if !yield(piece{
+					in: [][]float32{X[lo*inPlane : hi*inPlane]}, inShapes: [][]int{{hi - lo, 1, H, W}},
+					out: [][]float32{Y[lo*outPlane : hi*outPlane]}, outShapes: [][]int{{hi - lo, 1, OH, OW}},
+				}) {
+					return
+				}
+			}
+		}
+		return b.runPieces(ctx, whole, pieces)
+	}
+	rows, cols := max(1, int(float64(limit)/(float64(OW)*window))), OW
+	if float64(OW)*window > float64(limit) {
+		cols = max(1, int(float64(limit)/window))
+	}
 	pieces := func(yield func(piece) bool) {
-		for lo, hi := range split(xs[0]*xs[1], float64(outPlane)*float64(p.KernelH*p.KernelW), pieceOps) {
-			if !yield(piece{
-				in: [][]float32{X[lo*inPlane : hi*inPlane]}, inShapes: [][]int{{hi - lo, 1, xs[2], xs[3]}},
-				out: [][]float32{Y[lo*outPlane : hi*outPlane]}, outShapes: [][]int{{hi - lo, 1, ys[2], ys[3]}},
-			}) {
-				return
+		var scratch []float32
+		for pl := range xs[0] * xs[1] {
+			xp, yp := X[pl*inPlane:(pl+1)*inPlane], Y[pl*outPlane:(pl+1)*outPlane]
+			for r0 := 0; r0 < OH; r0 += rows {
+				r1 := min(r0+rows, OH)
+				tile := p
+				var ih0, ih1 int
+				ih0, ih1, tile.PadTop, tile.PadBottom = reach(r0, r1, p.StrideH, p.PadTop, p.KernelH, H)
+				for c0 := 0; c0 < OW; c0 += cols {
+					c1 := min(c0+cols, OW)
+					h, w, in := ih1-ih0, W, xp[ih0*W:ih1*W]
+					if cols < OW {
+						var iw0, iw1 int
+						iw0, iw1, tile.PadLeft, tile.PadRight = reach(c0, c1, p.StrideW, p.PadLeft, p.KernelW, W)
+						w = iw1 - iw0
+						if cap(scratch) < h*w {
+							scratch = make([]float32, h*w)
+						}
+						in = scratch[:h*w]
+						for r := range h {
+							copy(in[r*w:(r+1)*w], xp[(ih0+r)*W+iw0:(ih0+r)*W+iw1])
+						}
+					}
+					g := poolGraphOf(tile)
+					if !yield(piece{
+						graph: &g,
+						in:    [][]float32{in}, inShapes: [][]int{{1, 1, h, w}},
+						out: [][]float32{yp[r0*OW+c0 : (r1-1)*OW+c1]}, outShapes: [][]int{{1, 1, r1 - r0, c1 - c0}},
+					}) {
+						return
+					}
+				}
 			}
 		}
 	}
-	key := fmt.Sprintf("maxpool2d %+v", p)
-	return b.runPieces(ctx, key, func() *onnx.Model { return maxPoolGraph(p) }, pieces)
+	return b.runPieces(ctx, whole, pieces)
+}
+
+func poolGraphOf(p accel.Pool2DParams) graph {
+	return graph{fmt.Sprintf("maxpool2d %+v", p), func() *onnx.Model { return maxPoolGraph(p) }}
+}
+
+// reach returns the input positions [lo, hi) along an axis of size n that
+// the windows of the outputs [o0, o1) reach, and how far those windows
+// reach into the padding before and after them. The piece of outputs
+// [o0, o1) is then the pooling of positions [lo, hi) with that padding.
+func reach(o0, o1, stride, pad, kernel, n int) (lo, hi, padLo, padHi int) {
+	first, last := o0*stride-pad, (o1-1)*stride-pad+kernel
+	lo, hi = max(first, 0), min(last, n)
+	return lo, hi, lo - first, last - hi
 }
 
 // rows runs a graph of any rank on blocks of rows of width elements: every
@@ -288,7 +417,7 @@ func (b *Backend) rows(ctx context.Context, key string, build func() *onnx.Model
 			}
 		}
 	}
-	return b.runPieces(ctx, key, build, pieces)
+	return b.runPieces(ctx, graph{key, build}, pieces)
 }
 
 func (b *Backend) relu(ctx context.Context, c *accel.Call) error {
@@ -306,9 +435,10 @@ func (b *Backend) softmax(ctx context.Context, c *accel.Call) error {
 }
 
 // addBias runs Add on x viewed as [outer, dim, inner] and the bias as
-// [dim, 1], which broadcasts along the axis, in blocks of outer rows. Along
-// axis 0 there is one outer row, so one run: it streams at most
-// accel.MaxElements elements, a fraction of a second.
+// [dim, 1], which broadcasts along the axis, or where inner is 1, on x as
+// [outer, dim] and the bias as a vector: on blocks of outer rows, or where
+// a row is more than a piece, on blocks of its bias positions, or where
+// one position's elements are, on blocks of them.
 func (b *Backend) addBias(ctx context.Context, c *accel.Call) error {
 	shape := c.In[0].Shape()
 	axis := c.Params.(accel.AddBiasParams).Axis
@@ -318,16 +448,60 @@ func (b *Backend) addBias(ctx context.Context, c *accel.Call) error {
 	}
 	X, Bias, Y := hostmem.F32(c.In[0]), hostmem.F32(c.In[1]), hostmem.F32(c.Out[0])
 	row := dim * inner
+	// block is the elements from first on of rows outer rows of the bias
+	// positions [d0, d1), each position with n elements.
+	block := func(first, rows, d0, d1, n int) piece {
+		size := rows * (d1 - d0) * n
+		xs, bs := []int{rows, d1 - d0, n}, []int{d1 - d0, 1}
+		if n == 1 {
+			xs, bs = xs[:2], bs[:1]
+		}
+		return piece{
+			in:       [][]float32{X[first : first+size], Bias[d0:d1]},
+			inShapes: [][]int{xs, bs},
+			out:      [][]float32{Y[first : first+size]}, outShapes: [][]int{xs},
+		}
+	}
+	// ONNX Runtime's Add takes about 40 ns a segment beyond its elements,
+	// a segment being a run of x that one row of the bias applies to: of
+	// inner elements, or with inner 1, a whole row. Rows of two elements
+	// took 24 ns an element, of a thousand 0.6.
+	segment, segments := float64(segmentElems), float64(dim)
+	if inner == 1 {
+		segments = 1
+	}
+	perRow := float64(row) + segment*segments
 	pieces := func(yield func(piece) bool) {
-		for lo, hi := range split(len(X)/row, float64(row), pieceElems) {
-			if !yield(piece{
-				in:       [][]float32{X[lo*row : hi*row], Bias},
-				inShapes: [][]int{{hi - lo, dim, inner}, {dim, 1}},
-				out:      [][]float32{Y[lo*row : hi*row]}, outShapes: [][]int{{hi - lo, dim, inner}},
-			}) {
-				return
+		if perRow <= float64(pieceElems) {
+			for lo, hi := range split(len(X)/row, perRow, pieceElems) {
+				if !yield(block(lo*row, hi-lo, 0, dim, inner)) {
+					return
+				}
+			}
+			return
+		}
+		perPosition := float64(inner) + segment
+		if inner == 1 {
+			perPosition = 1
+		}
+		for o := range len(X) / row {
+			for d0, d1 := range split(dim, perPosition, pieceElems) {
+				if inner <= pieceElems {
+					if !yield(block(o*row+d0*inner, 1, d0, d1, inner)) {
+						return
+					}
+					continue
+				}
+				for i0, i1 := range split(inner, 1, pieceElems) {
+					if !yield(block(o*row+d0*inner+i0, 1, d0, d1, i1-i0)) {
+						return
+					}
+				}
 			}
 		}
 	}
-	return b.runPieces(ctx, "add", addGraph, pieces)
+	return b.runPieces(ctx, graph{"add", addGraph}, pieces)
 }
+
+// segmentElems is what a segment of Add's broadcast costs, in elements.
+const segmentElems = 64

@@ -10,6 +10,12 @@ import (
 
 func TestConformance(t *testing.T) { conformancetest.TestAll(t, ref.New(0)) }
 
+// TestDeadline checks that long calls stop soon after their deadline, on
+// the SIMD loops and on the portable ones.
+func TestDeadline(t *testing.T) { conformancetest.TestDeadline(t, ref.New(0)) }
+
+func TestDeadlinePortable(t *testing.T) { conformancetest.TestDeadline(t, ref.NewPortable(0)) }
+
 // TestConformanceOneThread runs the quick corpus on one thread; the
 // runner's tests compare one thread with all cores over the whole corpus,
 // bit for bit.

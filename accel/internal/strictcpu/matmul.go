@@ -29,6 +29,11 @@ const (
 	mmFewRows = 4
 	// mmFewCols is the width of a work item then.
 	mmFewCols = 256
+
+	// A work item of a transposition is mmTransposeRows rows of the
+	// source by up to mmTransposeCols columns.
+	mmTransposeRows = 32
+	mmTransposeCols = 1 << 12
 )
 
 // MatMul computes C = A·B. With SIMD kernels (and at least mmFewRows rows)
@@ -46,7 +51,9 @@ func (b *Kernels) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.
 		return b.matmulPacked(ctx, kr, C, A, Bt, m, k, n, p)
 	}
 	if p.TransA { // stored [K, M]
-		A = transpose(A, k, m)
+		if A, err = b.transpose(ctx, A, k, m); err != nil {
+			return err
+		}
 	}
 	if !p.TransB && m < mmFewRows {
 		// Transposing B would cost as much as the product: stream its
@@ -54,7 +61,9 @@ func (b *Kernels) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.
 		return b.matmulFewRows(ctx, C, A, Bt, m, k, n)
 	}
 	if !p.TransB { // stored [K, N]
-		Bt = transpose(Bt, k, n)
+		if Bt, err = b.transpose(ctx, Bt, k, n); err != nil {
+			return err
+		}
 	}
 	rowTiles := (m + mmRows - 1) / mmRows
 	colTiles := (n + mmCols - 1) / mmCols
@@ -87,14 +96,20 @@ func (b *Kernels) matmulFewRows(ctx context.Context, C, A, B []float32, m, k, n 
 }
 
 // transpose returns the [cols, rows] transpose of the row-major [rows, cols]
-// matrix src, in blocks that keep both sides in cache.
-func transpose(src []float32, rows, cols int) []float32 {
-	const blk = 32
+// matrix src, in blocks that keep both sides in cache. A work item is
+// mmTransposeRows rows by up to mmTransposeCols columns of src, so that a
+// deadline interrupts the transposition of a large operand, which took
+// half a second for a quarter of a gigabyte.
+func (b *Kernels) transpose(ctx context.Context, src []float32, rows, cols int) ([]float32, error) {
+	const blk = mmTransposeRows
 	dst := make([]float32, rows*cols)
-	for r0 := 0; r0 < rows; r0 += blk {
-		r1 := min(r0+blk, rows)
-		for c0 := 0; c0 < cols; c0 += blk {
-			c1 := min(c0+blk, cols)
+	rowBlocks := (rows + blk - 1) / blk
+	colTiles, colStep := chunks(cols, mmTransposeCols)
+	err := b.forEach(ctx, rowBlocks*colTiles, func(t int) {
+		r0, lo := t/colTiles*blk, t%colTiles*colStep
+		r1, hi := min(r0+blk, rows), min(lo+colStep, cols)
+		for c0 := lo; c0 < hi; c0 += blk {
+			c1 := min(c0+blk, hi)
 			for r := r0; r < r1; r++ {
 				row := src[r*cols : r*cols+cols]
 				for c := c0; c < c1; c++ {
@@ -102,8 +117,8 @@ func transpose(src []float32, rows, cols int) []float32 {
 				}
 			}
 		}
-	}
-	return dst
+	})
+	return dst, err
 }
 
 // packPool holds per-tile copies of a block of A.

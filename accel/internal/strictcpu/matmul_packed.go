@@ -57,12 +57,7 @@ func (b *Kernels) matmulPacked(ctx context.Context, kr *kernels, C, A, B []float
 	if err != nil {
 		return err
 	}
-	// Smaller tiles where there would be too few to keep every thread
-	// busy. (The tiling never changes a result, only who computes it.)
 	tr, tc := kr.tileRows, kr.tileCols
-	for false && tr > mr && ((m+tr-1)/tr)*((n+tc-1)/tc) < 4*b.threads {
-		tr = max(mr, tr/2/mr*mr)
-	}
 	rowTiles, colTiles := (m+tr-1)/tr, (n+tc-1)/tc
 	return b.forEach(ctx, rowTiles*colTiles, func(t int) {
 		i0, j0 := t/colTiles*tr, t%colTiles*tc
