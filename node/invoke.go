@@ -100,6 +100,9 @@ func (n *Node) Invoke(ctx context.Context, m *engine.Module, inv Invocation) (Re
 	}
 	st := backend.Status()
 	res.Backend, res.Device = st.Name, st.Device
+	if err := inv.Limits.Check(); err != nil {
+		return res, err
+	}
 	lim := n.limits(inv.Limits)
 
 	stdinHash, stdoutHash := sha256.New(), sha256.New()

@@ -30,7 +30,7 @@ func open(t *testing.T, cfg node.Config) *node.Node {
 	return n
 }
 
-func compile(t *testing.T, n *node.Node, pkg string) (*engine.Module, []byte) {
+func compile(t testing.TB, n *node.Node, pkg string) (*engine.Module, []byte) {
 	t.Helper()
 	wasm := guesttest.Build(t, pkg)
 	m, err := n.Compile(context.Background(), wasm)
