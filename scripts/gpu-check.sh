@@ -57,11 +57,11 @@ run() {
 	fi
 
 	echo "== conformance corpus: cuda against ref, strict (must be bit-identical) and fast"
-	"$dir/accelnode" conformance --mode strict --backends ref,cuda >"$logs/conformance-strict.log" 2>&1 || {
+	"$dir/accelnode" conformance --determinism strict --backends ref,cuda >"$logs/conformance-strict.log" 2>&1 || {
 		status=1
 		echo "strict conformance FAILED"
 	}
-	"$dir/accelnode" conformance --mode fast --backends ref,cuda >"$logs/conformance-fast.log" 2>&1 || echo "fast conformance run failed"
+	"$dir/accelnode" conformance --determinism fast --backends ref,cuda >"$logs/conformance-fast.log" 2>&1 || echo "fast conformance run failed"
 	tail -n 12 "$logs/conformance-strict.log" "$logs/conformance-fast.log"
 
 	echo "== the CPU's strict kernels at every level this CPU has (AVX-512 where present), and ref's conformance"
