@@ -30,7 +30,7 @@ build: deps
 # kernels, sessions, the engine's concurrent invocations, and guests sharing
 # a node.
 # Then each fuzz target of the guest ABI's decoders runs for a few seconds
-# (go test -fuzz takes one target at a time): about 65 seconds in all on two
+# (go test -fuzz takes one target at a time): about 20 seconds in all on two
 # cores once the instrumented build is cached. An input that fails is
 # written to the package's testdata/fuzz, where every go test runs it.
 test: deps
@@ -39,12 +39,12 @@ test: deps
 	$(GO) test ./...
 	$(GO) test -race -short ./accel/... ./engine/... ./models/...
 	$(GO) test -race -run 'TestConcurrentGuests|TestForeignHandle|TestModelConcurrentGuests' ./hostfn
-	$(GO) test -run '^$$' -fuzz '^FuzzNumElements$$' -fuzztime 5s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeParams$$' -fuzztime 5s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzShapes$$' -fuzztime 10s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzTSNEIndexData$$' -fuzztime 10s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzCallDecoders$$' -fuzztime 10s ./hostfn
-	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 15s ./hostfn
+	$(GO) test -run '^$$' -fuzz '^FuzzNumElements$$' -fuzztime 3s ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeParams$$' -fuzztime 3s ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzShapes$$' -fuzztime 3s ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzTSNEIndexData$$' -fuzztime 3s ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzCallDecoders$$' -fuzztime 3s ./hostfn
+	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 4s ./hostfn
 
 demo: build
 	$(BIN)/accelnode backends

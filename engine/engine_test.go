@@ -29,7 +29,7 @@ var shared *engine.Engine
 func TestMain(m *testing.M) {
 	ctx := context.Background()
 	var err error
-	shared, err = engine.New(ctx, engine.Config{HostModules: []engine.HostModule{meterModule{}}})
+	shared, err = engine.New(ctx, engine.Config{HostModules: []engine.HostModule{meterModule{}}, CacheDir: guesttest.CacheDir()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -353,3 +353,27 @@ func TestConformanceAllSkippedFails(t *testing.T) {
 		t.Errorf("output does not say nothing was measured:\n%s", stdout)
 	}
 }
+
+// TestConformanceReadsDeterminism checks that conformance takes its mode
+// from ACCELNODE_DETERMINISM, as its help says, and from --determinism over
+// it: one flag, one variable.
+func TestConformanceReadsDeterminism(t *testing.T) {
+	t.Setenv("ACCELNODE_DETERMINISM", "fast")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "fast"},
+		{[]string{"--determinism", "strict"}, "strict"},
+	} {
+		args := append([]string{"conformance", "--backends", "ref", "--quick", "--repeat", "1", "--format", "json"}, tc.args...)
+		stdout, _, err := accelnode(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct{ Mode string }
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Mode != tc.want {
+			t.Errorf("%v: mode %q (%v), want %q", tc.args, rep.Mode, err, tc.want)
+		}
+	}
+}

@@ -114,3 +114,12 @@ func goTool() (string, error) {
 	}
 	return p, nil
 }
+
+// CacheDir is a compilation cache for the engines of test binaries, shared
+// by every test run on the machine: wazero compiles a Go guest in seconds
+// (many more under the race detector), and a guest compiled by one run
+// (go test) serves the next (go test -race) from the cache. wazero keys
+// its entries by its version and the module's bytes.
+func CacheDir() string {
+	return filepath.Join(os.TempDir(), "accelnode-test-wazero-cache")
+}
