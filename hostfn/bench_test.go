@@ -14,7 +14,6 @@ import (
 	"github.com/accelnode/accelnode/accel/ort"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/hostfn"
-	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 // metric finds the number before unit on the output line that starts with
@@ -279,7 +278,11 @@ func BenchmarkResidentMatMul(b *testing.B) {
 	if name == "" {
 		name = "ref"
 	}
-	mode, err := accel.ParseMode(envconfig.Determinism.Value())
+	modeName := os.Getenv("ACCELNODE_DETERMINISM")
+	if modeName == "" {
+		modeName = "strict"
+	}
+	mode, err := accel.ParseMode(modeName)
 	if err != nil {
 		b.Fatal(err)
 	}

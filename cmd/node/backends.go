@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/envconfig"
 )
 
 func backendsCommand(args []string, stdout, stderr io.Writer) error {
@@ -64,12 +63,12 @@ func yesNo(b bool) string {
 // cacheCommand shows where compiled guest code and GPU kernels are kept,
 // and clears them.
 func cacheCommand(args []string, stdout, stderr io.Writer) error {
-	flags, set := newCommand("cache", "cache [--clear] [--cache-dir DIR]", stderr, group{envconfig.CacheDir})
+	flags, set := newCommand("cache", "cache [--clear] [--cache-dir DIR]", stderr, group{env.CacheDir})
 	clearCache := flags.Bool("clear", false, "remove the cache directory and everything in it")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
-	dir := set.get(envconfig.CacheDir)
+	dir := set.get(env.CacheDir)
 	if dir == "off" || dir == "" {
 		fmt.Fprintln(stdout, "the cache is off: compiled code is kept in memory only")
 		return nil

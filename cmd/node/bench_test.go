@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/envconfig"
 	"github.com/accelnode/accelnode/internal/guesttest"
 )
 
@@ -229,12 +228,12 @@ func TestBenchHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("bench --help: %v", err)
 	}
-	for _, v := range []envconfig.Var{envconfig.Threads, envconfig.ORTLibrary, envconfig.Timeout, envconfig.Budget, envconfig.Memory, envconfig.LogLevel} {
+	for _, v := range []envVar{env.Threads, env.ORTLibrary, env.Timeout, env.Budget, env.Memory, env.LogLevel} {
 		if !strings.Contains(stderr, v.Name) {
 			t.Errorf("bench --help does not list %s", v.Name)
 		}
 	}
-	for _, v := range []envconfig.Var{envconfig.Determinism, envconfig.Backend, envconfig.CheckRate, envconfig.Clock} {
+	for _, v := range []envVar{env.Determinism, env.Backend, env.CheckRate, env.Clock} {
 		if strings.Contains(stderr, v.Name) {
 			t.Errorf("bench --help lists %s, which bench does not read", v.Name)
 		}

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/internal/envconfig"
+	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/node"
 )
 
@@ -24,26 +24,26 @@ import (
 // settings are one command's flags that fill a node.Config.
 type settings struct {
 	fs   *flag.FlagSet
-	vars []envconfig.Var
+	vars []envVar
 	// values by variable name; only registered ones are present.
 	values map[string]*string
 	models listFlag
 }
 
 // group is a set of settings registered together.
-type group []envconfig.Var
+type group []envVar
 
 var (
 	// serving chooses the backend and mode.
-	serving = group{envconfig.Backend, envconfig.Determinism, envconfig.CheckRate}
+	serving = group{env.Backend, env.Determinism, env.CheckRate}
 	// backendOpts configures how backends open.
-	backendOpts = group{envconfig.Threads, envconfig.CUDAPath, envconfig.CUDADevice, envconfig.CUDADetectTimeout, envconfig.TF32, envconfig.ORTLibrary}
+	backendOpts = group{env.Threads, env.CUDAPath, env.CUDADevice, env.CUDADetectTimeout, env.TF32, env.ORTLibrary}
 	// limits bound each guest.
-	limits = group{envconfig.Memory, envconfig.TensorMemory, envconfig.Timeout, envconfig.Budget}
+	limits = group{env.Memory, env.TensorMemory, env.Timeout, env.Budget}
 	// guests set what guests see and where their code is kept.
-	guests = group{envconfig.Clock, envconfig.CacheDir}
+	guests = group{env.Clock, env.CacheDir}
 	// logging sets the log level.
-	logging = group{envconfig.LogLevel}
+	logging = group{env.LogLevel}
 )
 
 func newSettings(fs *flag.FlagSet, groups ...group) *settings {
@@ -63,53 +63,53 @@ func (s *settings) withModels() *settings {
 	return s
 }
 
-func (s *settings) has(v envconfig.Var) bool { _, ok := s.values[v.Name]; return ok }
+func (s *settings) has(v envVar) bool { _, ok := s.values[v.Name]; return ok }
 
-func (s *settings) get(v envconfig.Var) string { return strings.TrimSpace(*s.values[v.Name]) }
+func (s *settings) get(v envVar) string { return strings.TrimSpace(*s.values[v.Name]) }
 
 // set overrides a setting, as a command does for its own flags.
-func (s *settings) set(v envconfig.Var, value string) { *s.values[v.Name] = value }
+func (s *settings) set(v envVar, value string) { *s.values[v.Name] = value }
 
 // flagName is how errors name a setting: its flag.
-func flagName(v envconfig.Var) string { return "--" + v.Flag }
+func flagName(v envVar) string { return "--" + v.Flag }
 
 // config reads the registered settings into a node.Config.
 func (s *settings) config(log *slog.Logger) (node.Config, error) {
 	cfg := node.Config{Backend: accel.Auto, Mode: accel.Strict, Logger: log}
 	var err error
-	if s.has(envconfig.Backend) {
-		cfg.Backend = s.get(envconfig.Backend)
+	if s.has(env.Backend) {
+		cfg.Backend = s.get(env.Backend)
 	}
-	if s.has(envconfig.Determinism) {
-		if cfg.Mode, err = accel.ParseMode(s.get(envconfig.Determinism)); err != nil {
-			return cfg, fmt.Errorf("%s: %w", flagName(envconfig.Determinism), err)
+	if s.has(env.Determinism) {
+		if cfg.Mode, err = accel.ParseMode(s.get(env.Determinism)); err != nil {
+			return cfg, fmt.Errorf("%s: %w", flagName(env.Determinism), err)
 		}
 	}
-	if s.has(envconfig.CheckRate) {
-		if cfg.CheckRate, err = parseFraction(envconfig.CheckRate, s.get(envconfig.CheckRate)); err != nil {
+	if s.has(env.CheckRate) {
+		if cfg.CheckRate, err = parseFraction(env.CheckRate, s.get(env.CheckRate)); err != nil {
 			return cfg, err
 		}
 	}
-	if s.has(envconfig.Threads) {
+	if s.has(env.Threads) {
 		if cfg.Backends, cfg.Require, err = s.backendOptions(log); err != nil {
 			return cfg, err
 		}
 	}
-	if s.has(envconfig.Memory) {
+	if s.has(env.Memory) {
 		if cfg.Limits, err = s.limits(); err != nil {
 			return cfg, err
 		}
 	}
-	if s.has(envconfig.Clock) {
-		switch c := s.get(envconfig.Clock); c {
+	if s.has(env.Clock) {
+		switch c := s.get(env.Clock); c {
 		case "system", "deterministic":
 			cfg.SystemClock = c == "system"
 		default:
-			return cfg, fmt.Errorf("%s: invalid clock %q (want system or deterministic)", flagName(envconfig.Clock), c)
+			return cfg, fmt.Errorf("%s: invalid clock %q (want system or deterministic)", flagName(env.Clock), c)
 		}
 	}
-	if s.has(envconfig.CacheDir) {
-		if dir := s.get(envconfig.CacheDir); dir != "off" {
+	if s.has(env.CacheDir) {
+		if dir := s.get(env.CacheDir); dir != "off" {
 			cfg.CacheDir = dir
 			cfg.Backends.CacheDir = dir
 		}
@@ -129,23 +129,23 @@ func (s *settings) config(log *slog.Logger) (node.Config, error) {
 func (s *settings) backendOptions(log *slog.Logger) (accel.Options, []string, error) {
 	var opts accel.Options
 	var require []string
-	threads, err := strconv.Atoi(s.get(envconfig.Threads))
+	threads, err := strconv.Atoi(s.get(env.Threads))
 	if err != nil || threads < 0 {
-		return opts, nil, fmt.Errorf("%s: invalid thread count %q (want 0 or more)", flagName(envconfig.Threads), s.get(envconfig.Threads))
+		return opts, nil, fmt.Errorf("%s: invalid thread count %q (want 0 or more)", flagName(env.Threads), s.get(env.Threads))
 	}
-	device, err := strconv.Atoi(s.get(envconfig.CUDADevice))
+	device, err := strconv.Atoi(s.get(env.CUDADevice))
 	if err != nil || device < 0 {
-		return opts, nil, fmt.Errorf("%s: invalid GPU ordinal %q (want 0 or more)", flagName(envconfig.CUDADevice), s.get(envconfig.CUDADevice))
+		return opts, nil, fmt.Errorf("%s: invalid GPU ordinal %q (want 0 or more)", flagName(env.CUDADevice), s.get(env.CUDADevice))
 	}
-	detect, err := envconfig.ParseDuration(s.get(envconfig.CUDADetectTimeout))
+	detect, err := parseDuration(s.get(env.CUDADetectTimeout))
 	if err != nil || detect == 0 {
-		return opts, nil, fmt.Errorf("%s: invalid duration %q (want e.g. 30s)", flagName(envconfig.CUDADetectTimeout), s.get(envconfig.CUDADetectTimeout))
+		return opts, nil, fmt.Errorf("%s: invalid duration %q (want e.g. 30s)", flagName(env.CUDADetectTimeout), s.get(env.CUDADetectTimeout))
 	}
-	tf32 := s.get(envconfig.TF32)
+	tf32 := s.get(env.TF32)
 	if tf32 != "on" && tf32 != "off" {
-		return opts, nil, fmt.Errorf("%s: invalid setting %q (want on or off)", flagName(envconfig.TF32), tf32)
+		return opts, nil, fmt.Errorf("%s: invalid setting %q (want on or off)", flagName(env.TF32), tf32)
 	}
-	cudaDirs := s.get(envconfig.CUDAPath)
+	cudaDirs := s.get(env.CUDAPath)
 	if cudaDirs != "" {
 		require = append(require, "cuda")
 	}
@@ -156,7 +156,7 @@ func (s *settings) backendOptions(log *slog.Logger) (accel.Options, []string, er
 			cudaDirs = strings.Trim(cudaDirs+":"+filepath.Join(dir, "lib64")+":"+filepath.Join(dir, "targets", "x86_64-linux", "lib")+":"+dir, ":")
 		}
 	}
-	ortLib := s.get(envconfig.ORTLibrary)
+	ortLib := s.get(env.ORTLibrary)
 	if ortLib != "" {
 		require = append(require, "ort")
 	}
@@ -174,29 +174,29 @@ func (s *settings) backendOptions(log *slog.Logger) (accel.Options, []string, er
 func (s *settings) limits() (node.Limits, error) {
 	var l node.Limits
 	var err error
-	if l.Memory, err = envconfig.ParseBytes(s.get(envconfig.Memory)); err != nil {
-		return l, fmt.Errorf("%s: %w", flagName(envconfig.Memory), err)
+	if l.Memory, err = bytesize.Parse(s.get(env.Memory)); err != nil {
+		return l, fmt.Errorf("%s: %w", flagName(env.Memory), err)
 	}
-	if l.TensorMemory, err = envconfig.ParseBytes(s.get(envconfig.TensorMemory)); err != nil {
-		return l, fmt.Errorf("%s: %w", flagName(envconfig.TensorMemory), err)
+	if l.TensorMemory, err = bytesize.Parse(s.get(env.TensorMemory)); err != nil {
+		return l, fmt.Errorf("%s: %w", flagName(env.TensorMemory), err)
 	}
 	if l.TensorMemory == 0 {
-		return l, fmt.Errorf("%s: the tensor memory limit must be positive", flagName(envconfig.TensorMemory))
+		return l, fmt.Errorf("%s: the tensor memory limit must be positive", flagName(env.TensorMemory))
 	}
-	if l.Timeout, err = envconfig.ParseDuration(s.get(envconfig.Timeout)); err != nil {
-		return l, fmt.Errorf("%s: %w", flagName(envconfig.Timeout), err)
+	if l.Timeout, err = parseDuration(s.get(env.Timeout)); err != nil {
+		return l, fmt.Errorf("%s: %w", flagName(env.Timeout), err)
 	}
-	if l.Budget, err = strconv.ParseUint(s.get(envconfig.Budget), 10, 64); err != nil {
-		return l, fmt.Errorf("%s: invalid budget %q (want a whole number of units)", flagName(envconfig.Budget), s.get(envconfig.Budget))
+	if l.Budget, err = strconv.ParseUint(s.get(env.Budget), 10, 64); err != nil {
+		return l, fmt.Errorf("%s: invalid budget %q (want a whole number of units)", flagName(env.Budget), s.get(env.Budget))
 	}
 	if err := l.Check(); err != nil {
-		return l, fmt.Errorf("%s: %w", flagName(envconfig.Memory), err)
+		return l, fmt.Errorf("%s: %w", flagName(env.Memory), err)
 	}
 	return l, nil
 }
 
 // parseFraction reads a number from 0 to 1; NaN and infinities are refused.
-func parseFraction(v envconfig.Var, s string) (float64, error) {
+func parseFraction(v envVar, s string) (float64, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || f < 0 || f > 1 {
 		return 0, fmt.Errorf("%s: %q is not a number from 0 to 1", flagName(v), s)
@@ -208,8 +208,8 @@ func parseFraction(v envconfig.Var, s string) (float64, error) {
 // where the command has no such flag.
 func (s *settings) logger(w io.Writer) (*slog.Logger, error) {
 	level := "info"
-	if s.has(envconfig.LogLevel) {
-		level = s.get(envconfig.LogLevel)
+	if s.has(env.LogLevel) {
+		level = s.get(env.LogLevel)
 	}
 	return newLogger(level, w)
 }
@@ -225,7 +225,7 @@ func newCommand(name, synopsis string, stderr io.Writer, groups ...group) (*flag
 		fmt.Fprintf(stderr, "Usage: accelnode %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 		if len(s.vars) > 0 {
-			fmt.Fprintf(stderr, "\nEnvironment variables (flags override them):\n%s", envconfig.Help(s.vars))
+			fmt.Fprintf(stderr, "\nEnvironment variables (flags override them):\n%s", envHelp(s.vars))
 		}
 	}
 	return fs, s

@@ -10,7 +10,6 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/conformance/runner"
-	"github.com/accelnode/accelnode/internal/envconfig"
 	"github.com/accelnode/accelnode/node"
 )
 
@@ -21,7 +20,7 @@ const conformanceSynopsis = "conformance [--determinism strict|fast] [--backends
 
 func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags, set := newCommand("conformance", conformanceSynopsis, stderr,
-		group{envconfig.Determinism}, backendOpts, limits, group{envconfig.CacheDir})
+		group{env.Determinism}, backendOpts, limits, group{env.CacheDir})
 	flags.Lookup("determinism").Usage = "strict: run only backends that serve strict mode and fail (exit 1) on any bit that differs from the reference or any broken invariance; fast: measure and report every backend, failing only on errors"
 	backendList := flags.String("backends", "", "comma-separated backends to test; empty means every registered backend (unavailable ones are listed as skipped)")
 	quick := flags.Bool("quick", false, "run the quick corpus (tiny and odd shapes only)")

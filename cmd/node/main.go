@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/accelnode/accelnode/accel/ort"
-	"github.com/accelnode/accelnode/internal/envconfig"
 
 	// The backends this binary ships.
 	_ "github.com/accelnode/accelnode/accel/cuda"
@@ -152,7 +151,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, usage)
-	fmt.Fprint(w, envconfig.Help(envconfig.All()))
+	fmt.Fprint(w, envHelp(env.all()))
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/accelnode/accelnode/internal/envconfig"
 	"github.com/accelnode/accelnode/internal/guesttest"
 )
 
@@ -68,15 +67,15 @@ func TestBackendsTable(t *testing.T) {
 func TestHelpListsEnvironment(t *testing.T) {
 	tests := []struct {
 		args       []string
-		want, omit []envconfig.Var
+		want, omit []envVar
 	}{
-		{[]string{"--help"}, envconfig.All(), nil},
-		{[]string{"run", "--help"}, envconfig.All(), nil},
-		{[]string{"backends", "--help"}, []envconfig.Var{envconfig.Threads, envconfig.ORTLibrary, envconfig.CUDAPath},
-			[]envconfig.Var{envconfig.Timeout, envconfig.Budget, envconfig.Determinism, envconfig.Clock}},
-		{[]string{"conformance", "--help"}, []envconfig.Var{envconfig.Determinism, envconfig.Timeout},
-			[]envconfig.Var{envconfig.Backend, envconfig.CheckRate, envconfig.Clock}},
-		{[]string{"cache", "--help"}, []envconfig.Var{envconfig.CacheDir}, []envconfig.Var{envconfig.Threads}},
+		{[]string{"--help"}, env.all(), nil},
+		{[]string{"run", "--help"}, env.all(), nil},
+		{[]string{"backends", "--help"}, []envVar{env.Threads, env.ORTLibrary, env.CUDAPath},
+			[]envVar{env.Timeout, env.Budget, env.Determinism, env.Clock}},
+		{[]string{"conformance", "--help"}, []envVar{env.Determinism, env.Timeout},
+			[]envVar{env.Backend, env.CheckRate, env.Clock}},
+		{[]string{"cache", "--help"}, []envVar{env.CacheDir}, []envVar{env.Threads}},
 	}
 	for _, tc := range tests {
 		stdout, stderr, err := accelnode(t, tc.args...)
