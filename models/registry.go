@@ -28,13 +28,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/internal/files"
 	"github.com/accelnode/accelnode/models/onnx"
 )
 
@@ -70,16 +70,10 @@ func NewRegistry() *Registry {
 	return &Registry{byName: map[string]*Model{}, byHash: map[string]*Model{}}
 }
 
-// LoadFile reads an ONNX file and adds it under name.
+// LoadFile reads an ONNX file, a regular file of at most MaxModelBytes,
+// and adds it under name.
 func (r *Registry) LoadFile(name, path string) (*Model, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", name, err)
-	}
-	if info.Size() > MaxModelBytes {
-		return nil, fmt.Errorf("model %s: %s is %d bytes, over the %d-byte limit", name, path, info.Size(), MaxModelBytes)
-	}
-	data, err := os.ReadFile(path)
+	data, err := files.ReadRegular(path, MaxModelBytes)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}

@@ -13,10 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -217,53 +215,12 @@ func (n *Node) serving(name string, mode accel.Mode) (accel.Backend, error) {
 }
 
 func (n *Node) loadModel(m ModelFile) error {
-	data, err := ReadRegularFile(m.Path, models.MaxModelBytes)
-	if err != nil {
-		return fmt.Errorf("model %s: %w", m.Name, err)
-	}
-	loaded, err := n.models.Add(m.Name, data)
+	loaded, err := n.models.LoadFile(m.Name, m.Path)
 	if err != nil {
 		return err
 	}
 	n.log.Debug("model loaded", "name", loaded.Name, "sha256", loaded.SHA256, "inputs", len(loaded.Inputs), "outputs", len(loaded.Outputs))
 	return nil
-}
-
-// ReadRegularFile reads a whole regular file of at most limit bytes. A
-// device, a FIFO or a directory is refused before it is read, and a file
-// that grows past the limit while it is read is refused too.
-func ReadRegularFile(path string, limit int64) ([]byte, error) {
-	// Stat before opening: opening a FIFO blocks until a writer comes.
-	before, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !before.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, before.Mode().Type())
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !os.SameFile(before, info) {
-		return nil, fmt.Errorf("%s changed while it was opened", path)
-	}
-	if info.Size() > limit {
-		return nil, fmt.Errorf("%s is %s, over the %s limit", path, bytesize.Format(info.Size()), bytesize.Format(limit))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s grew past the %s limit while it was read", path, bytesize.Format(limit))
-	}
-	return data, nil
 }
 
 // Close stops the node's guests and releases its engine and backends.

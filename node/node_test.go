@@ -6,10 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -170,32 +167,6 @@ func TestOpenRefuses(t *testing.T) {
 }
 
 func nan() float64 { var z float64; return z / z }
-
-// TestModelFIFO checks that a model path naming a FIFO is refused at once
-// rather than read until a writer comes.
-func TestModelFIFO(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "model.onnx")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("cannot make a FIFO here: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := node.ReadRegularFile(fifo, 1<<20)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("error %v, want it to say the FIFO is not a regular file", err)
-		}
-	case <-time.After(10 * time.Second):
-		// Opening a FIFO blocks until a writer comes: unblock it.
-		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-			f.Close()
-		}
-		t.Fatal("reading a FIFO blocked")
-	}
-}
 
 func TestInvocationOverridesBackendAndMode(t *testing.T) {
 	n := open(t, node.Config{Backend: "ref"})

@@ -16,7 +16,7 @@ import (
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/bench"
 	"github.com/accelnode/accelnode/bench/workload"
-	"github.com/accelnode/accelnode/node"
+	"github.com/accelnode/accelnode/internal/files"
 )
 
 const benchSynopsis = "bench [--ops a,b] [--sizes n,m] [--backends a,b] [--mode strict,fast|both] [--quick] [--format table|json] [--plot FILE.svg|.png] [--compare OLD.json] [--from REPORT.json] [--guest bench.wasm] [--progress] [flags]"
@@ -356,7 +356,7 @@ func parseModes(list string) ([]accel.Mode, error) {
 // returned instead and the sweep skips the WebAssembly measurements.
 func loadBenchGuest(path string) ([]byte, string, error) {
 	if path != "" {
-		b, err := node.ReadRegularFile(path, maxModuleBytes)
+		b, err := files.ReadRegular(path, maxModuleBytes)
 		if err != nil {
 			return nil, "", fmt.Errorf("--guest: %w", err)
 		}
@@ -368,7 +368,7 @@ func loadBenchGuest(path string) ([]byte, string, error) {
 	}
 	places = append(places, filepath.Join("bin", benchGuestName))
 	for _, p := range places {
-		if b, err := node.ReadRegularFile(p, maxModuleBytes); err == nil {
+		if b, err := files.ReadRegular(p, maxModuleBytes); err == nil {
 			return b, "", nil
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/conformance/runner"
+	"github.com/accelnode/accelnode/internal/files"
 	"github.com/accelnode/accelnode/node"
 )
 
@@ -58,7 +59,7 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	var wasm []byte
 	if *guestPath != "" {
-		if wasm, err = node.ReadRegularFile(*guestPath, maxModuleBytes); err != nil {
+		if wasm, err = files.ReadRegular(*guestPath, maxModuleBytes); err != nil {
 			return err
 		}
 	}

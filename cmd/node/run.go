@@ -14,6 +14,7 @@ import (
 	"github.com/accelnode/accelnode/accel/checked"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/internal/bytesize"
+	"github.com/accelnode/accelnode/internal/files"
 	"github.com/accelnode/accelnode/node"
 )
 
@@ -47,7 +48,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	wasm, err := node.ReadRegularFile(modulePath, maxModuleBytes)
+	wasm, err := files.ReadRegular(modulePath, maxModuleBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			fmt.Fprintln(stderr, "accelnode:", err)
