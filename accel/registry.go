@@ -116,8 +116,8 @@ func (r *Registry) Select(name string, mode Mode) (Backend, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown backend %q (known: %s)", ErrNoBackend, name, strings.Join(r.names(), ", "))
 	}
-	if why := cannotServe(b, mode); why != "" {
-		return nil, fmt.Errorf("%w: %s", ErrNoBackend, why)
+	if err := cannotServe(b, mode); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoBackend, err)
 	}
 	return b, nil
 }

@@ -73,24 +73,36 @@ func NewSession(b Backend, mode Mode, limits Limits, charge Charger) (*Session, 
 	return &Session{backend: b, mode: mode, limits: limits, charge: charge, live: map[*Tensor]struct{}{}}, nil
 }
 
-// CheckServes says why b cannot serve mode, wrapping ErrUnsupported, or
-// returns nil if it can.
+// CheckServes says why b cannot serve mode, wrapping ErrUnsupported (and
+// a *ModeError where b serves other modes), or returns nil if it can.
 func CheckServes(b Backend, mode Mode) error {
-	if why := cannotServe(b, mode); why != "" {
-		return fmt.Errorf("%w: %s", ErrUnsupported, why)
+	if err := cannotServe(b, mode); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	return nil
 }
 
-func cannotServe(b Backend, mode Mode) string {
+// ModeError says that an available backend does not serve a mode, and
+// which it serves.
+type ModeError struct {
+	Backend string
+	Mode    Mode
+	Serves  []Mode
+}
+
+func (e *ModeError) Error() string {
+	return fmt.Sprintf("%s does not serve %s mode (it serves %s)", e.Backend, e.Mode, ModeList(e.Serves))
+}
+
+func cannotServe(b Backend, mode Mode) error {
 	st := b.Status()
 	switch {
 	case !st.Available:
-		return fmt.Sprintf("%s is unavailable: %s", b.Name(), st.Reason)
+		return fmt.Errorf("%s is unavailable: %s", b.Name(), st.Reason)
 	case !st.Serves(mode):
-		return fmt.Sprintf("%s does not serve %s mode (it serves %s)", b.Name(), mode, ModeList(st.Modes))
+		return &ModeError{Backend: b.Name(), Mode: mode, Serves: st.Modes}
 	}
-	return ""
+	return nil
 }
 
 func (s *Session) Backend() Backend { return s.backend }

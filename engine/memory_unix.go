@@ -32,8 +32,9 @@ func reserve(a *limitedAllocator, size uint64) experimental.LinearMemory {
 }
 
 func (m *mappedMemory) Reallocate(size uint64) []byte {
-	if size > uint64(len(m.buf)) || !m.a.grown(size) {
-		m.a.refused.Store(true)
+	// The mapping holds the limit (or the module's maximum, past which
+	// wazero asks nothing), so grown refuses whatever does not fit.
+	if !m.a.grown(size) || size > uint64(len(m.buf)) {
 		return nil
 	}
 	return m.buf[:size]

@@ -59,7 +59,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 	n, err := node.Open(ctx, cfg)
 	if err != nil {
-		return withModeHint(err, cfg.Mode)
+		return withModeHint(err)
 	}
 	defer n.Close()
 	mod, err := n.Compile(ctx, wasm)
@@ -133,20 +133,16 @@ func runExitCode(ctx context.Context, res node.Result, err error) int {
 
 // withModeHint adds to an error choosing a backend which determinism modes
 // would serve.
-func withModeHint(err error, mode accel.Mode) error {
-	if !errors.Is(err, accel.ErrNoBackend) || !strings.Contains(err.Error(), "does not serve") {
+func withModeHint(err error) error {
+	var me *accel.ModeError
+	if !errors.As(err, &me) || len(me.Serves) == 0 {
 		return err
 	}
-	var others []string
-	for _, m := range accel.AllModes {
-		if m != mode && strings.Contains(err.Error(), m.String()) {
-			others = append(others, m.String())
-		}
+	names := make([]string, len(me.Serves))
+	for i, m := range me.Serves {
+		names[i] = m.String()
 	}
-	if len(others) == 0 {
-		return err
-	}
-	return fmt.Errorf("%w; use --determinism %s", err, strings.Join(others, " or "))
+	return fmt.Errorf("%w; use --determinism %s", err, strings.Join(names, " or "))
 }
 
 // parseMounts reads --dir values HOST[:GUEST][:ro].
