@@ -10,7 +10,8 @@ require (
 )
 
 require (
-	golang.org/x/sys v0.44.0
+	go.etcd.io/bbolt v1.5.0
+	golang.org/x/sys v0.45.0
 	gonum.org/v1/plot v0.17.0
 )
 
