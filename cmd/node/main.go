@@ -34,6 +34,14 @@ Usage:
                                                    every backend against the machine's peak and
                                                    against plain WebAssembly
   accelnode cache [--clear]                        show, or clear, the compiled-code cache
+  accelnode upload [flags] NAME MODEL.onnx         send a model to a node (--node) in resumable chunks
+                                                   and register it; --resume ID continues an upload
+  accelnode submit [flags] MODULE.wasm|SHA256 [-- ARGS...]
+                                                   run a guest on a node and print the job's id; with
+                                                   --wait, its output and exit code, as run does
+  accelnode job [--wait] ID | job cancel ID | job list
+                                                   show, wait for, cancel or list a node's jobs
+  accelnode models [--format table|json] [NAME]    list a node's models, or describe one
   accelnode version                                print the version
 
 Run 'accelnode COMMAND --help' for a command's flags and environment variables.
@@ -127,6 +135,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "cache":
 		return cacheCommand(args[1:], stdout, stderr)
+	case "upload":
+		return uploadCommand(ctx, args[1:], stdout, stderr)
+	case "submit":
+		return submitCommand(ctx, args[1:], stdin, stdout, stderr)
+	case "job":
+		return jobCommand(ctx, args[1:], stdout, stderr)
+	case "models":
+		return modelsCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		return versionCommand(stdout)
 	case "-h", "-help", "--help", "help":
