@@ -45,6 +45,8 @@ test: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzTSNEIndexData$$' -fuzztime 3s ./accel
 	$(GO) test -run '^$$' -fuzz '^FuzzCallDecoders$$' -fuzztime 3s ./hostfn
 	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 4s ./hostfn
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 3s ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzContentRange$$' -fuzztime 2s ./server
 
 demo: build
 	$(BIN)/accelnode backends

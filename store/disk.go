@@ -104,13 +104,16 @@ func Open(dir string, opts Options) (*Disk, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, dbName), 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	db, err := bolt.Open(filepath.Join(dir, dbName), 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, &inUseError{dir}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
+	// Job records are written in batches: a commit waits at most this long
+	// for others to join it.
+	db.MaxBatchDelay = time.Millisecond
 	d := &Disk{dir: dir, db: db}
 	if err := d.init(); err != nil {
 		db.Close()

@@ -22,6 +22,8 @@ type jobRecord struct {
 var allowed = map[[2]State]bool{
 	{Queued, Running}:    true,
 	{Queued, Cancelled}:  true,
+	{Queued, Done}:       true, // a run the store was not told of: see Job.Attempts
+	{Queued, Failed}:     true,
 	{Running, Done}:      true,
 	{Running, Failed}:    true,
 	{Running, Cancelled}: true,
@@ -52,7 +54,10 @@ func (d *Disk) CreateJob(ctx context.Context, nj NewJob) (Job, bool, error) {
 	}
 	var job Job
 	created := false
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	// Batch: concurrent submissions share one commit, and one fsync. The
+	// function may run twice, so it sets its results afresh each time.
+	err := d.db.Batch(func(tx *bolt.Tx) error {
+		job, created = Job{}, false
 		idem := tx.Bucket(bucketIdem)
 		jobs := tx.Bucket(bucketJobs)
 		var idemKey []byte
@@ -193,7 +198,8 @@ func (d *Disk) Transition(ctx context.Context, id string, from, to State, result
 		return Job{}, err
 	}
 	var r jobRecord
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.db.Batch(func(tx *bolt.Tx) error { // see CreateJob
+		r = jobRecord{}
 		jobs := tx.Bucket(bucketJobs)
 		ok, err := getJSON(jobs, []byte(id), &r)
 		if err != nil {
@@ -206,7 +212,7 @@ func (d *Disk) Transition(ctx context.Context, id string, from, to State, result
 			return fmt.Errorf("is %s, not %s: %w", r.State, from, ErrConflict)
 		}
 		r.State, r.Updated = to, time.Now().UTC()
-		if to == Running {
+		if to == Running || (from == Queued && (to == Done || to == Failed)) {
 			r.Attempts++
 		}
 		if result != nil {

@@ -74,7 +74,9 @@ type Store interface {
 	// is left alone and the error wraps ErrConflict, so a job is started,
 	// completed or cancelled exactly once. The allowed moves are
 	// queued→running, queued→cancelled, running→done, running→failed,
-	// running→cancelled and running→queued (run it again).
+	// running→cancelled and running→queued (run it again); and
+	// queued→done and queued→failed, for a caller that runs jobs without
+	// recording their start (one commit less per job).
 	Transition(ctx context.Context, id string, from, to State, result []byte) (Job, error)
 
 	// Usage reports what owner holds, for quota checks.
@@ -166,7 +168,7 @@ type Job struct {
 	State          State
 	Request        []byte
 	Result         []byte `json:",omitempty"`
-	Attempts       int    // how many times it was started
+	Attempts       int    // runs recorded: moves to running, or from queued to done or failed
 	Created        time.Time
 	Updated        time.Time
 }

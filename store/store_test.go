@@ -488,7 +488,8 @@ func TestJobs(t *testing.T) {
 		{a3.ID, Queued, Running, "", nil},
 		{a3.ID, Running, Queued, "", nil}, // run it again
 		{a3.ID, Queued, Running, "", nil},
-		{a3.ID, Queued, Done, "", ErrInvalid},
+		{a3.ID, Queued, Done, "", ErrConflict}, // it is running
+		{a3.ID, Done, Queued, "", ErrInvalid},
 		{strings.Repeat("0", 32), Queued, Running, "", ErrNotFound},
 	}
 	for _, s := range steps {

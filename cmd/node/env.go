@@ -28,7 +28,7 @@ func (v envVar) Value() string {
 
 // envVars are every variable the node reads.
 type envVars struct {
-	Backend, Determinism, CheckRate, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel, CUDAPath, CUDADevice, CUDADetectTimeout, TF32, ORTLibrary envVar
+	Backend, Determinism, CheckRate, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel, CUDAPath, CUDADevice, CUDADetectTimeout, TF32, ORTLibrary, Data, Listen, Node, APIKey envVar
 }
 
 var env = envVars{
@@ -47,12 +47,16 @@ var env = envVars{
 	CUDADevice:        envVar{"ACCELNODE_CUDA_DEVICE", "cuda-device", "0", "ordinal of the GPU the cuda backend uses"},
 	CUDADetectTimeout: envVar{"ACCELNODE_CUDA_DETECT_TIMEOUT", "cuda-detect-timeout", "30s", "how long GPU detection may take before the cuda backend is reported unavailable"},
 	TF32:              envVar{"ACCELNODE_TF32", "tf32", "off", "on lets fast-mode GPU matmul and conv2d use TF32 tensor cores (inputs rounded to 10-bit mantissas)"},
+	Data:              envVar{"ACCELNODE_DATA", "data", defaultDataDir(), "data directory of accelnode serve: stored modules, blobs, uploads, job records, API keys and the model catalogue"},
+	Listen:            envVar{"ACCELNODE_LISTEN", "listen", "127.0.0.1:8080", "address accelnode serve listens on; a public one needs TLS and API keys, or --allow-public"},
+	Node:              envVar{"ACCELNODE_NODE", "node", "http://127.0.0.1:8080", "URL of the node that upload, submit, job and models talk to"},
+	APIKey:            envVar{"ACCELNODE_API_KEY", "api-key", "", "API key that upload, submit, job and models send to the node"},
 	ORTLibrary:        envVar{"ONNXRUNTIME_SHARED_LIBRARY_PATH", "ort-lib", "", "ONNX Runtime's shared library for the ort backend; empty means .deps/libonnxruntime.so.1 (make deps). A library given must load, or the node does not start"},
 }
 
 // all lists every variable, for the top-level --help.
 func (e envVars) all() []envVar {
-	return []envVar{e.Backend, e.Determinism, e.CheckRate, e.Threads, e.Memory, e.TensorMemory, e.Timeout, e.Budget, e.Clock, e.CacheDir, e.LogLevel, e.CUDAPath, e.CUDADevice, e.CUDADetectTimeout, e.TF32, e.ORTLibrary}
+	return []envVar{e.Backend, e.Determinism, e.CheckRate, e.Threads, e.Memory, e.TensorMemory, e.Timeout, e.Budget, e.Clock, e.CacheDir, e.LogLevel, e.CUDAPath, e.CUDADevice, e.CUDADetectTimeout, e.TF32, e.ORTLibrary, e.Data, e.Listen, e.Node, e.APIKey}
 }
 
 // defaultCacheDir is accelnode's folder in the user's cache directory
@@ -63,6 +67,18 @@ func defaultCacheDir() string {
 		return "off"
 	}
 	return dir + "/accelnode"
+}
+
+// defaultDataDir is accelnode's folder in the user's data directory
+// ($XDG_DATA_HOME, or ~/.local/share).
+func defaultDataDir() string {
+	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
+		return dir + "/accelnode"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return home + "/.local/share/accelnode"
+	}
+	return "accelnode-data"
 }
 
 // envHelp formats vars as an indented list.

@@ -34,6 +34,9 @@ Usage:
                                                    every backend against the machine's peak and
                                                    against plain WebAssembly
   accelnode cache [--clear]                        show, or clear, the compiled-code cache
+  accelnode serve [flags]                          run the node as an HTTP service (/v1 jobs, uploads;
+                                                   /v2 Open Inference Protocol; /metrics)
+  accelnode keys add NAME [--scopes S] | keys list make and list the service's API keys
   accelnode upload [flags] NAME MODEL.onnx         send a model to a node (--node) in resumable chunks
                                                    and register it; --resume ID continues an upload
   accelnode submit [flags] MODULE.wasm|SHA256 [-- ARGS...]
@@ -135,6 +138,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "cache":
 		return cacheCommand(args[1:], stdout, stderr)
+	case "serve":
+		return serveCommand(ctx, args[1:], stderr)
+	case "keys":
+		return keysCommand(args[1:], stdout, stderr)
 	case "upload":
 		return uploadCommand(ctx, args[1:], stdout, stderr)
 	case "submit":

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,7 +71,11 @@ func TestHelpListsEnvironment(t *testing.T) {
 		want, omit []envVar
 	}{
 		{[]string{"--help"}, env.all(), nil},
-		{[]string{"run", "--help"}, env.all(), nil},
+		{[]string{"run", "--help"}, slices.DeleteFunc(env.all(), func(v envVar) bool { return slices.Contains(service, v) || slices.Contains(remote, v) }),
+			[]envVar{env.Data, env.Listen, env.Node, env.APIKey}},
+		{[]string{"serve", "--help"}, []envVar{env.Data, env.Listen, env.Backend, env.Timeout, env.CacheDir}, []envVar{env.Node, env.APIKey}},
+		{[]string{"keys", "--help"}, []envVar{env.Data}, []envVar{env.Listen, env.Backend}},
+		{[]string{"submit", "--help"}, []envVar{env.Node, env.APIKey}, []envVar{env.Data, env.Backend, env.Threads}},
 		{[]string{"backends", "--help"}, []envVar{env.Threads, env.ORTLibrary, env.CUDAPath},
 			[]envVar{env.Timeout, env.Budget, env.Determinism, env.Clock}},
 		{[]string{"conformance", "--help"}, []envVar{env.Determinism, env.Timeout},
