@@ -504,15 +504,30 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (store.Job, bool,
 	if len(idem) > 255 {
 		return store.Job{}, false, newProblem("bad-request", "Idempotency-Key is longer than 255 bytes")
 	}
+	if idem != "" {
+		// A request sent again gets its job, whatever the queue and
+		// quota say now.
+		job, err := s.cfg.Store.JobByKey(ctx, key.Name, idem)
+		if err == nil {
+			body, _ := jsonMarshal(req)
+			if !bytes.Equal(job.Request, body) {
+				return store.Job{}, false, newProblem("conflict", "Idempotency-Key %q was used for job %s with another request", idem, job.ID)
+			}
+			return job, false, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return store.Job{}, false, storeProblem(err, "job")
+		}
+	}
 	q := s.cfg.Limits.Quota
-	if key.Quota.Queued > 0 {
-		q.Queued = key.Quota.Queued
+	if key.Quota.Jobs > 0 {
+		q.Jobs = key.Quota.Jobs
 	}
 	u, err := s.cfg.Store.Usage(ctx, key.Name)
 	if err != nil {
 		return store.Job{}, false, storeProblem(err, "usage")
 	}
-	if u.Queued+u.Running >= q.Queued && idem == "" {
+	if u.Queued+u.Running >= q.Jobs {
 		pr := newProblem("quota", "key %s has %d jobs queued or running, its limit", key.Name, u.Queued+u.Running)
 		pr.retryAfter = time.Second
 		return store.Job{}, false, pr

@@ -38,9 +38,10 @@ type Key struct {
 
 // Quota bounds what one key may have at once.
 type Quota struct {
-	Running int   `json:"running,omitempty"` // jobs running
-	Queued  int   `json:"queued,omitempty"`  // jobs waiting
-	Bytes   int64 `json:"bytes,omitempty"`   // bytes stored in blobs and open uploads
+	// Jobs is how many jobs the key may have queued or running.
+	Jobs int `json:"jobs,omitempty"`
+	// Bytes is how many bytes it may store in blobs and open uploads.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // Keys is the node's set of API keys, kept in a JSON file.

@@ -72,7 +72,7 @@ func DefaultLimits() Limits {
 		Queue:      256,
 		Workers:    runtime.NumCPU(),
 		GPUWorkers: 1,
-		Quota:      Quota{Running: 64, Queued: 1024, Bytes: 16 << 30},
+		Quota:      Quota{Jobs: 1024, Bytes: 16 << 30},
 	}
 }
 
@@ -88,7 +88,7 @@ func (l *Limits) fill() {
 	}
 	for _, f := range []struct{ v, def *int }{
 		{&l.MaxInline, &d.MaxInline}, {&l.Queue, &d.Queue}, {&l.Workers, &d.Workers},
-		{&l.GPUWorkers, &d.GPUWorkers}, {&l.Quota.Running, &d.Quota.Running}, {&l.Quota.Queued, &d.Quota.Queued},
+		{&l.GPUWorkers, &d.GPUWorkers}, {&l.Quota.Jobs, &d.Quota.Jobs},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def

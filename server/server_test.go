@@ -635,7 +635,7 @@ func TestKeys(t *testing.T) {
 func TestQueueFull(t *testing.T) {
 	ts := startServer(t, serverOpts{limits: func(l *server.Limits) { l.Workers = 1; l.Queue = 1 }})
 	long := ts.putModule(longGuest)
-	first := ts.submit(api.JobRequest{Module: long})
+	first := ts.submit(api.JobRequest{Module: long}, "Idempotency-Key", "first")
 	var full response
 	for range 5 {
 		full = ts.json(http.MethodPost, "/v1/jobs", api.JobRequest{Module: long})
@@ -645,6 +645,26 @@ func TestQueueFull(t *testing.T) {
 	}
 	if p := full.problem(t); p.Kind() != "queue-full" || full.Header.Get("Retry-After") == "" {
 		t.Errorf("a full queue answered %d %s (Retry-After %q)", full.Status, full.Body, full.Header.Get("Retry-After"))
+	}
+	// A request sent again under its Idempotency-Key gets its job, full
+	// queue or not.
+	if again := ts.submit(api.JobRequest{Module: long}, "Idempotency-Key", "first"); again.ID != first.ID {
+		t.Errorf("the keyed request sent again made job %s, want %s", again.ID, first.ID)
+	}
+	ts.wait(first.ID)
+}
+
+func TestQuota(t *testing.T) {
+	ts := startServer(t, serverOpts{limits: func(l *server.Limits) { l.Workers = 1; l.Quota = server.Quota{Jobs: 1, Bytes: 8 << 20} }})
+	long := ts.putModule(longGuest)
+	first := ts.submit(api.JobRequest{Module: long})
+	r := ts.json(http.MethodPost, "/v1/jobs", api.JobRequest{Module: long, Args: []string{"2"}})
+	if p := r.problem(t); p.Kind() != "quota" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("a second job over a quota of one: %d %s", r.Status, r.Body)
+	}
+	// Bytes: the module took about 3 MiB of the 8.
+	if p := ts.json(http.MethodPost, "/v1/uploads", api.NewUpload{Size: 6 << 20}).problem(t); p.Kind() != "quota" {
+		t.Errorf("an upload past the byte quota: %+v", p)
 	}
 	ts.wait(first.ID)
 }

@@ -107,6 +107,37 @@ func (d *Disk) CreateJob(ctx context.Context, nj NewJob) (Job, bool, error) {
 	return job, created, nil
 }
 
+// JobByKey returns owner's job created with the idempotency key.
+func (d *Disk) JobByKey(ctx context.Context, owner, key string) (Job, error) {
+	if err := validOwner(owner); err != nil {
+		return Job{}, err
+	}
+	if key == "" {
+		return Job{}, fmt.Errorf("job: an empty idempotency key: %w", ErrInvalid)
+	}
+	var job Job
+	err := d.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketIdem).Get(ownerKey(owner, key))
+		if id == nil {
+			return ErrNotFound
+		}
+		var r jobRecord
+		ok, err := getJSON(tx.Bucket(bucketJobs), id, &r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		job = r.Job
+		return nil
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("job with idempotency key %q: %w", key, err)
+	}
+	return job, nil
+}
+
 // Job returns owner's job.
 func (d *Disk) Job(ctx context.Context, owner, id string) (Job, error) {
 	if err := validOwner(owner); err != nil {

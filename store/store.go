@@ -67,6 +67,9 @@ type Store interface {
 	CreateJob(ctx context.Context, j NewJob) (job Job, created bool, err error)
 	// Job returns owner's job.
 	Job(ctx context.Context, owner, id string) (Job, error)
+	// JobByKey returns owner's job created with the idempotency key, or
+	// ErrNotFound.
+	JobByKey(ctx context.Context, owner, idempotencyKey string) (Job, error)
 	// ListJobs lists jobs in the order they were created.
 	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
 	// Transition moves a job from state from to state to, storing result

@@ -458,6 +458,14 @@ func TestJobs(t *testing.T) {
 	if err != nil || !created || b1.ID == a1.ID {
 		t.Fatalf("bob's job under alice's key: %+v, %v, %v", b1, created, err)
 	}
+	for _, tc := range []struct {
+		owner, key, want string
+		err              error
+	}{{"alice", "k1", a1.ID, nil}, {"bob", "k1", b1.ID, nil}, {"alice", "k2", "", ErrNotFound}, {"carol", "k1", "", ErrNotFound}} {
+		if j, err := d.JobByKey(ctx, tc.owner, tc.key); j.ID != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("JobByKey(%s, %s): %s, %v; want %s, %v", tc.owner, tc.key, j.ID, err, tc.want, tc.err)
+		}
+	}
 	a2, _, _ := d.CreateJob(ctx, NewJob{Owner: "alice", Request: []byte(`{"n":2}`)})
 	a3, _, _ := d.CreateJob(ctx, NewJob{Owner: "alice", Request: []byte(`{"n":3}`)})
 

@@ -37,7 +37,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	maxUpload := flags.String("max-upload", bytesize.Format(d.MaxUpload), "largest model upload")
 	maxModule := flags.String("max-module", bytesize.Format(d.MaxModule), "largest module, and largest blob sent in one request")
 	keyBytes := flags.String("key-bytes", bytesize.Format(d.Quota.Bytes), "bytes each API key may store (its own quota in keys.json overrides this)")
-	keyJobs := flags.Int("key-jobs", d.Quota.Queued, "jobs each API key may have queued or running")
+	keyJobs := flags.Int("key-jobs", d.Quota.Jobs, "jobs each API key may have queued or running")
 	readTimeout := flags.Duration("read-timeout", 5*time.Minute, "longest time to read a request, body included; slower clients are cut off")
 	writeTimeout := flags.Duration("write-timeout", 2*time.Minute, "longest time to write an answer, beyond the waits a request asks for")
 	logFormat := flags.String("log-format", "json", "log format on stderr: json or text")
@@ -60,7 +60,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-format: %q (want json or text)", *logFormat)
 	}
 	limits := server.DefaultLimits()
-	limits.Queue, limits.Workers, limits.GPUWorkers, limits.Quota.Queued = *queue, *workers, *gpuWorkers, *keyJobs
+	limits.Queue, limits.Workers, limits.GPUWorkers, limits.Quota.Jobs = *queue, *workers, *gpuWorkers, *keyJobs
 	for _, f := range []struct {
 		name, v string
 		dst     *int64
