@@ -70,7 +70,7 @@ func DefaultLimits() Limits {
 		MaxInline:  64 << 10,
 		MaxWait:    60 * time.Second,
 		Queue:      256,
-		Workers:    runtime.NumCPU(),
+		Workers:    2 * runtime.NumCPU(), // tiny jobs wait on the disk as much as they compute
 		GPUWorkers: 1,
 		Quota:      Quota{Jobs: 1024, Bytes: 16 << 30},
 	}
