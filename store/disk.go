@@ -113,7 +113,7 @@ func Open(dir string, opts Options) (*Disk, error) {
 	}
 	// Job records are written in batches: a commit waits at most this long
 	// for others to join it.
-	db.MaxBatchDelay = time.Millisecond
+	db.MaxBatchDelay = 100 * time.Microsecond
 	d := &Disk{dir: dir, db: db}
 	if err := d.init(); err != nil {
 		db.Close()

@@ -24,7 +24,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/accelnode/accelnode/hostfn/abi"
@@ -52,6 +54,8 @@ func main() {
 	batch := flag.Int("batch", 2, "the input's first dimension")
 	features := flag.Int("features", 4, "the input's second dimension")
 	reps := flag.Int("reps", 1, "runs of the model; the last one is printed")
+	shape := flag.String("shape", "", "the input's whole shape, comma-separated, instead of [batch, features]")
+	timed := flag.Bool("time", false, "time -reps runs, each from input data to output data, and print mean_ns; needs the host's clock")
 	errorsMode := flag.Bool("errors", false, "exercise the error paths instead")
 	unsupported := flag.String("unsupported", "", "with -errors, also run this model, which ref cannot run")
 	flag.Parse()
@@ -59,7 +63,23 @@ func main() {
 	if *errorsMode {
 		err = errorPaths(*name, *unsupported, *batch)
 	} else {
-		err = run(*name, *batch, *features, *reps)
+		dims := []int{*batch, *features}
+		if *shape != "" {
+			dims = nil
+			for _, f := range strings.Split(*shape, ",") {
+				d, perr := strconv.Atoi(f)
+				if perr != nil {
+					fmt.Fprintln(os.Stderr, "model: -shape:", perr)
+					os.Exit(2)
+				}
+				dims = append(dims, d)
+			}
+		}
+		if *timed {
+			err = timeRuns(*name, dims, *reps)
+		} else {
+			err = run(*name, dims, *reps)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "model:", err)
@@ -67,8 +87,12 @@ func main() {
 	}
 }
 
-func input(batch, features int) []float32 {
-	x := make([]float32, batch*features)
+func input(dims []int) []float32 {
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	x := make([]float32, n)
 	for i := range x {
 		x[i] = float32(math.Sin(float64(i)))
 	}
@@ -101,7 +125,50 @@ func rawInfo(h uint32) (string, error) {
 	return string(buf), nil
 }
 
-func run(name string, batch, features, reps int) error {
+// timeRuns runs the model reps times, each time from input data in guest
+// memory to output data back in it, as a client of the node would, and
+// prints the mean time of one run.
+func timeRuns(name string, dims []int, reps int) error {
+	m, err := guest.OpenModel(name)
+	if err != nil {
+		return err
+	}
+	info, err := m.Info()
+	if err != nil {
+		return err
+	}
+	data := input(dims)
+	once := func() error {
+		x, err := guest.FromFloat32(data, dims...)
+		if err != nil {
+			return err
+		}
+		outs, err := m.Run(len(info.Outputs), x)
+		x.Free()
+		if err != nil {
+			return err
+		}
+		for _, o := range outs {
+			if _, err := o.Float32(); err != nil {
+				return err
+			}
+		}
+		return guest.FreeAll(outs...)
+	}
+	if err := once(); err != nil { // warm
+		return err
+	}
+	start := time.Now()
+	for range reps {
+		if err := once(); err != nil {
+			return err
+		}
+	}
+	fmt.Println("mean_ns", time.Since(start).Nanoseconds()/int64(max(reps, 1)))
+	return nil
+}
+
+func run(name string, dims []int, reps int) error {
 	m, err := guest.OpenModel(name)
 	if err != nil {
 		return err
@@ -126,11 +193,11 @@ func run(name string, batch, features, reps int) error {
 		fmt.Println("output", i, v.Name, v.DType, v.Shape, v.Dims)
 	}
 
-	data := input(batch, features)
+	data := input(dims)
 	for i, v := range data {
 		fmt.Printf("x %d %#08x\n", i, math.Float32bits(v))
 	}
-	x, err := guest.FromFloat32(data, batch, features)
+	x, err := guest.FromFloat32(data, dims...)
 	if err != nil {
 		return err
 	}
@@ -234,7 +301,7 @@ func errorPaths(name, unsupported string, batch int) error {
 	reportRaw("info_model_handle_zero", modelInfo(0, addr(&buf[0]), uint32(len(buf)), addr(&n)))
 
 	// model_run
-	x, err := guest.FromFloat32(input(batch, 4), batch, 4)
+	x, err := guest.FromFloat32(input([]int{batch, 4}), batch, 4)
 	if err != nil {
 		return err
 	}
@@ -247,13 +314,13 @@ func errorPaths(name, unsupported string, batch int) error {
 		}
 		report(name, err)
 	}
-	wide, err := guest.FromFloat32(input(batch, 5), batch, 5)
+	wide, err := guest.FromFloat32(input([]int{batch, 5}), batch, 5)
 	if err != nil {
 		return err
 	}
 	try("wrong_shape", nOut, wide)
 	wide.Free()
-	flat, err := guest.FromFloat32(input(batch, 4), batch*4)
+	flat, err := guest.FromFloat32(input([]int{batch, 4}), batch*4)
 	if err != nil {
 		return err
 	}
@@ -269,7 +336,7 @@ func errorPaths(name, unsupported string, batch int) error {
 	try("two_inputs", nOut, x, x)
 	try("wrong_output_count", nOut+1, x)
 	try("no_outputs", 0, x)
-	freed, err := guest.FromFloat32(input(batch, 4), batch, 4)
+	freed, err := guest.FromFloat32(input([]int{batch, 4}), batch, 4)
 	if err != nil {
 		return err
 	}
