@@ -485,88 +485,108 @@ func modelView(mi node.ModelInfo) api.Model {
 
 // Jobs.
 
-// admit checks a job request and queues it, or answers why not. It returns
-// the job and whether it is new (an Idempotency-Key can name an old one).
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (store.Job, bool, *problem) {
-	if !s.Ready() {
-		return store.Job{}, false, newProblem("unavailable", "the node is shutting down")
-	}
-	var req JobRequest
-	if p := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBody), &req); p != nil {
-		return store.Job{}, false, p
-	}
-	ctx, key := r.Context(), caller(r.Context())
-	p, prob := s.check(ctx, key.Name, req)
-	if prob != nil {
-		return store.Job{}, false, prob
-	}
-	idem := r.Header.Get("Idempotency-Key")
-	if len(idem) > 255 {
-		return store.Job{}, false, newProblem("bad-request", "Idempotency-Key is longer than 255 bytes")
-	}
-	if idem != "" {
-		// A request sent again gets its job, whatever the queue and
-		// quota say now.
-		job, err := s.cfg.Store.JobByKey(ctx, key.Name, idem)
-		if err == nil {
-			body, _ := jsonMarshal(req)
-			if !bytes.Equal(job.Request, body) {
-				return store.Job{}, false, newProblem("conflict", "Idempotency-Key %q was used for job %s with another request", idem, job.ID)
-			}
-			return job, false, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return store.Job{}, false, storeProblem(err, "job")
-		}
-	}
-	q := s.cfg.Limits.Quota
-	if key.Quota.Jobs > 0 {
-		q.Jobs = key.Quota.Jobs
-	}
-	u, err := s.cfg.Store.Usage(ctx, key.Name)
-	if err != nil {
-		return store.Job{}, false, storeProblem(err, "usage")
-	}
-	if u.Queued+u.Running >= q.Jobs {
-		pr := newProblem("quota", "key %s has %d jobs queued or running, its limit", key.Name, u.Queued+u.Running)
-		pr.retryAfter = time.Second
-		return store.Job{}, false, pr
-	}
-	if !p.lane.reserve() {
-		pr := newProblem("queue-full", "backend %s has %d jobs waiting", p.lane.backend, p.lane.capacity)
-		pr.retryAfter = time.Second
-		return store.Job{}, false, pr
-	}
-	body, _ := jsonMarshal(req)
-	job, created, err := s.cfg.Store.CreateJob(ctx, store.NewJob{Owner: key.Name, IdempotencyKey: idem, Request: body})
-	if err != nil || !created {
-		p.lane.unreserve()
-		if err != nil {
-			return store.Job{}, false, storeProblem(err, "job")
-		}
-		return job, false, nil
-	}
-	p.lane.push(queued{id: job.ID, owner: key.Name}, true)
-	s.log.Info("job accepted", "job", job.ID, "request_id", requestID(ctx), "key", key.Name, "backend", p.lane.backend)
-	s.metrics.queueDepth.WithLabelValues(p.lane.backend).Set(float64(p.lane.depth()))
-	return job, true, nil
+// request is a checked job request, with what admitting it needs.
+type request struct {
+	req  JobRequest
+	body []byte // req as the store keeps it
+	plan *plan
+	key  Key
+	idem string // the Idempotency-Key, or ""
 }
 
+// accept reads and checks a job request. A request sent again under its
+// Idempotency-Key returns the stored job it made, if any.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*request, *store.Job, *problem) {
+	if !s.Ready() {
+		return nil, nil, newProblem("unavailable", "the node is shutting down")
+	}
+	rq := &request{key: caller(r.Context()), idem: r.Header.Get("Idempotency-Key")}
+	if p := decodeJSON(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBody), &rq.req); p != nil {
+		return nil, nil, p
+	}
+	if len(rq.idem) > 255 {
+		return nil, nil, newProblem("bad-request", "Idempotency-Key is longer than 255 bytes")
+	}
+	ctx := r.Context()
+	var prob *problem
+	if rq.plan, prob = s.check(ctx, rq.key.Name, rq.req); prob != nil {
+		return nil, nil, prob
+	}
+	rq.body, _ = jsonMarshal(rq.req)
+	if rq.idem == "" {
+		return rq, nil, nil
+	}
+	// A request sent again gets its job, whatever the queue and quota say
+	// now.
+	job, err := s.cfg.Store.JobByKey(ctx, rq.key.Name, rq.idem)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return rq, nil, nil
+	case err != nil:
+		return nil, nil, storeProblem(err, "job")
+	case !bytes.Equal(job.Request, rq.body):
+		return nil, nil, newProblem("conflict", "Idempotency-Key %q was used for job %s with another request", rq.idem, job.ID)
+	}
+	return rq, &job, nil
+}
+
+// reserve takes a place in rq's lane, within the key's quota.
+func (s *Server) reserve(ctx context.Context, rq *request) *problem {
+	q := s.cfg.Limits.Quota
+	if rq.key.Quota.Jobs > 0 {
+		q.Jobs = rq.key.Quota.Jobs
+	}
+	u, err := s.cfg.Store.Usage(ctx, rq.key.Name)
+	if err != nil {
+		return storeProblem(err, "usage")
+	}
+	if u.Queued+u.Running >= q.Jobs {
+		pr := newProblem("quota", "key %s has %d jobs queued or running, its limit", rq.key.Name, u.Queued+u.Running)
+		pr.retryAfter = time.Second
+		return pr
+	}
+	if !rq.plan.lane.reserve() {
+		pr := newProblem("queue-full", "backend %s has %d jobs waiting", rq.plan.lane.backend, rq.plan.lane.capacity)
+		pr.retryAfter = time.Second
+		return pr
+	}
+	return nil
+}
+
+// submit queues a job, recorded in the store before it is acknowledged.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if !need(w, r, ScopeInvoke) {
 		return
 	}
-	job, created, p := s.admit(w, r)
+	ctx := r.Context()
+	rq, old, p := s.accept(w, r)
+	if p == nil && old == nil {
+		p = s.reserve(ctx, rq)
+	}
 	if p != nil {
 		writeProblem(w, r, p)
 		return
 	}
-	w.Header().Set("Location", "/v1/jobs/"+job.ID)
-	status := http.StatusAccepted
-	if !created {
-		status = http.StatusOK
+	status := http.StatusOK
+	job := old
+	if job == nil {
+		j, created, err := s.cfg.Store.CreateJob(ctx, store.NewJob{Owner: rq.key.Name, IdempotencyKey: rq.idem, Request: rq.body})
+		if err != nil || !created {
+			rq.plan.lane.unreserve()
+			if err != nil {
+				writeProblem(w, r, storeProblem(err, "job"))
+				return
+			}
+		} else {
+			status = http.StatusAccepted
+			rq.plan.lane.push(queued{id: j.ID, owner: j.Owner}, true)
+			s.log.Info("job accepted", "job", j.ID, "request_id", requestID(ctx), "key", j.Owner, "backend", rq.plan.lane.backend)
+			s.metrics.queueDepth.WithLabelValues(rq.plan.lane.backend).Set(float64(rq.plan.lane.depth()))
+		}
+		job = &j
 	}
-	writeJSON(w, status, s.view(job))
+	w.Header().Set("Location", "/v1/jobs/"+job.ID)
+	writeJSON(w, status, s.view(*job))
 }
 
 // waitParam reads ?wait=DURATION, bounded by the server's long-poll limit.
@@ -699,17 +719,64 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 }
 
 // invoke is the synchronous form of submit: it answers with the result, as
-// GET /v1/jobs/{id}/result does, once the job ends.
+// GET /v1/jobs/{id}/result does, once the job ends. Its acceptance is the
+// answer, so the job is recorded once, when it has ended, and nothing
+// waits for the disk before it runs: a node that stops while it runs has
+// accepted nothing, and the client sends the request again (under its
+// Idempotency-Key, every copy of which joins the one job, stored or
+// running).
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	if !need(w, r, ScopeInvoke) {
 		return
 	}
-	job, _, p := s.admit(w, r)
+	ctx := r.Context()
+	rq, old, p := s.accept(w, r)
 	if p != nil {
 		writeProblem(w, r, p)
 		return
 	}
 	allowWrite(w, 24*time.Hour) // bounded by the job's own deadline
+	if old != nil {
+		s.answerStored(w, r, *old)
+		return
+	}
+	f := &flight{job: store.Job{ID: store.NewID(), Owner: rq.key.Name, IdempotencyKey: rq.idem, Request: rq.body,
+		Created: time.Now().UTC(), State: store.Queued}, done: make(chan struct{})}
+	if joined := s.fly(f); joined != f {
+		if !bytes.Equal(joined.job.Request, rq.body) {
+			writeProblem(w, r, newProblem("conflict", "Idempotency-Key %q was used for job %s with another request", rq.idem, joined.job.ID))
+			return
+		}
+		f = joined
+	} else {
+		if p := s.reserve(ctx, rq); p != nil {
+			f.refused = p // for requests that joined it meanwhile
+			s.land(f)
+			close(f.done)
+			writeProblem(w, r, p)
+			return
+		}
+		rq.plan.lane.push(queued{id: f.job.ID, owner: f.job.Owner, f: f}, true)
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return // the client left; the job runs on and is recorded
+	}
+	if f.refused != nil {
+		writeProblem(w, r, f.refused)
+		return
+	}
+	if f.stopped {
+		writeProblem(w, r, newProblem("unavailable", "the node stopped before job %s ended: send the request again", f.job.ID))
+		return
+	}
+	writeResult(w, r, f.view())
+}
+
+// answerStored answers an invoke whose Idempotency-Key names a stored job,
+// once that job has ended.
+func (s *Server) answerStored(w http.ResponseWriter, r *http.Request, job store.Job) {
 	for !job.State.Terminal() {
 		var err error
 		job, err = s.wait(r.Context(), job.Owner, job.ID, time.Hour)
@@ -718,7 +785,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if r.Context().Err() != nil {
-			return // the client left; the job runs on
+			return
 		}
 	}
 	writeResult(w, r, s.view(job))

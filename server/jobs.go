@@ -197,8 +197,60 @@ type lane struct {
 	closed   bool
 }
 
-// queued is a job waiting in a lane.
-type queued struct{ id, owner string }
+// queued is a job waiting in a lane: a stored one, or a flight.
+type queued struct {
+	id, owner string
+	f         *flight
+}
+
+// flight is a job of POST /v1/invoke, which the store sees once, when it has
+// ended.
+type flight struct {
+	job  store.Job // its id, owner, key, request and creation
+	done chan struct{}
+	// Once done is closed: what the run gave; stopped, where the node
+	// stopped it (nothing is recorded then); refused, where it never ran.
+	rec     record
+	state   store.State
+	stopped bool
+	refused *problem
+}
+
+func (f *flight) view() JobView {
+	v := JobView{ID: f.job.ID, Status: string(f.state), Result: f.rec.Result, Node: f.rec.Node}
+	v.Node.Attempts, v.Node.Created = 1, f.job.Created
+	return v
+}
+
+// flightKey names a flight by its owner and Idempotency-Key.
+func flightKey(f *flight) string { return f.job.Owner + "\x00" + f.job.IdempotencyKey }
+
+// fly registers f, unless a flight with its Idempotency-Key is under way:
+// then it returns that one. A flight without a key is always new.
+func (s *Server) fly(f *flight) *flight {
+	if f.job.IdempotencyKey == "" {
+		return f
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if other := s.flights[flightKey(f)]; other != nil {
+		return other
+	}
+	s.flights[flightKey(f)] = f
+	return f
+}
+
+// land unregisters f, once the store holds it or it ended unrecorded.
+func (s *Server) land(f *flight) {
+	if f.job.IdempotencyKey == "" {
+		return
+	}
+	s.mu.Lock()
+	if s.flights[flightKey(f)] == f {
+		delete(s.flights, flightKey(f))
+	}
+	s.mu.Unlock()
+}
 
 func newLane(backend string, capacity, workers int) *lane {
 	l := &lane{backend: backend, capacity: capacity, workers: workers}
@@ -257,11 +309,15 @@ func (l *lane) depth() int {
 	return len(l.queue)
 }
 
-func (l *lane) close() {
+// close stops the lane's workers and returns the jobs still waiting.
+func (l *lane) close() []queued {
 	l.mu.Lock()
 	l.closed = true
+	left := l.queue
+	l.queue = nil
 	l.mu.Unlock()
 	l.cond.Broadcast()
+	return left
 }
 
 // work runs the lane's jobs until it closes.
@@ -291,12 +347,18 @@ var errCancelled = errors.New("cancelled by the client")
 // runs again at the next start.
 func (s *Server) runJob(q queued) {
 	ctx, id := s.runCtx, q.id
-	job, err := s.cfg.Store.Job(ctx, q.owner, id)
-	if err != nil || job.State != store.Queued {
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("start job", "job", id, "err", err)
+	job := store.Job{}
+	if q.f != nil {
+		job = q.f.job
+	} else {
+		var err error
+		job, err = s.cfg.Store.Job(ctx, q.owner, id)
+		if err != nil || job.State != store.Queued {
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("start job", "job", id, "err", err)
+			}
+			return // cancelled meanwhile, or the node is stopping
 		}
-		return // cancelled meanwhile, or the node is stopping
 	}
 	jctx, cancel := context.WithCancelCause(ctx)
 	s.mu.Lock()
@@ -311,10 +373,7 @@ func (s *Server) runJob(q queued) {
 
 	started := time.Now()
 	rec, state := s.execute(jctx, job)
-	if errors.Is(context.Cause(jctx), errShutdown) {
-		s.log.Warn("job left to run again at the next start", "job", id)
-		return
-	}
+	stopped := errors.Is(context.Cause(jctx), errShutdown)
 	if errors.Is(context.Cause(jctx), errCancelled) {
 		state = store.Cancelled
 	}
@@ -322,8 +381,31 @@ func (s *Server) runJob(q queued) {
 	rec.Node.Finished = time.Now()
 	rec.Node.QueuedSeconds = started.Sub(job.Created).Seconds()
 	data, _ := json.Marshal(rec)
-	if _, err := s.cfg.Store.Transition(context.WithoutCancel(ctx), id, store.Queued, state, data); err != nil {
-		s.log.Error("record job result", "job", id, "err", err) // cancelled while it ran: the cancel stands
+	record := context.WithoutCancel(ctx)
+	switch {
+	case q.f != nil:
+		// The client has its answer first; then the store, in a batch
+		// with other jobs' records.
+		q.f.rec, q.f.state, q.f.stopped = rec, state, stopped
+		close(q.f.done)
+		if !stopped {
+			_, _, err := s.cfg.Store.CreateJob(record, store.NewJob{Owner: job.Owner, IdempotencyKey: job.IdempotencyKey,
+				Request: job.Request, ID: id, State: state, Result: data})
+			if err != nil {
+				s.log.Error("record job result", "job", id, "err", err)
+			}
+		}
+		s.land(q.f)
+	case stopped:
+		s.log.Warn("job left to run again at the next start", "job", id)
+		return
+	default:
+		if _, err := s.cfg.Store.Transition(record, id, store.Queued, state, data); err != nil {
+			s.log.Error("record job result", "job", id, "err", err) // cancelled while it ran: the cancel stands
+		}
+	}
+	if stopped {
+		return
 	}
 	backend, mode := rec.Node.Backend, ""
 	if rec.Result != nil {

@@ -119,6 +119,7 @@ type Server struct {
 	running map[string]context.CancelCauseFunc
 	waiters map[string]chan struct{}
 	modules map[string]*engine.Module // compiled, by sha256
+	flights map[string]*flight        // invokes under way, by key and Idempotency-Key
 }
 
 // New makes a server, registers the models of its catalog with the node,
@@ -138,6 +139,7 @@ func New(cfg Config) (*Server, error) {
 		running: map[string]context.CancelCauseFunc{},
 		waiters: map[string]chan struct{}{},
 		modules: map[string]*engine.Module{},
+		flights: map[string]*flight{},
 	}
 	s.runCtx, s.stopRun = context.WithCancelCause(context.Background())
 	s.metrics = newMetrics(s)
@@ -210,7 +212,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, l := range lanes {
-		l.close()
+		// Stored jobs stay queued in the store; invokes that never
+		// started were never accepted, and their clients hear so.
+		for _, q := range l.close() {
+			if q.f != nil {
+				q.f.stopped = true
+				s.land(q.f)
+				close(q.f.done)
+			}
+		}
 	}
 	done := make(chan struct{})
 	go func() { s.workers.Wait(); close(done) }()

@@ -717,3 +717,53 @@ func mustRead(t testing.TB, path string) []byte {
 	}
 	return data
 }
+
+// TestInvokeReplicas sends one keyed invoke from many clients at once, as
+// the replicas of an Internet Computer subnet do: the guest runs once,
+// every client gets the same bytes, and the job is recorded once.
+func TestInvokeReplicas(t *testing.T) {
+	ts := startServer(t, serverOpts{})
+	module := ts.putModule(digestGuest)
+	const replicas = 13
+	bodies := make([][]byte, replicas)
+	ids := make([]string, replicas)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Go(func() {
+			r := ts.json(http.MethodPost, "/v1/invoke", api.JobRequest{Module: module, Args: []string{"call-7"}}, "Idempotency-Key", "call-7")
+			if r.Status != http.StatusOK {
+				t.Errorf("replica %d: %d %s", i, r.Status, r.Body)
+			}
+			bodies[i], ids[i] = r.Body, r.Header.Get("Accelnode-Job")
+		})
+	}
+	wg.Wait()
+	for i := range replicas {
+		if !bytes.Equal(bodies[i], bodies[0]) || ids[i] != ids[0] {
+			t.Errorf("replica %d got job %s and\n%s\nreplica 0 job %s and\n%s", i, ids[i], bodies[i], ids[0], bodies[0])
+		}
+	}
+	// The job is recorded once, soon after the answers.
+	var list struct{ Jobs []api.Job }
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		ts.do(http.MethodGet, "/v1/jobs", nil).decode(t, &list)
+		if len(list.Jobs) > 0 {
+			break
+		}
+	}
+	if len(list.Jobs) != 1 || list.Jobs[0].ID != ids[0] || list.Jobs[0].Status != api.Done {
+		t.Fatalf("jobs recorded: %+v", list.Jobs)
+	}
+	if m := ts.do(http.MethodGet, "/metrics", nil); !bytes.Contains(m.Body, []byte(`accelnode_jobs_total{backend="ref",mode="strict",status="done"} 1`+"\n")) {
+		t.Errorf("the guest did not run exactly once:\n%s", m.Body)
+	}
+	// Sent again later, the key finds the stored job; another request
+	// under it is refused.
+	r := ts.json(http.MethodPost, "/v1/invoke", api.JobRequest{Module: module, Args: []string{"call-7"}}, "Idempotency-Key", "call-7")
+	if r.Status != http.StatusOK || !bytes.Equal(r.Body, bodies[0]) {
+		t.Errorf("the keyed invoke sent again: %d %s", r.Status, r.Body)
+	}
+	if p := ts.json(http.MethodPost, "/v1/invoke", api.JobRequest{Module: module}, "Idempotency-Key", "call-7").problem(t); p.Kind() != "conflict" {
+		t.Errorf("another request under the key: %+v", p)
+	}
+}

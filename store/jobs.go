@@ -49,6 +49,18 @@ func (d *Disk) CreateJob(ctx context.Context, nj NewJob) (Job, bool, error) {
 	if len(nj.IdempotencyKey) > 256 {
 		return Job{}, false, fmt.Errorf("idempotency key of %d bytes: want at most 256: %w", len(nj.IdempotencyKey), ErrInvalid)
 	}
+	state := nj.State
+	switch {
+	case state == "":
+		state = Queued
+	case state != Queued && !state.Terminal():
+		return Job{}, false, fmt.Errorf("job: a new job in state %q: %w", state, ErrInvalid)
+	}
+	if nj.ID != "" {
+		if err := validID("job", nj.ID); err != nil {
+			return Job{}, false, fmt.Errorf("job id %q: want 32 lowercase hex digits: %w", nj.ID, ErrInvalid)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return Job{}, false, err
 	}
@@ -80,10 +92,22 @@ func (d *Disk) CreateJob(ctx context.Context, nj NewJob) (Job, bool, error) {
 			return err
 		}
 		now := time.Now().UTC()
+		id := nj.ID
+		if id == "" {
+			id = newID()
+		} else if jobs.Get([]byte(id)) != nil {
+			return fmt.Errorf("id %s is taken: %w", id, ErrConflict)
+		}
 		r := jobRecord{Job: Job{
-			ID: newID(), Owner: nj.Owner, IdempotencyKey: nj.IdempotencyKey, State: Queued,
+			ID: id, Owner: nj.Owner, IdempotencyKey: nj.IdempotencyKey, State: state,
 			Request: bytes.Clone(nj.Request), Created: now, Updated: now,
 		}, Seq: seq}
+		if state == Done || state == Failed {
+			r.Attempts = 1
+		}
+		if state != Queued {
+			r.Result = bytes.Clone(nj.Result)
+		}
 		if r.Request == nil {
 			r.Request = []byte{}
 		}
@@ -99,7 +123,7 @@ func (d *Disk) CreateJob(ctx context.Context, nj NewJob) (Job, bool, error) {
 			}
 		}
 		job, created = r.Job, true
-		return addUsage(tx, nj.Owner, func(u *Usage) { u.Queued++ })
+		return addUsage(tx, nj.Owner, func(u *Usage) { countState(u, state, +1) })
 	})
 	if err != nil {
 		return Job{}, false, fmt.Errorf("job: %w", err)

@@ -161,7 +161,19 @@ type NewJob struct {
 	Owner          string
 	IdempotencyKey string // optional
 	Request        []byte // opaque to the store
+
+	// ID, where set (32 lowercase hex digits, from NewID), is the job's id
+	// instead of a fresh one; an id already taken is ErrConflict.
+	ID string
+	// State, where set to an end state, records a job that already ran,
+	// with its Result, in the one commit: a synchronous caller records its
+	// job once, when it has ended. Empty is Queued.
+	State  State
+	Result []byte
 }
+
+// NewID returns a fresh job id.
+func NewID() string { return newID() }
 
 // Job is a job record.
 type Job struct {

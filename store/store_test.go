@@ -728,3 +728,35 @@ func TestDataDirInUse(t *testing.T) {
 	}
 	d2.Close()
 }
+
+// TestJobRecordedFinished records jobs that already ran, in one commit
+// each, under ids the caller chose.
+func TestJobRecordedFinished(t *testing.T) {
+	d := open(t, t.TempDir())
+	id := NewID()
+	j, created, err := d.CreateJob(ctx, NewJob{Owner: "alice", IdempotencyKey: "k", Request: []byte(`{}`), ID: id, State: Done, Result: []byte("out")})
+	if err != nil || !created || j.ID != id || j.State != Done || string(j.Result) != "out" || j.Attempts != 1 {
+		t.Fatalf("record a finished job: %+v, %v, %v", j, created, err)
+	}
+	if got, err := d.JobByKey(ctx, "alice", "k"); err != nil || got.ID != id {
+		t.Errorf("by its key: %+v, %v", got, err)
+	}
+	if u, _ := d.Usage(ctx, "alice"); u.Queued != 0 || u.Running != 0 {
+		t.Errorf("a finished job counts in usage: %+v", u)
+	}
+	if _, err := d.Transition(ctx, id, Queued, Done, nil); !errors.Is(err, ErrConflict) {
+		t.Errorf("completing it again: %v, want ErrConflict", err)
+	}
+	for _, tc := range []struct {
+		nj   NewJob
+		want error
+	}{
+		{NewJob{Owner: "alice", ID: id}, ErrConflict},
+		{NewJob{Owner: "alice", ID: "XYZ"}, ErrInvalid},
+		{NewJob{Owner: "alice", State: Running}, ErrInvalid},
+	} {
+		if _, _, err := d.CreateJob(ctx, tc.nj); !errors.Is(err, tc.want) {
+			t.Errorf("CreateJob(%+v): %v, want %v", tc.nj, err, tc.want)
+		}
+	}
+}
