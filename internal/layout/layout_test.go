@@ -90,6 +90,14 @@ func TestImportRules(t *testing.T) {
 				broken = "hostfn and models sit below node"
 			case path == "node" && under(imp, "cmd", "bench", "server", "accel/ref", "accel/ort", "accel/cuda"):
 				broken = "node assembles what it is given: the program imports the backends it ships"
+			case path == "store" && under(imp, "accel", "node", "server", "client", "engine", "hostfn", "models"):
+				broken = "store keeps bytes and records: it knows no node"
+			case path == "client" && under(imp, "node", "store", "accel", "engine", "hostfn", "models") || path == "client" && imp == "server":
+				broken = "client speaks HTTP to a node: it shares the API's types (server/api) and nothing else"
+			case path == "server/api" && !strings.HasSuffix(path, "_test") && imp != "":
+				broken = "server/api is the API's types alone"
+			case under(path, "server") && under(imp, "bench", "accel/ref", "accel/cuda"):
+				broken = "server speaks HTTP: it runs guests through node"
 			case under(imp, "cmd"):
 				broken = "nothing imports a command"
 			}
