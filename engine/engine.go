@@ -168,9 +168,13 @@ type Module struct {
 	engine   *Engine
 	hash     string
 	compiled wazero.CompiledModule
-	minPages uint32
-	imports  []Import
-	exports  []string
+	// runs counts the runs using compiled, and forgotten says Forget was
+	// called: the code goes when both say so. Guarded by engine.mu.
+	runs      int
+	forgotten bool
+	minPages  uint32
+	imports   []Import
+	exports   []string
 }
 
 // Import is a function a guest imports.
@@ -180,6 +184,47 @@ type Import struct {
 
 // Hash is the hex SHA-256 of the module's bytes.
 func (m *Module) Hash() string { return m.hash }
+
+// Forget drops m from the engine's modules, so that a program that keeps
+// compiling new modules (a service) can bound the memory their code takes.
+// The code is released once no run uses it; Run then fails with
+// ErrForgotten, and Compile of the same bytes compiles them again.
+func (e *Engine) Forget(m *Module) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m.forgotten {
+		return
+	}
+	m.forgotten = true
+	if c := e.modules[m.hash]; c != nil && c.mod == m {
+		delete(e.modules, m.hash)
+	}
+	if m.runs == 0 {
+		m.compiled.Close(context.Background())
+	}
+}
+
+// acquire marks a run of m, or refuses a forgotten module.
+func (e *Engine) acquire(m *Module) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m.forgotten {
+		return fmt.Errorf("run guest %s: %w", m.hash, ErrForgotten)
+	}
+	m.runs++
+	return nil
+}
+
+// release ends a run of m, releasing the code of a forgotten module that
+// no run uses any more.
+func (e *Engine) release(m *Module) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m.runs--
+	if m.forgotten && m.runs == 0 {
+		m.compiled.Close(context.Background())
+	}
+}
 
 // Imports lists the functions the guest imports, in import order.
 func (m *Module) Imports() []Import { return slices.Clone(m.imports) }

@@ -742,3 +742,39 @@ func TestDeadlineThenExit(t *testing.T) {
 	}
 	healthy(t, shared)
 }
+
+// TestForget drops a module, once while idle and once while a run uses
+// it: the run finishes as it would have, later runs are refused with
+// ErrForgotten, and compiling the bytes again gives a new module.
+func TestForget(t *testing.T) {
+	e, err := engine.New(context.Background(), engine.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+
+	idle := compile(t, e, trapWasm)
+	e.Forget(idle)
+	e.Forget(idle) // twice is harmless
+	_, err = e.Run(context.Background(), idle, engine.Invocation{})
+	checkErr(t, err, engine.ErrForgotten)
+	before := engine.Compiles(e)
+	again := compile(t, e, trapWasm)
+	if again == idle || engine.Compiles(e) != before+1 {
+		t.Errorf("compiling forgotten bytes gave the old module, or compiled %d times", engine.Compiles(e)-before)
+	}
+	_, err = e.Run(context.Background(), again, engine.Invocation{})
+	checkErr(t, err, engine.ErrTrap)
+
+	busy := compile(t, e, spinWasm)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Run(context.Background(), busy, engine.Invocation{Timeout: 300 * time.Millisecond})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	e.Forget(busy)
+	checkErr(t, <-done, engine.ErrDeadline)
+	_, err = e.Run(context.Background(), busy, engine.Invocation{})
+	checkErr(t, err, engine.ErrForgotten)
+}

@@ -17,6 +17,9 @@ var (
 	// ErrClosed is returned by an Engine that has been closed; a guest still
 	// running when its engine closes is stopped with ErrCanceled and ErrClosed.
 	ErrClosed = errors.New("engine closed")
+	// ErrForgotten: the module was dropped with Forget; compile its bytes
+	// again.
+	ErrForgotten = errors.New("module forgotten: compile it again")
 )
 
 // ExitError is returned when the guest exits with a non-zero code and

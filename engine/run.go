@@ -84,6 +84,10 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 		return res, err
 	}
 	defer e.running.Done()
+	if err := e.acquire(m); err != nil {
+		return res, err
+	}
+	defer e.release(m)
 
 	entry := inv.Entry
 	if entry == "" {

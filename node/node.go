@@ -269,6 +269,11 @@ func (n *Node) Compile(ctx context.Context, wasm []byte) (*engine.Module, error)
 }
 
 // Backends lists the status of every backend of the node, by name.
+// Forget releases m's compiled code once no invocation uses it; see
+// engine.Engine.Forget. A service that compiles what clients send bounds
+// its memory with it.
+func (n *Node) Forget(m *engine.Module) { n.engine.Forget(m) }
+
 func (n *Node) Backends() []accel.Status {
 	var out []accel.Status
 	for _, b := range n.registry.Backends() {

@@ -110,19 +110,14 @@ func (s *Server) putModule(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, storeProblem(err, "module"))
 		return
 	}
-	s.mu.Lock()
-	s.modules[info.Hash] = mod
-	s.mu.Unlock()
+	s.modules.put(info.Hash, mod)
 	w.Header().Set("Location", "/v1/modules/"+info.Hash)
 	writeJSON(w, http.StatusCreated, blobView(info))
 }
 
 // module returns owner's module hash, compiled.
 func (s *Server) module(ctx context.Context, owner, hash string) (*engine.Module, error) {
-	s.mu.Lock()
-	mod := s.modules[hash]
-	s.mu.Unlock()
-	if mod != nil {
+	if mod := s.modules.get(hash); mod != nil {
 		return mod, nil
 	}
 	f, _, err := s.cfg.Store.OpenBlob(ctx, owner, hash)
@@ -134,12 +129,11 @@ func (s *Server) module(ctx context.Context, owner, hash string) (*engine.Module
 	if err != nil {
 		return nil, err
 	}
-	if mod, err = s.cfg.Node.Compile(ctx, wasm); err != nil {
+	mod, err := s.cfg.Node.Compile(ctx, wasm)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.modules[hash] = mod
-	s.mu.Unlock()
+	s.modules.put(hash, mod)
 	return mod, nil
 }
 

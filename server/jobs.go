@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server/api"
@@ -451,7 +452,7 @@ func (s *Server) execute(ctx context.Context, job store.Job) (record, store.Stat
 		}
 		stdin = bytes.NewReader(data)
 	}
-	res, err := s.cfg.Node.Invoke(ctx, mod, node.Invocation{
+	inv := node.Invocation{
 		Name:    "job",
 		Args:    req.Args,
 		Env:     req.Env,
@@ -459,7 +460,17 @@ func (s *Server) execute(ctx context.Context, job store.Job) (record, store.Stat
 		Backend: p.lane.backend,
 		Mode:    p.mode,
 		Limits:  p.limits,
-	})
+	}
+	res, err := s.cfg.Node.Invoke(ctx, mod, inv)
+	if errors.Is(err, engine.ErrForgotten) {
+		// Evicted from the cache between the lookup and the run: the
+		// guest never started, so compile it again and run it.
+		s.modules.drop(req.Module, mod)
+		if mod, err = s.module(ctx, job.Owner, req.Module); err != nil {
+			return fail("module %s: %v", req.Module, err)
+		}
+		res, err = s.cfg.Node.Invoke(ctx, mod, inv)
+	}
 	rec.Node.Backend, rec.Node.Device = res.Backend, res.Device
 	rec.Node.ElapsedSeconds = res.Elapsed.Seconds()
 	rec.Node.MemoryBytes = int64(res.MemoryPages) << 16

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server/oip"
 	"github.com/accelnode/accelnode/store"
@@ -53,6 +52,10 @@ type Limits struct {
 	Workers   int           // jobs running at once per CPU backend
 	// GPUWorkers is the jobs running at once on a GPU backend.
 	GPUWorkers int
+	// Modules is how many compiled modules stay in memory; the least
+	// recently used go first, and are compiled again (from the on-disk
+	// cache, where the node has one) when a job needs them.
+	Modules int
 	// Quota applies to every key that sets none of its own.
 	Quota Quota
 	// Job caps what a job may ask for; its zero fields are the node's.
@@ -72,6 +75,7 @@ func DefaultLimits() Limits {
 		Queue:      256,
 		Workers:    2 * runtime.NumCPU(), // tiny jobs wait on the disk as much as they compute
 		GPUWorkers: 1,
+		Modules:    64,
 		Quota:      Quota{Jobs: 1024, Bytes: 16 << 30},
 	}
 }
@@ -88,7 +92,7 @@ func (l *Limits) fill() {
 	}
 	for _, f := range []struct{ v, def *int }{
 		{&l.MaxInline, &d.MaxInline}, {&l.Queue, &d.Queue}, {&l.Workers, &d.Workers},
-		{&l.GPUWorkers, &d.GPUWorkers}, {&l.Quota.Jobs, &d.Quota.Jobs},
+		{&l.GPUWorkers, &d.GPUWorkers}, {&l.Quota.Jobs, &d.Quota.Jobs}, {&l.Modules, &d.Modules},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -118,8 +122,8 @@ type Server struct {
 	lanes   map[string]*lane
 	running map[string]context.CancelCauseFunc
 	waiters map[string]chan struct{}
-	modules map[string]*engine.Module // compiled, by sha256
-	flights map[string]*flight        // invokes under way, by key and Idempotency-Key
+	modules *moduleCache
+	flights map[string]*flight // invokes under way, by key and Idempotency-Key
 }
 
 // New makes a server, registers the models of its catalog with the node,
@@ -138,10 +142,10 @@ func New(cfg Config) (*Server, error) {
 		lanes:   map[string]*lane{},
 		running: map[string]context.CancelCauseFunc{},
 		waiters: map[string]chan struct{}{},
-		modules: map[string]*engine.Module{},
 		flights: map[string]*flight{},
 	}
 	s.runCtx, s.stopRun = context.WithCancelCause(context.Background())
+	s.modules = newModuleCache(cfg.Limits.Modules, cfg.Node.Forget)
 	s.metrics = newMetrics(s)
 	var err error
 	if s.catalog, err = openCatalog(cfg.Catalog); err != nil {

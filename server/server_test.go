@@ -767,3 +767,30 @@ func TestInvokeReplicas(t *testing.T) {
 		t.Errorf("another request under the key: %+v", p)
 	}
 }
+
+// TestModuleCacheBound keeps one compiled module in memory and runs jobs
+// of two, in turns: each job compiles its module again when the other
+// pushed it out, and every job succeeds.
+func TestModuleCacheBound(t *testing.T) {
+	ts := startServer(t, serverOpts{limits: func(l *server.Limits) { l.Modules = 1 }})
+	tiny := ts.do(http.MethodPut, "/v1/modules", tinyModule(), "Content-Type", "application/wasm")
+	var b api.Blob
+	tiny.decode(t, &b)
+	digest := ts.putModule(digestGuest)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		module := digest
+		if i%2 == 0 {
+			module = b.SHA256
+		}
+		wg.Go(func() {
+			r := ts.json(http.MethodPost, "/v1/invoke", api.JobRequest{Module: module})
+			var res api.JobResult
+			r.decode(t, &res)
+			if r.Status != http.StatusOK || res.ExitCode != 0 || res.Outcome != "exited" {
+				t.Errorf("job %d of module %s: %d %s", i, module[:8], r.Status, r.Body)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -37,6 +37,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	maxUpload := flags.String("max-upload", bytesize.Format(d.MaxUpload), "largest model upload")
 	maxModule := flags.String("max-module", bytesize.Format(d.MaxModule), "largest module, and largest blob sent in one request")
 	keyBytes := flags.String("key-bytes", bytesize.Format(d.Quota.Bytes), "bytes each API key may store (its own quota in keys.json overrides this)")
+	modules := flags.Int("modules", d.Modules, "compiled modules kept in memory; the least recently used are compiled again when needed")
 	keyJobs := flags.Int("key-jobs", d.Quota.Jobs, "jobs each API key may have queued or running")
 	readTimeout := flags.Duration("read-timeout", 5*time.Minute, "longest time to read a request, body included; slower clients are cut off")
 	writeTimeout := flags.Duration("write-timeout", 2*time.Minute, "longest time to write an answer, beyond the waits a request asks for")
@@ -60,7 +61,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-format: %q (want json or text)", *logFormat)
 	}
 	limits := server.DefaultLimits()
-	limits.Queue, limits.Workers, limits.GPUWorkers, limits.Quota.Jobs = *queue, *workers, *gpuWorkers, *keyJobs
+	limits.Queue, limits.Workers, limits.GPUWorkers, limits.Quota.Jobs, limits.Modules = *queue, *workers, *gpuWorkers, *keyJobs, *modules
 	for _, f := range []struct {
 		name, v string
 		dst     *int64
@@ -75,7 +76,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"--queue", *queue}, {"--workers", *workers}, {"--gpu-workers", *gpuWorkers}, {"--key-jobs", *keyJobs}} {
+	}{{"--queue", *queue}, {"--workers", *workers}, {"--gpu-workers", *gpuWorkers}, {"--key-jobs", *keyJobs}, {"--modules", *modules}} {
 		if v.n <= 0 {
 			return fmt.Errorf("%s: %d (want at least 1)", v.name, v.n)
 		}
