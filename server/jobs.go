@@ -100,6 +100,13 @@ func (s *Server) check(ctx context.Context, owner string, req JobRequest) (*plan
 		mode = m
 		p.mode = &m
 	}
+	if req.Backend == "" && !s.cfg.Node.Backend().Status().Serves(mode) {
+		// The node's backend is out of service (a GPU fault): the next
+		// that serves the mode takes its jobs.
+		if next, err := s.cfg.Node.Registry().Select(accel.Auto, mode); err == nil {
+			backend = next.Name()
+		}
+	}
 	b, ok := s.cfg.Node.Registry().Lookup(backend)
 	if !ok {
 		return nil, newProblem("invalid-job", "backend %q is not one of this node's", backend)
@@ -462,6 +469,18 @@ func (s *Server) execute(ctx context.Context, job store.Job) (record, store.Stat
 		Limits:  p.limits,
 	}
 	res, err := s.cfg.Node.Invoke(ctx, mod, inv)
+	if st := backendStatus(s.cfg.Node, res.Backend); res.Backend != "" && res.Mode == accel.Strict && !st.Available && ctx.Err() == nil {
+		// The backend failed while the job ran (a GPU fault takes it out
+		// of service). A strict job's outputs are the same bits on any
+		// backend that serves strict mode, so it runs again on the next.
+		if next, serr := s.cfg.Node.Registry().Select(accel.Auto, accel.Strict); serr == nil {
+			s.log.Error("backend out of service; strict job runs again on another", "job", job.ID,
+				"backend", res.Backend, "reason", st.Reason, "next", next.Name())
+			inv.Backend = next.Name()
+			res, err = s.cfg.Node.Invoke(ctx, mod, inv)
+			rec.Node.Error = fmt.Sprintf("backend %s failed while the job ran (%s); it ran again on %s", st.Name, st.Reason, next.Name())
+		}
+	}
 	if errors.Is(err, engine.ErrForgotten) {
 		// Evicted from the cache between the lookup and the run: the
 		// guest never started, so compile it again and run it.
@@ -475,7 +494,7 @@ func (s *Server) execute(ctx context.Context, job store.Job) (record, store.Stat
 	rec.Node.ElapsedSeconds = res.Elapsed.Seconds()
 	rec.Node.MemoryBytes = int64(res.MemoryPages) << 16
 	if err != nil {
-		rec.Node.Error = err.Error()
+		rec.Node.Error = strings.TrimPrefix(rec.Node.Error+"; "+err.Error(), "; ")
 	}
 	if res.Outcome == node.Refused || res.Outcome == "" {
 		return rec, store.Failed
@@ -500,6 +519,14 @@ func (s *Server) execute(ctx context.Context, job store.Job) (record, store.Stat
 	}
 	rec.Result = r
 	return rec, store.Done
+}
+
+// backendStatus is the status of n's backend name.
+func backendStatus(n *node.Node, name string) accel.Status {
+	if b, ok := n.Registry().Lookup(name); ok {
+		return b.Status()
+	}
+	return accel.Status{Name: name}
 }
 
 // output returns b inline when small, else stored as a blob of owner, with
