@@ -1,6 +1,7 @@
 // Package client is the Go client of accelnode's /v1 HTTP API: modules
 // and blobs, resumable model uploads, and jobs. Its methods take and return
-// the types of server/api.
+// the types of server/api. Infer and ModelMetadata speak the Open
+// Inference Protocol (/v2); its errors are *InferError.
 //
 // An error answer of the node becomes an error that wraps an *api.Problem,
 // which errors.As finds; its Kind names the error. A call that is safe to

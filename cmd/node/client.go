@@ -1,12 +1,13 @@
 package main
 
-// The commands that talk to a node over its /v1 API, through package
-// client: upload, submit, job and models.
+// The commands that talk to a node over its API, through package client:
+// upload, submit, job and models over /v1, infer over /v2.
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -23,6 +25,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/client"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/internal/files"
@@ -500,6 +503,265 @@ func values(vs []api.Value) string {
 		parts[i] = v.Name + " " + v.Type + shape
 	}
 	return strings.Join(parts, ", ")
+}
+
+// inferCommand runs a model on the node through the Open Inference
+// Protocol (/v2) and prints its outputs.
+func inferCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags, set := newCommand("infer", "infer [flags] MODEL [--input NAME=SHAPE:VALUES|SHAPE:@FILE|SHAPE:sin ...]", stderr, remote)
+	var inputs listFlag
+	flags.Var(&inputs, "input", "an input, NAME=SHAPE:VALUES (repeatable): SHAPE such as 1x4, empty for a scalar; VALUES a comma list\n"+
+		"(0.5,-1,2,3.25), @FILE of raw little-endian elements, or sin for x[i] = sin(i) (round(100·sin(i)) for INT32).\n"+
+		"Without it, a model of one input runs on sin, each symbolic dimension 1")
+	format := flags.String("format", "table", "output format: table, or json with every value")
+	operands, err := parseInterleaved(flags, args)
+	if err != nil {
+		return err
+	}
+	if len(operands) != 1 {
+		flags.Usage()
+		return exitError{exitNode}
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	model := operands[0]
+	c, err := dial(set)
+	if err != nil {
+		return err
+	}
+	md, err := c.ModelMetadata(ctx, model)
+	if err != nil {
+		return err
+	}
+	tensors, err := inferInputs(md, inputs)
+	if err != nil {
+		return err
+	}
+	outs, err := c.Infer(ctx, model, tensors, nil)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		res := inferJSON{Model: md.Name, Outputs: make([]inferOutput, len(outs))}
+		for i, o := range outs {
+			sum := sha256.Sum256(o.Data)
+			res.Outputs[i] = inferOutput{Name: o.Name, Datatype: o.Datatype, Shape: o.Shape, Data: jsonValues(o), SHA256: hex.EncodeToString(sum[:])}
+			if o.Shape == nil {
+				res.Outputs[i].Shape = []int64{}
+			}
+		}
+		return printJSON(stdout, res)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "OUTPUT\tDATATYPE\tSHAPE\tVALUES")
+	for _, o := range outs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, o.Datatype, shapeString(o.Shape), tableValues(o))
+	}
+	return tw.Flush()
+}
+
+// inferJSON is what infer --format json prints.
+type inferJSON struct {
+	Model   string        `json:"model"`
+	Outputs []inferOutput `json:"outputs"`
+}
+
+type inferOutput struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+	// Data holds every element, row-major: numbers, and for FP32 the
+	// strings "NaN", "Infinity" and "-Infinity", as the protocol writes
+	// them.
+	Data json.RawMessage `json:"data"`
+	// SHA256 is the hex sha256 of the elements' little-endian bytes.
+	SHA256 string `json:"sha256"`
+}
+
+// inferInputs makes the tensors of the --input flags, or with none the
+// default input of a model of one input.
+func inferInputs(md client.ModelMetadata, specs []string) ([]client.Tensor, error) {
+	declared := make(map[string]string, len(md.Inputs))
+	names := make([]string, len(md.Inputs))
+	for i, in := range md.Inputs {
+		declared[in.Name] = in.Datatype
+		names[i] = in.Name
+	}
+	if len(specs) == 0 {
+		if len(md.Inputs) != 1 {
+			return nil, fmt.Errorf("model %s has %d inputs (%s): give each with --input NAME=SHAPE:VALUES", md.Name, len(md.Inputs), strings.Join(names, ", "))
+		}
+		in := md.Inputs[0]
+		shape := make([]string, len(in.Shape))
+		for i, d := range in.Shape {
+			shape[i] = strconv.FormatInt(max(d, 1), 10) // a symbolic dimension: 1
+		}
+		t, err := inferInput(in.Name, in.Datatype, strings.Join(shape, "x")+":sin")
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", md.Name, err)
+		}
+		return []client.Tensor{t}, nil
+	}
+	var tensors []client.Tensor
+	seen := map[string]bool{}
+	for _, s := range specs {
+		name, spec, ok := strings.Cut(s, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--input %q: want NAME=SHAPE:VALUES, such as x=1x4:0.5,-1,2,3.25", s)
+		}
+		dt, ok := declared[name]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("--input %s: model %s has no input %q (its inputs: %s)", name, md.Name, name, strings.Join(names, ", "))
+		case seen[name]:
+			return nil, fmt.Errorf("--input %s: given twice", name)
+		}
+		seen[name] = true
+		t, err := inferInput(name, dt, spec)
+		if err != nil {
+			return nil, fmt.Errorf("--input %s: %w", name, err)
+		}
+		tensors = append(tensors, t)
+	}
+	return tensors, nil
+}
+
+// inferInput makes the input name of datatype from SHAPE:VALUES,
+// SHAPE:@FILE or SHAPE:sin.
+func inferInput(name, datatype, spec string) (client.Tensor, error) {
+	if datatype != client.FP32 && datatype != client.INT32 {
+		return client.Tensor{}, fmt.Errorf("input %s is %s; the node takes FP32 and INT32 inputs", name, datatype)
+	}
+	dims, values, ok := strings.Cut(spec, ":")
+	if !ok {
+		return client.Tensor{}, fmt.Errorf("%q: want SHAPE:VALUES, SHAPE:@FILE or SHAPE:sin, such as 1x4:sin", spec)
+	}
+	shape := []int64{}
+	n := int64(1)
+	if dims != "" {
+		for _, f := range strings.Split(dims, "x") {
+			d, err := strconv.ParseInt(f, 10, 64)
+			if err != nil || d < 1 {
+				return client.Tensor{}, fmt.Errorf("shape %q: each dimension is a positive integer, as in 1x4", dims)
+			}
+			if d > accel.MaxElements/n {
+				return client.Tensor{}, fmt.Errorf("shape %s holds more than the node's %d elements a tensor", dims, accel.MaxElements)
+			}
+			n *= d
+			shape = append(shape, d)
+		}
+	}
+	t := client.Tensor{Name: name, Datatype: datatype, Shape: shape}
+	switch {
+	case values == "sin":
+		t.Data = make([]byte, 0, 4*n)
+		for i := range n {
+			s := math.Sin(float64(i))
+			if datatype == client.INT32 {
+				t.Data = binary.LittleEndian.AppendUint32(t.Data, uint32(int32(math.Round(100*s))))
+			} else {
+				t.Data = binary.LittleEndian.AppendUint32(t.Data, math.Float32bits(float32(s)))
+			}
+		}
+	case strings.HasPrefix(values, "@"):
+		path := values[1:]
+		wrongSize := func(size int64) error {
+			return fmt.Errorf("%s holds %d bytes; %s[%s] takes %d (4 a little-endian element)", path, size, datatype, strings.ReplaceAll(dims, "x", ","), 4*n)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() != 4*n {
+			return client.Tensor{}, wrongSize(fi.Size())
+		}
+		data, err := files.ReadRegular(path, 4*n)
+		if err != nil {
+			return client.Tensor{}, err
+		}
+		if int64(len(data)) != 4*n {
+			return client.Tensor{}, wrongSize(int64(len(data)))
+		}
+		t.Data = data
+	default:
+		fields := strings.Split(values, ",")
+		if int64(len(fields)) != n {
+			return client.Tensor{}, fmt.Errorf("%d values for shape [%s], which holds %d", len(fields), strings.ReplaceAll(dims, "x", ","), n)
+		}
+		t.Data = make([]byte, 0, 4*n)
+		for i, f := range fields {
+			f = strings.TrimSpace(f)
+			if datatype == client.INT32 {
+				v, err := strconv.ParseInt(f, 10, 32)
+				if err != nil {
+					return client.Tensor{}, fmt.Errorf("value %d, %q, is not an INT32 integer", i, f)
+				}
+				t.Data = binary.LittleEndian.AppendUint32(t.Data, uint32(int32(v)))
+				continue
+			}
+			v, err := strconv.ParseFloat(f, 32)
+			if err != nil {
+				return client.Tensor{}, fmt.Errorf("value %d, %q, is not an FP32 number", i, f)
+			}
+			t.Data = binary.LittleEndian.AppendUint32(t.Data, math.Float32bits(float32(v)))
+		}
+	}
+	return t, nil
+}
+
+// shapeString writes a shape as [1,4].
+func shapeString(shape []int64) string {
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = strconv.FormatInt(d, 10)
+	}
+	return "[" + strings.Join(dims, ",") + "]"
+}
+
+// elementStrings writes a tensor's elements, FP32 in the shortest form
+// that reads back to the same bits.
+func elementStrings(t client.Tensor, limit int) []string {
+	n := min(len(t.Data)/4, limit)
+	out := make([]string, n)
+	for i := range n {
+		u := binary.LittleEndian.Uint32(t.Data[4*i:])
+		if t.Datatype == client.INT32 {
+			out[i] = strconv.FormatInt(int64(int32(u)), 10)
+		} else {
+			out[i] = strconv.FormatFloat(float64(math.Float32frombits(u)), 'g', -1, 32)
+		}
+	}
+	return out
+}
+
+// Outputs of at most tableAll elements are shown whole; larger ones by
+// their first tableHead elements and their sha256.
+const (
+	tableAll  = 20
+	tableHead = 10
+)
+
+// tableValues writes a tensor's values for the table.
+func tableValues(t client.Tensor) string {
+	n := len(t.Data) / 4
+	if n <= tableAll {
+		return strings.Join(elementStrings(t, n), " ")
+	}
+	sum := sha256.Sum256(t.Data)
+	return fmt.Sprintf("%s … (%d values, sha256 %s)", strings.Join(elementStrings(t, tableHead), " "), n, hex.EncodeToString(sum[:]))
+}
+
+// jsonValues writes a tensor's values as a flat JSON array.
+func jsonValues(t client.Tensor) json.RawMessage {
+	vals := elementStrings(t, len(t.Data)/4)
+	for i, v := range vals {
+		switch v {
+		case "NaN":
+			vals[i] = `"NaN"`
+		case "+Inf":
+			vals[i] = `"Infinity"`
+		case "-Inf":
+			vals[i] = `"-Infinity"`
+		}
+	}
+	return json.RawMessage("[" + strings.Join(vals, ",") + "]")
 }
 
 // meter shows the progress of long work on stderr: on a terminal a line

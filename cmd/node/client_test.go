@@ -3,16 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/accelnode/accelnode/client"
 	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/models/onnx"
 	"github.com/accelnode/accelnode/node"
@@ -194,5 +201,128 @@ func linearModel() []byte {
 			Outputs:      []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 256}}}},
 			Initializers: []onnx.Tensor{{Name: "w", Dims: []int64{128, 256}, DataType: onnx.Float, Floats: w}},
 		},
+	})
+}
+
+// reluModel is y [n, 4] = Relu(x [n, 4]).
+func reluModel() []byte {
+	dims := []onnx.Dim{{Param: "n"}, {Value: 4}}
+	return onnx.Marshal(&onnx.Model{
+		IRVersion:    onnx.IRVersion,
+		OpsetVersion: onnx.Opset,
+		Graph: onnx.Graph{
+			Name:    "relu",
+			Nodes:   []onnx.Node{{Name: "relu", OpType: "Relu", Inputs: []string{"x"}, Outputs: []string{"y"}}},
+			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: dims}},
+			Outputs: []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: dims}},
+		},
+	})
+}
+
+// reluSin is relu(sin(i)) for i below n, as infer prints FP32 values.
+func reluSin(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.FormatFloat(float64(max(float32(math.Sin(float64(i))), 0)), 'g', -1, 32)
+	}
+	return out
+}
+
+func TestInferCommand(t *testing.T) {
+	url := loopbackNode(t)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "relu.onnx")
+	if err := os.WriteFile(model, reluModel(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := accelnode(t, "upload", "--node", url, "relu", model); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("values", func(t *testing.T) {
+		stdout, stderr, err := accelnode(t, "infer", "--node", url, "relu", "--input", "x=1x4:0.5,-1,2,3.25")
+		if err != nil || !strings.HasPrefix(stdout, "OUTPUT") || !hasRow(stdout, "y", "FP32", "[1,4]", "0.5", "0", "2", "3.25") {
+			t.Fatalf("err = %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+		}
+	})
+	t.Run("default sin", func(t *testing.T) {
+		stdout, _, err := accelnode(t, "infer", "relu", "--node", url)
+		if err != nil || !hasRow(stdout, append([]string{"y", "FP32", "[1,4]"}, reluSin(4)...)...) {
+			t.Fatalf("err = %v\nstdout:\n%s", err, stdout)
+		}
+	})
+	t.Run("file", func(t *testing.T) {
+		var raw []byte
+		for _, v := range []float32{-2, 1.5, float32(math.Inf(1)), -0.25, 7, -7, 1e-3, 0} {
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
+		}
+		path := filepath.Join(dir, "x.bin")
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, _, err := accelnode(t, "infer", "--node", url, "relu", "--input", "x=2x4:@"+path)
+		if err != nil || !hasRow(stdout, "y", "FP32", "[2,4]", "0", "1.5", "+Inf", "0", "7", "0", "0.001", "0") {
+			t.Fatalf("err = %v\nstdout:\n%s", err, stdout)
+		}
+		_, _, err = accelnode(t, "infer", "--node", url, "relu", "--input", "x=1x4:@"+path)
+		if err == nil || !strings.Contains(err.Error(), "holds 32 bytes; FP32[1,4] takes 16") {
+			t.Errorf("a file of 32 bytes for [1,4]: %v", err)
+		}
+	})
+	t.Run("large and json", func(t *testing.T) {
+		want := reluSin(32)
+		var raw []byte
+		for _, v := range want {
+			f, _ := strconv.ParseFloat(v, 32)
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(float32(f)))
+		}
+		sum := sha256.Sum256(raw)
+		stdout, _, err := accelnode(t, "infer", "--node", url, "relu", "--input", "x=8x4:sin")
+		row := append(append([]string{"y", "FP32", "[8,4]"}, want[:10]...), "…", "(32", "values,", "sha256", hex.EncodeToString(sum[:])+")")
+		if err != nil || !hasRow(stdout, row...) {
+			t.Fatalf("err = %v\nstdout:\n%s\nwant the row %q", err, stdout, row)
+		}
+		stdout, _, err = accelnode(t, "infer", "--node", url, "relu", "--input", "x=8x4:sin", "--format", "json")
+		var res struct {
+			Model   string
+			Outputs []struct {
+				Name, Datatype string
+				Shape          []int64
+				Data           []float32
+				SHA256         string
+			}
+		}
+		if err != nil || json.Unmarshal([]byte(stdout), &res) != nil || res.Model != "relu" || len(res.Outputs) != 1 {
+			t.Fatalf("err = %v\n%s", err, stdout)
+		}
+		o := res.Outputs[0]
+		got := client.FromFloat32s(o.Name, o.Shape, o.Data)
+		if o.Name != "y" || o.Datatype != "FP32" || !slices.Equal(o.Shape, []int64{8, 4}) || !bytes.Equal(got.Data, raw) || o.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("json: %+v", o)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"relu", "--input", "z=1x4:sin"}, `no input "z"`},
+			{[]string{"relu", "--input", "x=1x4:1,2,3"}, "3 values"},
+			{[]string{"relu", "--input", "x=1x0:sin"}, "positive integer"},
+			{[]string{"relu", "--input", "x=1x4:1,2,3,four"}, "FP32"},
+			{[]string{"relu", "--input", "x=sin"}, "SHAPE:VALUES"},
+			{[]string{"relu", "--input", "x=2x3:sin"}, "(400 Bad Request)"},
+			{[]string{"relu", "--format", "yaml"}, "unknown format"},
+		} {
+			_, _, err := accelnode(t, append([]string{"infer", "--node", url}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("infer %q: %v, want an error saying %q", tc.args, err, tc.want)
+			}
+		}
+		_, _, err := accelnode(t, "infer", "--node", url, "nonesuch")
+		var e *client.InferError
+		if !errors.As(err, &e) || e.Status != http.StatusNotFound {
+			t.Errorf("an unknown model: %v", err)
+		}
 	})
 }

@@ -45,6 +45,9 @@ Usage:
   accelnode job [--wait] ID | job cancel ID | job list
                                                    show, wait for, cancel or list a node's jobs
   accelnode models [--format table|json] [NAME]    list a node's models, or describe one
+  accelnode infer MODEL [--input NAME=SHAPE:VALUES ...] [--format table|json]
+                                                   run a node's model over /v2 and print its outputs;
+                                                   VALUES a comma list, @FILE (raw little-endian) or sin
   accelnode version                                print the version
 
 Run 'accelnode COMMAND --help' for a command's flags and environment variables.
@@ -150,6 +153,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return jobCommand(ctx, args[1:], stdout, stderr)
 	case "models":
 		return modelsCommand(ctx, args[1:], stdout, stderr)
+	case "infer":
+		return inferCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		return versionCommand(stdout)
 	case "-h", "-help", "--help", "help":
