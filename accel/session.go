@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Limits bound what one Session may hold.
@@ -42,6 +43,23 @@ type Session struct {
 	bytes    int64
 	verified []verified // index data found valid, newest last
 	closed   bool
+	occ      *Occupancy // where set, shares live tensors and bytes with others
+}
+
+// Occupancy counts the live tensors and their bytes of every session that
+// tracks it, for a node's metrics. It is safe for concurrent use.
+type Occupancy struct {
+	Tensors, Bytes atomic.Int64
+}
+
+// Track adds this session's live tensors to o from now on.
+func (s *Session) Track(o *Occupancy) {
+	if s.occ != nil || o == nil {
+		return
+	}
+	s.occ = o
+	o.Tensors.Add(int64(len(s.live)))
+	o.Bytes.Add(s.bytes)
 }
 
 // verified records that op's index inputs held valid data; writing or
@@ -172,6 +190,10 @@ func (s *Session) alloc(dt DType, shape []int, n int) (*Tensor, error) {
 	t := &Tensor{dtype: dt, shape: shape, n: n, buf: buf, session: s}
 	s.live[t] = struct{}{}
 	s.bytes += size
+	if s.occ != nil {
+		s.occ.Tensors.Add(1)
+		s.occ.Bytes.Add(size)
+	}
 	return t, nil
 }
 
@@ -181,6 +203,10 @@ func (s *Session) release(t *Tensor) {
 	t.buf = nil
 	delete(s.live, t)
 	s.bytes -= t.Bytes()
+	if s.occ != nil {
+		s.occ.Tensors.Add(-1)
+		s.occ.Bytes.Add(-t.Bytes())
+	}
 }
 
 // forget drops the index checks that read t.

@@ -11,6 +11,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/engine"
@@ -28,6 +30,33 @@ type Config struct {
 	// Logger receives the errors returned to the guest, at debug level, and
 	// internal errors at error level. nil means slog.Default().
 	Logger *slog.Logger
+	// Calls and Occupancy, where set, count this guest's host calls and
+	// live tensors together with other guests', for a node's metrics.
+	Calls     *Calls
+	Occupancy *accel.Occupancy
+}
+
+// Calls counts host calls by function name. It is safe for concurrent use.
+type Calls struct {
+	counts sync.Map // name → *atomic.Uint64
+}
+
+func (c *Calls) add(name string) {
+	v, ok := c.counts.Load(name)
+	if !ok {
+		v, _ = c.counts.LoadOrStore(name, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// Counts returns the calls so far, by function name.
+func (c *Calls) Counts() map[string]uint64 {
+	out := map[string]uint64{}
+	c.counts.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }
 
 // Instance is the accel state of one guest invocation: its session on the
@@ -40,6 +69,7 @@ type Instance struct {
 	lastErr string
 	info    []byte
 	log     *slog.Logger
+	calls   *Calls
 
 	models    *models.Registry
 	opened    map[uint32]*models.Model
@@ -55,7 +85,7 @@ type Instance struct {
 // when cfg's backend cannot serve cfg's mode.
 func NewInstance(cfg Config) (*Instance, error) {
 	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger, ctx: context.Background(),
-		models: cfg.Models, opened: map[uint32]*models.Model{}, nextModel: 1}
+		models: cfg.Models, opened: map[uint32]*models.Model{}, nextModel: 1, calls: cfg.Calls}
 	if in.models == nil {
 		in.models = models.NewRegistry()
 	}
@@ -66,6 +96,7 @@ func NewInstance(cfg Config) (*Instance, error) {
 	if in.session, err = accel.NewSession(cfg.Backend, cfg.Mode, cfg.Limits, in.charge); err != nil {
 		return nil, err
 	}
+	in.session.Track(cfg.Occupancy)
 	st := cfg.Backend.Status()
 	in.info, _ = json.Marshal(Info{
 		ABI:           abi.Version,

@@ -153,6 +153,9 @@ func (in *Instance) dispatch(ctx context.Context, f function, mem api.Memory, st
 		}
 	}()
 	in.ctx = ctx
+	if in.calls != nil {
+		in.calls.add(f.name)
+	}
 	if mem == nil {
 		in.lastErr = f.name + ": the guest exports no memory"
 		return abi.EFAULT

@@ -118,6 +118,7 @@ func (n *Node) Infer(ctx context.Context, inf Inference) (InferResult, error) {
 		return res, err
 	}
 	defer s.Close()
+	s.Track(n.occupancy(backend.Name()))
 	outs, err := runModel(ctx, s, m, ordered, picked)
 	res.Units, res.Elapsed = meter.used, time.Since(start)
 	if err != nil {

@@ -137,11 +137,13 @@ func (n *Node) Invoke(ctx context.Context, m *engine.Module, inv Invocation) (Re
 		Budget:           lim.Budget,
 		SystemClock:      n.cfg.SystemClock,
 	}, hostfn.Config{
-		Backend: backend,
-		Mode:    res.Mode,
-		Limits:  accel.Limits{MaxBytes: lim.TensorMemory, MaxTensors: lim.MaxTensors},
-		Models:  n.models,
-		Logger:  n.log,
+		Backend:   backend,
+		Mode:      res.Mode,
+		Limits:    accel.Limits{MaxBytes: lim.TensorMemory, MaxTensors: lim.MaxTensors},
+		Models:    n.models,
+		Logger:    n.log,
+		Calls:     &n.calls,
+		Occupancy: n.occupancy(backend.Name()),
 	})
 	res.Units, res.MemoryPages, res.Elapsed = r.UnitsUsed, r.MemoryPages, r.Elapsed
 	res.StdinSHA256 = hex.EncodeToString(stdinHash.Sum(nil))

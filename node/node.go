@@ -128,6 +128,9 @@ type Node struct {
 
 	mu      sync.Mutex
 	checked map[string]*checked.Backend // checked-mode wrappers, by backend name
+
+	calls hostfn.Calls
+	occ   sync.Map // backend name → *accel.Occupancy
 }
 
 // Open assembles a node. It fails if a setting is out of range, the
@@ -269,6 +272,35 @@ func (n *Node) Compile(ctx context.Context, wasm []byte) (*engine.Module, error)
 }
 
 // Backends lists the status of every backend of the node, by name.
+// Stats are what the node's guests hold and have called, for metrics.
+type Stats struct {
+	// Calls counts host calls by import name, since the node opened.
+	Calls map[string]uint64
+	// Tensors and TensorBytes are the live tensors of running guests and
+	// inferences, by backend.
+	Tensors, TensorBytes map[string]int64
+}
+
+// Stats reports the node's host calls and live tensors.
+func (n *Node) Stats() Stats {
+	st := Stats{Calls: n.calls.Counts(), Tensors: map[string]int64{}, TensorBytes: map[string]int64{}}
+	n.occ.Range(func(k, v any) bool {
+		o := v.(*accel.Occupancy)
+		st.Tensors[k.(string)], st.TensorBytes[k.(string)] = o.Tensors.Load(), o.Bytes.Load()
+		return true
+	})
+	return st
+}
+
+// occupancy is backend's count of live tensors.
+func (n *Node) occupancy(backend string) *accel.Occupancy {
+	if o, ok := n.occ.Load(backend); ok {
+		return o.(*accel.Occupancy)
+	}
+	o, _ := n.occ.LoadOrStore(backend, new(accel.Occupancy))
+	return o.(*accel.Occupancy)
+}
+
 // Forget releases m's compiled code once no invocation uses it; see
 // engine.Engine.Forget. A service that compiles what clients send bounds
 // its memory with it.

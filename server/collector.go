@@ -12,6 +12,7 @@ import (
 type nodeCollector struct {
 	n                                      *node.Node
 	up, cacheSessions, cacheLookups, evict *prometheus.Desc
+	calls, tensors, tensorBytes            *prometheus.Desc
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -25,16 +26,30 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			[]string{"cache", "result"}, nil),
 		evict: prometheus.NewDesc("accelnode_ort_cache_evictions_total", "ONNX Runtime sessions dropped to stay within a cache's capacity.",
 			[]string{"cache"}, nil),
+		calls: prometheus.NewDesc("accelnode_host_calls_total", "Host calls made by guests, by function (matmul, tensor_create, model_run, ...).",
+			[]string{"function"}, nil),
+		tensors: prometheus.NewDesc("accelnode_live_tensors", "Tensors held by running guests and inferences, by backend.",
+			[]string{"backend"}, nil),
+		tensorBytes: prometheus.NewDesc("accelnode_live_tensor_bytes", "Bytes of the tensors held by running guests and inferences, by backend.",
+			[]string{"backend"}, nil),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.cacheSessions, c.cacheLookups, c.evict} {
+	for _, d := range []*prometheus.Desc{c.up, c.cacheSessions, c.cacheLookups, c.evict, c.calls, c.tensors, c.tensorBytes} {
 		ch <- d
 	}
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.Stats()
+	for name, n := range st.Calls {
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(n), name)
+	}
+	for backend, n := range st.Tensors {
+		ch <- prometheus.MustNewConstMetric(c.tensors, prometheus.GaugeValue, float64(n), backend)
+		ch <- prometheus.MustNewConstMetric(c.tensorBytes, prometheus.GaugeValue, float64(st.TensorBytes[backend]), backend)
+	}
 	for _, b := range c.n.Registry().Backends() {
 		up := 0.0
 		if b.Status().Available {

@@ -754,8 +754,15 @@ func TestInvokeReplicas(t *testing.T) {
 	if len(list.Jobs) != 1 || list.Jobs[0].ID != ids[0] || list.Jobs[0].Status != api.Done {
 		t.Fatalf("jobs recorded: %+v", list.Jobs)
 	}
-	if m := ts.do(http.MethodGet, "/metrics", nil); !bytes.Contains(m.Body, []byte(`accelnode_jobs_total{backend="ref",mode="strict",status="done"} 1`+"\n")) {
+	m := ts.do(http.MethodGet, "/metrics", nil)
+	if !bytes.Contains(m.Body, []byte(`accelnode_jobs_total{backend="ref",mode="strict",status="done"} 1`+"\n")) {
 		t.Errorf("the guest did not run exactly once:\n%s", m.Body)
+	}
+	// digest makes one matmul; all its tensors are gone once it ends.
+	for _, want := range []string{`accelnode_host_calls_total{function="matmul"} 1` + "\n", `accelnode_live_tensors{backend="ref"} 0` + "\n", `accelnode_live_tensor_bytes{backend="ref"} 0` + "\n"} {
+		if !bytes.Contains(m.Body, []byte(want)) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	// Sent again later, the key finds the stored job; another request
 	// under it is refused.
