@@ -1,4 +1,5 @@
-# accelnode: `make demo` builds everything and runs the example guests;
+# accelnode: `make demo` builds everything, runs the example guests, and
+# runs a node as a service for a job and an inference;
 # `make test` runs every test. Both fetch what they need first.
 
 GO       ?= go
@@ -64,6 +65,8 @@ demo: build
 	$(BIN)/accelnode run --determinism fast --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 256
 	@echo
 	$(BIN)/accelnode bench --quick --ops matmul-square,model
+	@echo
+	scripts/demo-serve.sh $(BIN)
 
 # The figures in docs/benchmarks.md (about forty minutes on two cores): the
 # accelnode bench sweep, then the per-package benchmarks.
@@ -74,6 +77,9 @@ bench: build
 	$(GO) test -run '^$$' -bench 'HostCallRaw' -benchtime 5x -count 3 ./hostfn
 	$(GO) test -run '^$$' -bench 'HostCall$$' -benchtime 300000x -count 3 ./hostfn
 	$(GO) test -run '^$$' -bench 'GuestMatMul|GuestConv2D' -benchtime 2x -count 3 -timeout 60m ./hostfn
+	$(GO) test -run '^$$' -bench 'TinyJob' -benchtime 3s -count 3 ./server
+	$(GO) test -run '^$$' -bench 'CNNBatch1' -benchtime 2s -count 3 ./server/oip
+	$(GO) test -run '^TestLoad$$' -v -count 1 ./server -load.clients 64 -load.duration 60s
 
 # The binary and the compiled-code cache (`accelnode cache` says where).
 clean:

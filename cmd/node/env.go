@@ -49,8 +49,8 @@ var env = envVars{
 	TF32:              envVar{"ACCELNODE_TF32", "tf32", "off", "on lets fast-mode GPU matmul and conv2d use TF32 tensor cores (inputs rounded to 10-bit mantissas)"},
 	Data:              envVar{"ACCELNODE_DATA", "data", defaultDataDir(), "data directory of accelnode serve: stored modules, blobs, uploads, job records, API keys and the model catalogue"},
 	Listen:            envVar{"ACCELNODE_LISTEN", "listen", "127.0.0.1:8080", "address accelnode serve listens on; a public one needs TLS and API keys, or --allow-public"},
-	Node:              envVar{"ACCELNODE_NODE", "node", "http://127.0.0.1:8080", "URL of the node that upload, submit, job and models talk to"},
-	APIKey:            envVar{"ACCELNODE_API_KEY", "api-key", "", "API key that upload, submit, job and models send to the node"},
+	Node:              envVar{"ACCELNODE_NODE", "node", "http://127.0.0.1:8080", "URL of the node that upload, submit, job, models and infer talk to"},
+	APIKey:            envVar{"ACCELNODE_API_KEY", "api-key", "", "API key that upload, submit, job, models and infer send to the node"},
 	ORTLibrary:        envVar{"ONNXRUNTIME_SHARED_LIBRARY_PATH", "ort-lib", "", "ONNX Runtime's shared library for the ort backend; empty means .deps/libonnxruntime.so.1 (make deps). A library given must load, or the node does not start"},
 }
 
