@@ -48,6 +48,7 @@ test: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 4s ./hostfn
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 3s ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzContentRange$$' -fuzztime 2s ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 3s ./server/oip
 
 demo: build
 	$(BIN)/accelnode backends

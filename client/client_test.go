@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -22,7 +22,6 @@ import (
 	_ "github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/client"
 	"github.com/accelnode/accelnode/internal/guesttest"
-	"github.com/accelnode/accelnode/models/onnx"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server"
 	"github.com/accelnode/accelnode/server/api"
@@ -301,27 +300,6 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// model returns an ONNX model y [batch, 256] = x [batch, 128] W, of about
-// 128 KiB, its weights drawn from seed.
-func model(seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	w := make([]float32, 128*256)
-	for i := range w {
-		w[i] = float32(r.NormFloat64())
-	}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:         "linear",
-			Nodes:        []onnx.Node{{Name: "matmul", OpType: "MatMul", Inputs: []string{"x", "w"}, Outputs: []string{"y"}}},
-			Inputs:       []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 128}}}},
-			Outputs:      []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 256}}}},
-			Initializers: []onnx.Tensor{{Name: "w", Dims: []int64{128, 256}, DataType: onnx.Float, Floats: w}},
-		},
-	})
-}
-
 func hash(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -332,7 +310,7 @@ func hash(b []byte) string {
 func TestUploadChunks(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, serve(t, server.Limits{}))
-	data := model(1)
+	data := modeltest.Linear(1)
 	const chunk = 32 << 10
 	u, err := c.CreateUpload(ctx, int64(len(data)), hash(data))
 	if err != nil {
@@ -372,7 +350,7 @@ func TestUploadChunks(t *testing.T) {
 	if got, err := c.PutChunk(ctx, u.ID, 0, piece(0)); err != nil || !got.Complete || got.Offset != int64(len(data)) {
 		t.Fatalf("after the first chunk: %+v, %v", got, err)
 	}
-	_, err = c.Commit(ctx, u.ID, "linear", hash(model(2)))
+	_, err = c.Commit(ctx, u.ID, "linear", hash(modeltest.Linear(2)))
 	problem(t, err, "hash-mismatch")
 
 	// The mismatch discarded the upload: send it again, whole, and commit.
@@ -440,7 +418,7 @@ func (f *flaky) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestUploadResume(t *testing.T) {
 	ctx := context.Background()
 	url := serve(t, server.Limits{})
-	data := model(3)
+	data := modeltest.Linear(3)
 	size := int64(len(data))
 	const chunk = 16 << 10
 	tr := &flaky{fail: map[string]int{}}
@@ -485,7 +463,7 @@ func TestUploadResume(t *testing.T) {
 
 	// A chunk that keeps failing ends Upload with an error naming the
 	// upload, which a second Upload resumes.
-	data = model(4)
+	data = modeltest.Linear(4)
 	tr.failChunk(0, chunk, 10)
 	_, err = c.Upload(ctx, "second", bytes.NewReader(data), size, &client.UploadOptions{ChunkSize: chunk, Retries: -1})
 	var ue *client.UploadError

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -22,21 +23,6 @@ import (
 	"github.com/accelnode/accelnode/models/onnx"
 	"github.com/accelnode/accelnode/server"
 )
-
-// unaryModel is y [n, 4] = op(x [n, 4]) for an x of element type elem.
-func unaryModel(op string, elem int, attrs ...onnx.Attribute) []byte {
-	dims := []onnx.Dim{{Param: "n"}, {Value: 4}}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:    strings.ToLower(op),
-			Nodes:   []onnx.Node{{Name: strings.ToLower(op), OpType: op, Inputs: []string{"x"}, Outputs: []string{"y"}, Attrs: attrs}},
-			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: elem, Dims: dims}},
-			Outputs: []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: dims}},
-		},
-	})
-}
 
 // register uploads an ONNX model as name and returns its sha256.
 func register(t *testing.T, c *client.Client, name string, data []byte) string {
@@ -73,7 +59,7 @@ func relu(x []float32) []float32 {
 func TestInfer(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, serve(t, server.Limits{}))
-	sum := register(t, c, "relu", unaryModel("Relu", onnx.Float))
+	sum := register(t, c, "relu", modeltest.Unary("Relu", onnx.Float, modeltest.Batch4))
 
 	md, err := c.ModelMetadata(ctx, "relu")
 	if err != nil {
@@ -143,7 +129,7 @@ func TestInfer(t *testing.T) {
 		// The cast model's INT32 input runs only where ONNX Runtime runs
 		// the model; on ref the datatype is taken, and the model refused
 		// as one the backend cannot run.
-		cast := unaryModel("Cast", onnx.Int32, onnx.IntAttr("to", onnx.Float))
+		cast := modeltest.Unary("Cast", onnx.Int32, modeltest.Batch4, onnx.IntAttr("to", onnx.Float))
 		if _, err := c.Upload(ctx, "cast", bytes.NewReader(cast), int64(len(cast)), nil); err != nil {
 			t.Skipf("the node does not take the INT32 model: %v", err)
 		}

@@ -3,8 +3,8 @@ package node_test
 import (
 	"context"
 	"errors"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,87 +19,11 @@ import (
 	"github.com/accelnode/accelnode/node"
 )
 
-// cnnModel is an MNIST-shaped network with random weights drawn from seed:
-// x [batch,1,28,28] → conv 3×3 (8) → relu → max-pool 2 → conv 3×3 (16) →
-// relu → max-pool 2 → flatten → Gemm (10) as "logits" → softmax as "probs".
-func cnnModel(seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 28))
-	draw := func(name string, scale float64, dims ...int64) onnx.Tensor {
-		n := int64(1)
-		for _, d := range dims {
-			n *= d
-		}
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64() * scale)
-		}
-		return onnx.Tensor{Name: name, Dims: dims, DataType: onnx.Float, Floats: v}
-	}
-	conv := func(name, x, w, b, y string) onnx.Node {
-		return onnx.Node{Name: name, OpType: "Conv", Inputs: []string{x, w, b}, Outputs: []string{y}, Attrs: []onnx.Attribute{
-			onnx.IntsAttr("kernel_shape", 3, 3), onnx.IntsAttr("pads", 1, 1, 1, 1)}}
-	}
-	pool := func(name, x, y string) onnx.Node {
-		return onnx.Node{Name: name, OpType: "MaxPool", Inputs: []string{x}, Outputs: []string{y}, Attrs: []onnx.Attribute{
-			onnx.IntsAttr("kernel_shape", 2, 2), onnx.IntsAttr("strides", 2, 2)}}
-	}
-	unary := func(op, x, y string) onnx.Node {
-		return onnx.Node{Name: strings.ToLower(op) + "_" + x, OpType: op, Inputs: []string{x}, Outputs: []string{y}}
-	}
-	batch := onnx.Dim{Param: "batch"}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name: "cnn",
-			Nodes: []onnx.Node{
-				conv("conv1", "x", "w1", "b1", "c1"), unary("Relu", "c1", "r1"), pool("pool1", "r1", "p1"),
-				conv("conv2", "p1", "w2", "b2", "c2"), unary("Relu", "c2", "r2"), pool("pool2", "r2", "p2"),
-				unary("Flatten", "p2", "f"),
-				{Name: "dense", OpType: "Gemm", Inputs: []string{"f", "w3", "b3"}, Outputs: []string{"logits"}, Attrs: []onnx.Attribute{onnx.IntAttr("transB", 1)}},
-				{Name: "softmax", OpType: "Softmax", Inputs: []string{"logits"}, Outputs: []string{"probs"}, Attrs: []onnx.Attribute{onnx.IntAttr("axis", -1)}},
-			},
-			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: []onnx.Dim{batch, {Value: 1}, {Value: 28}, {Value: 28}}}},
-			Outputs: []onnx.ValueInfo{{Name: "logits", ElemType: onnx.Float, Dims: []onnx.Dim{batch, {Value: 10}}}, {Name: "probs", ElemType: onnx.Float, Dims: []onnx.Dim{batch, {Value: 10}}}},
-			Initializers: []onnx.Tensor{
-				draw("w1", 0.47, 8, 1, 3, 3), draw("b1", 0.01, 8),
-				draw("w2", 0.17, 16, 8, 3, 3), draw("b2", 0.01, 16),
-				draw("w3", 0.05, 10, 16*7*7), draw("b3", 0.01, 10),
-			},
-		},
-	})
-}
-
-// castModel is y [n] = Cast(x) for an INT32 x [n]: an op the node lacks,
-// so only a backend that runs ONNX natively runs it.
-func castModel() []byte {
-	n := []onnx.Dim{{Param: "n"}}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:    "cast",
-			Nodes:   []onnx.Node{{Name: "cast", OpType: "Cast", Inputs: []string{"x"}, Outputs: []string{"y"}, Attrs: []onnx.Attribute{onnx.IntAttr("to", onnx.Float)}}},
-			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: onnx.Int32, Dims: n}},
-			Outputs: []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: n}},
-		},
-	})
-}
-
-func images(batch int) []float32 {
-	r := rand.New(rand.NewPCG(uint64(batch), 9))
-	x := make([]float32, batch*28*28)
-	for i := range x {
-		x[i] = r.Float32()
-	}
-	return x
-}
-
 // inferNode opens a node on ref serving the cnn and cast models.
 func inferNode(t *testing.T, cfg node.Config) *node.Node {
 	t.Helper()
 	dir := t.TempDir()
-	for name, data := range map[string][]byte{"cnn": cnnModel(1), "cast": castModel()} {
+	for name, data := range map[string][]byte{"cnn": modeltest.CNN(1), "cast": modeltest.Unary("Cast", onnx.Int32, nil, onnx.IntAttr("to", onnx.Float))} {
 		path := filepath.Join(dir, name+".onnx")
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -154,7 +78,7 @@ func sameBits(a, b []float32) bool {
 // in strict mode, and that a second run gives the same bits and units.
 func TestInfer(t *testing.T) {
 	n := inferNode(t, node.Config{})
-	x := images(3)
+	x := modeltest.Images(3)
 	want := modelPath(t, n, n.Backend(), accel.Strict, "cnn", x, 3, 1, 28, 28)
 	var first node.InferResult
 	for i := range 2 {
@@ -206,7 +130,7 @@ func TestInferOtherBackend(t *testing.T) {
 		t.Skipf("ort unavailable: %s", st.Reason)
 	}
 	fast := accel.Fast
-	x := images(2)
+	x := modeltest.Images(2)
 	in := []node.Tensor{{Name: "x", DType: accel.F32, Shape: []int{2, 1, 28, 28}, Data: accel.EncodeFloat32(x)}}
 	onRef, err := n.Infer(context.Background(), node.Inference{Model: "cnn", Inputs: in, Mode: &fast})
 	if err != nil {
@@ -264,7 +188,7 @@ func statusOf(n *node.Node, name string) accel.Status {
 // limit, is refused with its error, and that the node serves afterwards.
 func TestInferRefused(t *testing.T) {
 	n := inferNode(t, node.Config{})
-	x := accel.EncodeFloat32(images(1))
+	x := accel.EncodeFloat32(modeltest.Images(1))
 	good := node.Tensor{Name: "x", DType: accel.F32, Shape: []int{1, 1, 28, 28}, Data: x}
 	with := func(f func(*node.Tensor)) []node.Tensor {
 		t := good
@@ -347,7 +271,7 @@ func TestModelInfo(t *testing.T) {
 	// A node holding only models it can run is ready.
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cnn.onnx")
-	if err := os.WriteFile(path, cnnModel(2), 0o644); err != nil {
+	if err := os.WriteFile(path, modeltest.CNN(2), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	only := open(t, node.Config{Backend: "ref", Models: []node.ModelFile{{Name: "cnn", Path: path}}})

@@ -604,37 +604,36 @@ func allowWrite(w http.ResponseWriter, d time.Duration) {
 	}
 }
 
-func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+// waited reads the job of a GET, long-polling as ?wait asks; false when it
+// has answered with a problem.
+func (s *Server) waited(w http.ResponseWriter, r *http.Request) (store.Job, bool) {
 	d, p := s.waitParam(r)
 	if p != nil {
 		writeProblem(w, r, p)
-		return
+		return store.Job{}, false
 	}
 	allowWrite(w, d)
 	job, err := s.wait(r.Context(), caller(r.Context()).Name, r.PathValue("id"), d)
 	if err != nil {
 		writeProblem(w, r, storeProblem(err, "job "+r.PathValue("id")))
-		return
+		return store.Job{}, false
 	}
-	writeJSON(w, http.StatusOK, s.view(job))
+	return job, true
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	if job, ok := s.waited(w, r); ok {
+		writeJSON(w, http.StatusOK, s.view(job))
+	}
 }
 
 // getResult answers with a finished job's result alone: for the same
 // request in strict mode, the same bytes on every node. Node-local facts
 // go into headers.
 func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
-	d, p := s.waitParam(r)
-	if p != nil {
-		writeProblem(w, r, p)
-		return
+	if job, ok := s.waited(w, r); ok {
+		writeResult(w, r, s.view(job))
 	}
-	allowWrite(w, d)
-	job, err := s.wait(r.Context(), caller(r.Context()).Name, r.PathValue("id"), d)
-	if err != nil {
-		writeProblem(w, r, storeProblem(err, "job "+r.PathValue("id")))
-		return
-	}
-	writeResult(w, r, s.view(job))
 }
 
 // writeResult answers with v's result, or a problem saying why there is

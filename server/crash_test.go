@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/accelnode/accelnode/models/modeltest"
+	"github.com/accelnode/accelnode/models/onnx"
 	"io/fs"
 	"net"
 	"net/http"
@@ -126,7 +128,7 @@ func TestCrashKill9(t *testing.T) {
 		}
 		ids = append(ids, ts.submit(api.JobRequest{Module: module, Args: []string{fmt.Sprint(i)}}).ID)
 	}
-	model := reluModel(5000)
+	model := modeltest.Unary("Relu", onnx.Float, modeltest.Batch4)
 	var up api.Upload
 	ts.json(http.MethodPost, "/v1/uploads", api.NewUpload{Size: int64(len(model)), SHA256: hash(model)}).decode(t, &up)
 	half := len(model) / 2

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -284,24 +285,6 @@ func hash(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// reluModel is y = relu(x), x of shape [n,4]; pad makes the file larger
-// by a doc string, so that an upload of it takes several chunks.
-func reluModel(pad int) []byte {
-	dim := func(v int64, p string) onnx.Dim { return onnx.Dim{Value: v, Param: p} }
-	value := func(name string) onnx.ValueInfo {
-		return onnx.ValueInfo{Name: name, ElemType: onnx.Float, Dims: []onnx.Dim{dim(0, "n"), dim(4, "")}}
-	}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion: onnx.IRVersion, OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:    "relu" + strings.Repeat("_", pad),
-			Nodes:   []onnx.Node{{Name: "relu", OpType: "Relu", Inputs: []string{"x"}, Outputs: []string{"y"}}},
-			Inputs:  []onnx.ValueInfo{value("x")},
-			Outputs: []onnx.ValueInfo{value("y")},
-		},
-	})
-}
-
 func TestJobEndToEnd(t *testing.T) {
 	ts := startServer(t, serverOpts{})
 	module := ts.putModule(digestGuest)
@@ -390,7 +373,7 @@ func TestCancel(t *testing.T) {
 
 func TestUploadChunks(t *testing.T) {
 	ts := startServer(t, serverOpts{})
-	model := reluModel(3000)
+	model := modeltest.Unary("Relu", onnx.Float, modeltest.Batch4)
 	size := len(model)
 	var up api.Upload
 	r := ts.json(http.MethodPost, "/v1/uploads", api.NewUpload{Size: int64(size)})

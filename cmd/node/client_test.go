@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -122,7 +123,7 @@ func TestClientCommands(t *testing.T) {
 	})
 	t.Run("models", func(t *testing.T) {
 		model := filepath.Join(dir, "linear.onnx")
-		if err := os.WriteFile(model, linearModel(), 0o644); err != nil {
+		if err := os.WriteFile(model, modeltest.Linear(1), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		stdout, stderr, err := accelnode(t, "upload", "--node", url, "--chunk", "16KiB", "linear", model)
@@ -185,40 +186,6 @@ func hasRow(table string, cells ...string) bool {
 	return false
 }
 
-// linearModel is y [batch, 256] = x [batch, 128] W, about 128 KiB.
-func linearModel() []byte {
-	w := make([]float32, 128*256)
-	for i := range w {
-		w[i] = float32(i%7) / 7
-	}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:         "linear",
-			Nodes:        []onnx.Node{{Name: "matmul", OpType: "MatMul", Inputs: []string{"x", "w"}, Outputs: []string{"y"}}},
-			Inputs:       []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 128}}}},
-			Outputs:      []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: []onnx.Dim{{Param: "batch"}, {Value: 256}}}},
-			Initializers: []onnx.Tensor{{Name: "w", Dims: []int64{128, 256}, DataType: onnx.Float, Floats: w}},
-		},
-	})
-}
-
-// reluModel is y [n, 4] = Relu(x [n, 4]).
-func reluModel() []byte {
-	dims := []onnx.Dim{{Param: "n"}, {Value: 4}}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:    "relu",
-			Nodes:   []onnx.Node{{Name: "relu", OpType: "Relu", Inputs: []string{"x"}, Outputs: []string{"y"}}},
-			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: dims}},
-			Outputs: []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: dims}},
-		},
-	})
-}
-
 // reluSin is relu(sin(i)) for i below n, as infer prints FP32 values.
 func reluSin(n int) []string {
 	out := make([]string, n)
@@ -232,7 +199,7 @@ func TestInferCommand(t *testing.T) {
 	url := loopbackNode(t)
 	dir := t.TempDir()
 	model := filepath.Join(dir, "relu.onnx")
-	if err := os.WriteFile(model, reluModel(), 0o644); err != nil {
+	if err := os.WriteFile(model, modeltest.Unary("Relu", onnx.Float, modeltest.Batch4), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := accelnode(t, "upload", "--node", url, "relu", model); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"io"
 	"math"
 	"net/http"
@@ -42,7 +43,7 @@ func BenchmarkCNNBatch1(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer n.Close()
-	x := images(1)
+	x := modeltest.Images(1)
 	raw := make([]byte, 4*len(x))
 	for i, v := range x {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))

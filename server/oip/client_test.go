@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"math"
 	"net"
 	"net/http"
@@ -115,7 +116,7 @@ func TestSpecificationClient(t *testing.T) {
 	n := openNode(t, "ref", "cnn", "relu")
 	url := listen(t, oip.Handler(n, oip.Options{Version: "test-1"}))
 	info, _ := n.ModelInfo("cnn")
-	x := images(1)
+	x := modeltest.Images(1)
 	want := modelPath(t, n, n.Backend(), accel.Strict, "cnn", x, 1, 1, 28, 28)
 
 	c := specCase{Model: "cnn", Version: info.SHA256}

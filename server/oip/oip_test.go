@@ -5,10 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/accelnode/accelnode/models/modeltest"
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,81 +34,15 @@ import (
 
 // The models the tests serve, built here with the ONNX codec.
 
-// cnnModel is an MNIST-shaped network with random weights drawn from seed:
-// x [batch,1,28,28] → conv 3×3 (8) → relu → max-pool 2 → conv 3×3 (16) →
-// relu → max-pool 2 → flatten → Gemm (10) as "logits" → softmax as "probs".
-func cnnModel(seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 28))
-	draw := func(name string, scale float64, dims ...int64) onnx.Tensor {
-		n := int64(1)
-		for _, d := range dims {
-			n *= d
-		}
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64() * scale)
-		}
-		return onnx.Tensor{Name: name, Dims: dims, DataType: onnx.Float, Floats: v}
-	}
-	conv := func(name, x, w, b, y string) onnx.Node {
-		return onnx.Node{Name: name, OpType: "Conv", Inputs: []string{x, w, b}, Outputs: []string{y}, Attrs: []onnx.Attribute{
-			onnx.IntsAttr("kernel_shape", 3, 3), onnx.IntsAttr("pads", 1, 1, 1, 1)}}
-	}
-	pool := func(name, x, y string) onnx.Node {
-		return onnx.Node{Name: name, OpType: "MaxPool", Inputs: []string{x}, Outputs: []string{y}, Attrs: []onnx.Attribute{
-			onnx.IntsAttr("kernel_shape", 2, 2), onnx.IntsAttr("strides", 2, 2)}}
-	}
-	unary := func(op, x, y string) onnx.Node {
-		return onnx.Node{Name: strings.ToLower(op) + "_" + x, OpType: op, Inputs: []string{x}, Outputs: []string{y}}
-	}
-	batch := onnx.Dim{Param: "batch"}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name: "cnn",
-			Nodes: []onnx.Node{
-				conv("conv1", "x", "w1", "b1", "c1"), unary("Relu", "c1", "r1"), pool("pool1", "r1", "p1"),
-				conv("conv2", "p1", "w2", "b2", "c2"), unary("Relu", "c2", "r2"), pool("pool2", "r2", "p2"),
-				unary("Flatten", "p2", "f"),
-				{Name: "dense", OpType: "Gemm", Inputs: []string{"f", "w3", "b3"}, Outputs: []string{"logits"}, Attrs: []onnx.Attribute{onnx.IntAttr("transB", 1)}},
-				{Name: "softmax", OpType: "Softmax", Inputs: []string{"logits"}, Outputs: []string{"probs"}, Attrs: []onnx.Attribute{onnx.IntAttr("axis", -1)}},
-			},
-			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: onnx.Float, Dims: []onnx.Dim{batch, {Value: 1}, {Value: 28}, {Value: 28}}}},
-			Outputs: []onnx.ValueInfo{{Name: "logits", ElemType: onnx.Float, Dims: []onnx.Dim{batch, {Value: 10}}}, {Name: "probs", ElemType: onnx.Float, Dims: []onnx.Dim{batch, {Value: 10}}}},
-			Initializers: []onnx.Tensor{
-				draw("w1", 0.47, 8, 1, 3, 3), draw("b1", 0.01, 8),
-				draw("w2", 0.17, 16, 8, 3, 3), draw("b2", 0.01, 16),
-				draw("w3", 0.05, 10, 16*7*7), draw("b3", 0.01, 10),
-			},
-		},
-	})
-}
-
-// unaryModel is y [n] = op(x [n]) for an x of element type elem.
-func unaryModel(op string, elem int, attrs ...onnx.Attribute) []byte {
-	n := []onnx.Dim{{Param: "n"}}
-	return onnx.Marshal(&onnx.Model{
-		IRVersion:    onnx.IRVersion,
-		OpsetVersion: onnx.Opset,
-		Graph: onnx.Graph{
-			Name:    strings.ToLower(op),
-			Nodes:   []onnx.Node{{Name: strings.ToLower(op), OpType: op, Inputs: []string{"x"}, Outputs: []string{"y"}, Attrs: attrs}},
-			Inputs:  []onnx.ValueInfo{{Name: "x", ElemType: elem, Dims: n}},
-			Outputs: []onnx.ValueInfo{{Name: "y", ElemType: onnx.Float, Dims: n}},
-		},
-	})
-}
-
 // fixtures are the models by name: the cnn, relu (which every backend
 // runs), cast, an INT32 input cast to FLOAT, which only a backend that
 // runs ONNX natively runs, and cast64, whose INT64 input no tensor of the
 // node can pass.
 var fixtures = map[string][]byte{
-	"cnn":    cnnModel(1),
-	"relu":   unaryModel("Relu", onnx.Float),
-	"cast":   unaryModel("Cast", onnx.Int32, onnx.IntAttr("to", onnx.Float)),
-	"cast64": unaryModel("Cast", onnx.Int64, onnx.IntAttr("to", onnx.Float)),
+	"cnn":    modeltest.CNN(1),
+	"relu":   modeltest.Unary("Relu", onnx.Float, nil),
+	"cast":   modeltest.Unary("Cast", onnx.Int32, nil, onnx.IntAttr("to", onnx.Float)),
+	"cast64": modeltest.Unary("Cast", onnx.Int64, nil, onnx.IntAttr("to", onnx.Float)),
 }
 
 // openNode opens a node on backend holding the named fixtures.
@@ -129,15 +63,6 @@ func openNode(t testing.TB, backend string, names ...string) *node.Node {
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
-}
-
-func images(batch int) []float32 {
-	r := rand.New(rand.NewPCG(uint64(batch), 9))
-	x := make([]float32, batch*28*28)
-	for i := range x {
-		x[i] = r.Float32()
-	}
-	return x
 }
 
 // modelPath runs a model as a guest's model_run does: the input as a
@@ -572,7 +497,7 @@ func TestInfer(t *testing.T) {
 	n := openNode(t, "ref", "cnn", "relu")
 	c := serve(t, n, oip.Options{})
 	const batch = 2
-	x := images(batch)
+	x := modeltest.Images(batch)
 	want := modelPath(t, n, n.Backend(), accel.Strict, "cnn", x, batch, 1, 28, 28)
 	info, _ := n.ModelInfo("cnn")
 	shape := []int{batch, 1, 28, 28}
@@ -666,7 +591,7 @@ func TestInferOnORT(t *testing.T) {
 	if r := c.get("/v2/health/ready"); r.status != http.StatusOK {
 		t.Errorf("ready on ort: %d %s", r.status, r.body)
 	}
-	x := images(1)
+	x := modeltest.Images(1)
 	_, vals, _ := outputs(t, c.postJSON("/v2/models/cnn/infer", map[string]any{"inputs": []any{map[string]any{"name": "x", "shape": []int{1, 1, 28, 28}, "datatype": "FP32", "data": x}}}))
 	want := modelPath(t, n, b, accel.Fast, "cnn", x, 1, 1, 28, 28)
 	for _, name := range []string{"logits", "probs"} {
@@ -691,7 +616,7 @@ func TestInferOnORT(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	n := openNode(t, "ref", "cnn", "cast", "cast64")
 	c := serve(t, n, oip.Options{})
-	x := images(1)
+	x := modeltest.Images(1)
 	good := func() map[string]any {
 		return map[string]any{"name": "x", "shape": []int{1, 1, 28, 28}, "datatype": "FP32", "data": x}
 	}
@@ -816,7 +741,7 @@ func TestBadInput(t *testing.T) {
 // TestLimits checks the body limit and the node's limits per inference.
 func TestLimits(t *testing.T) {
 	n := openNode(t, "ref", "cnn")
-	x := images(1)
+	x := modeltest.Images(1)
 	body := map[string]any{"inputs": []any{map[string]any{"name": "x", "shape": []int{1, 1, 28, 28}, "datatype": "FP32", "data": x}}}
 	for _, c := range []struct {
 		name   string
@@ -843,7 +768,7 @@ func TestLimits(t *testing.T) {
 func TestConcurrentInfers(t *testing.T) {
 	n := openNode(t, "ref", "cnn")
 	c := serve(t, n, oip.Options{})
-	x := images(1)
+	x := modeltest.Images(1)
 	want := modelPath(t, n, n.Backend(), accel.Strict, "cnn", x, 1, 1, 28, 28)
 	xb := accel.EncodeFloat32(x)
 	head := map[string]any{"inputs": []any{map[string]any{"name": "x", "shape": []int{1, 1, 28, 28}, "datatype": "FP32", "parameters": map[string]any{"binary_data_size": len(xb)}}},
