@@ -69,6 +69,11 @@ type Status struct {
 	// Threads is how many CPU threads the backend computes with, if it uses
 	// the CPU.
 	Threads int `json:"threads,omitempty"`
+	// MemoryTotal and MemoryInUse are a device's own memory and the bytes
+	// of it that tensors hold, where the backend has such a device (a
+	// GPU); zero otherwise.
+	MemoryTotal int64 `json:"memory_total,omitempty"`
+	MemoryInUse int64 `json:"memory_in_use,omitempty"`
 }
 
 // Serves reports whether the backend is available and serves mode.

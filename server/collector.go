@@ -13,6 +13,7 @@ type nodeCollector struct {
 	n                                      *node.Node
 	up, cacheSessions, cacheLookups, evict *prometheus.Desc
 	calls, tensors, tensorBytes            *prometheus.Desc
+	deviceMemory                           *prometheus.Desc
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -30,13 +31,15 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			[]string{"function"}, nil),
 		tensors: prometheus.NewDesc("accelnode_live_tensors", "Tensors held by running guests and inferences, by backend.",
 			[]string{"backend"}, nil),
+		deviceMemory: prometheus.NewDesc("accelnode_device_memory_bytes", "A device's own memory (a GPU's), by backend: its total, and what tensors hold (in_use).",
+			[]string{"backend", "kind"}, nil),
 		tensorBytes: prometheus.NewDesc("accelnode_live_tensor_bytes", "Bytes of the tensors held by running guests and inferences, by backend.",
 			[]string{"backend"}, nil),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.cacheSessions, c.cacheLookups, c.evict, c.calls, c.tensors, c.tensorBytes} {
+	for _, d := range []*prometheus.Desc{c.up, c.cacheSessions, c.cacheLookups, c.evict, c.calls, c.tensors, c.tensorBytes, c.deviceMemory} {
 		ch <- d
 	}
 }
@@ -56,6 +59,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, b.Name())
+		if st := b.Status(); st.MemoryTotal > 0 {
+			ch <- prometheus.MustNewConstMetric(c.deviceMemory, prometheus.GaugeValue, float64(st.MemoryTotal), b.Name(), "total")
+			ch <- prometheus.MustNewConstMetric(c.deviceMemory, prometheus.GaugeValue, float64(st.MemoryInUse), b.Name(), "in_use")
+		}
 		o, ok := b.(*ort.Backend)
 		if !ok || up == 0 {
 			continue

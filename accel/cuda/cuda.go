@@ -203,6 +203,7 @@ func (b *Backend) Status() accel.Status {
 		st.Modes = slices.Clone(modes)
 	}
 	d := b.dev
+	st.MemoryTotal, st.MemoryInUse = int64(d.totalMem), d.pool.inUse.Load()
 	var parts []string
 	parts = append(parts, fmt.Sprintf("%s (sm_%d%d, %d SMs, %.0f GiB)", d.name, d.major, d.minor, d.sms, float64(d.totalMem)/(1<<30)))
 	parts = append(parts, b.libInfo)

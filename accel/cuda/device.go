@@ -257,6 +257,8 @@ type memoryPool struct {
 	cached int64
 	limit  int64
 	live   int64
+	// inUse mirrors live for Status, which any goroutine may call.
+	inUse atomic.Int64
 }
 
 // sizeClass rounds bytes up to one of four sizes per power of two (at most
@@ -280,6 +282,7 @@ func (p *memoryPool) alloc(drv *driverAPI, bytes int64) (devMem, error) {
 		p.free[class] = list[:len(list)-1]
 		p.cached -= class
 		p.live += class
+		p.inUse.Store(p.live)
 		return devMem{ptr: ptr, class: class}, nil
 	}
 	var ptr uint64
@@ -295,12 +298,14 @@ func (p *memoryPool) alloc(drv *driverAPI, bytes int64) (devMem, error) {
 		return devMem{}, err
 	}
 	p.live += class
+	p.inUse.Store(p.live)
 	return devMem{ptr: ptr, class: class}, nil
 }
 
 // release returns m to the pool, or to the driver when the pool is full.
 func (p *memoryPool) release(drv *driverAPI, m devMem) {
 	p.live -= m.class
+	p.inUse.Store(p.live)
 	if p.cached+m.class <= p.limit {
 		p.free[m.class] = append(p.free[m.class], m.ptr)
 		p.cached += m.class

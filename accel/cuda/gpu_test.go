@@ -493,6 +493,18 @@ func TestPoolReuse(t *testing.T) {
 	if live != 0 || cached != sizeClass(4e6) || cached > limit {
 		t.Fatalf("pool after 50 alloc/free cycles: live %d, cached %d (limit %d), want 0 live and one cached block", live, cached, limit)
 	}
+	// Status reports the device's memory, and what tensors hold of it.
+	x, err := s.NewTensor(accel.F32, []int{1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Status(); st.MemoryTotal < 1<<30 || st.MemoryInUse != sizeClass(4<<20) {
+		t.Errorf("status memory: total %d, in use %d; want the GPU's and %d", st.MemoryTotal, st.MemoryInUse, sizeClass(4<<20))
+	}
+	s.Free(x)
+	if st := b.Status(); st.MemoryInUse != 0 {
+		t.Errorf("status memory in use %d after the free, want 0", st.MemoryInUse)
+	}
 }
 
 // TestKernelFault makes a kernel write to an invalid address, in a child
