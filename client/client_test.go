@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"github.com/accelnode/accelnode/models/modeltest"
+	"github.com/accelnode/accelnode/server/servertest"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,10 +22,8 @@ import (
 	_ "github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/client"
 	"github.com/accelnode/accelnode/internal/guesttest"
-	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server"
 	"github.com/accelnode/accelnode/server/api"
-	"github.com/accelnode/accelnode/store"
 )
 
 // The guests the tests run.
@@ -40,32 +38,7 @@ const (
 // returns its URL.
 func serve(t *testing.T, limits server.Limits) string {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "store"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(context.Background(), node.Config{Backend: "ref"})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Node: n, Store: st, Catalog: filepath.Join(dir, "models.json"), Limits: limits})
-	if err != nil {
-		n.Close()
-		st.Close()
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		n.Close()
-		st.Close()
-	})
-	return ts.URL
+	return servertest.Start(t, servertest.Options{Limits: limits}).URL
 }
 
 func newClient(t *testing.T, url string, opts ...client.Option) *client.Client {

@@ -8,9 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/accelnode/accelnode/models/modeltest"
+	"github.com/accelnode/accelnode/server/servertest"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,10 +24,8 @@ import (
 
 	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/models/onnx"
-	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server"
 	"github.com/accelnode/accelnode/server/api"
-	"github.com/accelnode/accelnode/store"
 )
 
 // Guests the tests run: digest prints hashes of a fixed sequence of ops
@@ -39,14 +37,12 @@ const (
 )
 
 // testServer is a server on a real store and node, behind a loopback
-// listener.
+// listener, with request helpers that check the OpenAPI document.
 type testServer struct {
-	*server.Server
-	URL   string
-	Dir   string
-	Store *store.Disk
-	http  *httptest.Server
-	t     testing.TB
+	*servertest.Server
+	URL string
+	Dir string
+	t   testing.TB
 	// key is sent as the bearer token, where set.
 	key string
 	// validate checks each request and answer against the OpenAPI
@@ -63,54 +59,15 @@ type serverOpts struct {
 
 func startServer(t testing.TB, o serverOpts) *testServer {
 	t.Helper()
-	if o.backend == "" {
-		o.backend = "ref"
-	}
-	if o.dir == "" {
-		o.dir = t.TempDir()
-	}
-	st, err := store.Open(filepath.Join(o.dir, "store"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(context.Background(), node.Config{Backend: o.backend, CacheDir: guesttest.CacheDir()})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	keys, err := server.LoadKeys(filepath.Join(o.dir, "keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.keys != nil {
-		o.keys(keys)
-	}
 	limits := server.Limits{Workers: 2}
 	if o.limits != nil {
 		o.limits(&limits)
 	}
-	srv, err := server.New(server.Config{Node: n, Store: st, Keys: keys, Catalog: filepath.Join(o.dir, "models.json"), Limits: limits, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	ts := &testServer{Server: srv, URL: hs.URL, Dir: o.dir, Store: st, http: hs, t: t, validate: true}
-	t.Cleanup(ts.stop)
-	return ts
+	s := servertest.Start(t, servertest.Options{Backend: o.backend, Dir: o.dir, Limits: limits, Keys: o.keys})
+	return &testServer{Server: s, URL: s.URL, Dir: s.Dir, t: t, validate: true}
 }
 
-var stopOnce sync.Map
-
-func (ts *testServer) stop() {
-	if _, done := stopOnce.LoadOrStore(ts, true); done {
-		return
-	}
-	ts.http.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ts.Shutdown(ctx)
-	ts.Store.Close()
-}
+func (ts *testServer) stop() { ts.Server.Stop() }
 
 // The OpenAPI document, loaded once.
 var (

@@ -9,56 +9,27 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/accelnode/accelnode/models/modeltest"
+	"github.com/accelnode/accelnode/server/servertest"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/accelnode/accelnode/client"
 	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/models/onnx"
-	"github.com/accelnode/accelnode/node"
-	"github.com/accelnode/accelnode/server"
 	"github.com/accelnode/accelnode/server/api"
-	"github.com/accelnode/accelnode/store"
 )
 
 // loopbackNode serves a node on ref on loopback, with its store in a
 // temporary directory, and returns its URL.
 func loopbackNode(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "store"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(context.Background(), node.Config{Backend: "ref"})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Node: n, Store: st, Catalog: filepath.Join(dir, "models.json")})
-	if err != nil {
-		n.Close()
-		st.Close()
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		n.Close()
-		st.Close()
-	})
-	return ts.URL
+	return servertest.Start(t, servertest.Options{}).URL
 }
 
 // accelnodeIn is accelnode with stdin.
