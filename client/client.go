@@ -128,20 +128,12 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		case r.body != nil:
 			body = bytes.NewReader(r.body)
 		}
-		req, err := http.NewRequestWithContext(ctx, r.method, target, body)
+		req, err := c.newRequest(ctx, r.method, target, body, r.header, "application/json, application/problem+json")
 		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
-		}
-		for k, vs := range r.header {
-			req.Header[k] = vs
+			return nil, err
 		}
 		if r.contentType != "" {
 			req.Header.Set("Content-Type", r.contentType)
-		}
-		req.Header.Set("Accept", "application/json, application/problem+json")
-		req.Header.Set("User-Agent", c.agent)
-		if c.key != "" {
-			req.Header.Set("Authorization", "Bearer "+c.key)
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
@@ -318,4 +310,22 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	var info Info
 	err := c.get(ctx, "/v1/info", nil, &info)
 	return info, err
+}
+
+// newRequest makes a request with header, accepting accept, with the
+// client's user agent and API key.
+func (c *Client) newRequest(ctx context.Context, method, target string, body io.Reader, header http.Header, accept string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", c.agent)
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	return req, nil
 }

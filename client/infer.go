@@ -265,17 +265,9 @@ func (c *Client) sendV2(ctx context.Context, method, path string, header http.He
 		if body != nil {
 			r = bytes.NewReader(body)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+		req, err := c.newRequest(ctx, method, c.base+path, r, header, "application/octet-stream, application/json")
 		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
-		}
-		for k, vs := range header {
-			req.Header[k] = vs
-		}
-		req.Header.Set("Accept", "application/octet-stream, application/json")
-		req.Header.Set("User-Agent", c.agent)
-		if c.key != "" {
-			req.Header.Set("Authorization", "Bearer "+c.key)
+			return nil, err
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
