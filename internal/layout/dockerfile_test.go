@@ -1004,15 +1004,7 @@ func TestDockerfileChecksFail(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, problems := checkImage(df, "1.26.8", testMake)
-			if c.want == "" {
-				if len(problems) > 0 {
-					t.Errorf("problems: %q", problems)
-				}
-				return
-			}
-			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, c.want) }) {
-				t.Errorf("no problem says %q: %q", c.want, problems)
-			}
+			wantProblem(t, problems, c.want)
 		})
 	}
 }
@@ -1134,15 +1126,7 @@ func TestDockerContextChecksFail(t *testing.T) {
 				t.Fatal(err)
 			}
 			problems := checkContext(df, df.stage("build"), root, ig, needed)
-			if c.want == "" {
-				if len(problems) > 0 {
-					t.Errorf("problems: %q", problems)
-				}
-				return
-			}
-			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, c.want) }) {
-				t.Errorf("no problem says %q: %q", c.want, problems)
-			}
+			wantProblem(t, problems, c.want)
 		})
 	}
 }
@@ -1180,15 +1164,22 @@ func TestDockerOutputChecksFail(t *testing.T) {
 				}
 			}
 			problems := checkOutputs(im, func(rel string) string { return filepath.Join(dir, filepath.FromSlash(rel)) }, c.produced)
-			if c.want == "" {
-				if len(problems) > 0 {
-					t.Errorf("problems: %q", problems)
-				}
-				return
-			}
-			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, c.want) }) {
-				t.Errorf("no problem says %q: %q", c.want, problems)
-			}
+			wantProblem(t, problems, c.want)
 		})
+	}
+}
+
+// wantProblem checks that some problem says want, or, for an empty want,
+// that there are none.
+func wantProblem(t *testing.T, problems []string, want string) {
+	t.Helper()
+	if want == "" {
+		if len(problems) > 0 {
+			t.Errorf("problems: %q", problems)
+		}
+		return
+	}
+	if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
+		t.Errorf("no problem says %q: %q", want, problems)
 	}
 }
