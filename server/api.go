@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -506,7 +507,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*request, *stor
 	if rq.plan, prob = s.check(ctx, rq.key.Name, rq.req); prob != nil {
 		return nil, nil, prob
 	}
-	rq.body, _ = jsonMarshal(rq.req)
+	rq.body, _ = json.Marshal(rq.req)
 	if rq.idem == "" {
 		return rq, nil, nil
 	}
@@ -734,7 +735,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := &flight{job: store.Job{ID: store.NewID(), Owner: rq.key.Name, IdempotencyKey: rq.idem, Request: rq.body,
-		Created: time.Now().UTC(), State: store.Queued}, done: make(chan struct{})}
+		Created: time.Now().UTC(), State: store.Queued}, plan: rq.plan, done: make(chan struct{})}
 	if joined := s.fly(f); joined != f {
 		if !bytes.Equal(joined.job.Request, rq.body) {
 			writeProblem(w, r, newProblem("conflict", "Idempotency-Key %q was used for job %s with another request", rq.idem, joined.job.ID))

@@ -23,8 +23,6 @@ type catalogEntry struct {
 	Owner  string `json:"owner"` // the key whose blob holds the bytes
 }
 
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
 func openCatalog(path string) (*catalog, error) {
 	c := &catalog{path: path}
 	if path == "" {
@@ -65,5 +63,3 @@ func (c *catalog) add(e catalogEntry) error {
 	c.entries = entries
 	return nil
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -215,6 +215,7 @@ type queued struct {
 // ended.
 type flight struct {
 	job  store.Job // its id, owner, key, request and creation
+	plan *plan     // the request, checked as it arrived
 	done chan struct{}
 	// Once done is closed: what the run gave; stopped, where the node
 	// stopped it (nothing is recorded then); refused, where it never ran.
@@ -380,7 +381,11 @@ func (s *Server) runJob(q queued) {
 	}()
 
 	started := time.Now()
-	rec, state := s.execute(jctx, job)
+	var checked *plan
+	if q.f != nil {
+		checked = q.f.plan
+	}
+	rec, state := s.execute(jctx, job, checked)
 	stopped := errors.Is(context.Cause(jctx), errShutdown)
 	if errors.Is(context.Cause(jctx), errCancelled) {
 		state = store.Cancelled
@@ -427,21 +432,27 @@ func (s *Server) runJob(q queued) {
 	s.notify(id)
 }
 
-// execute runs a started job and returns its record and final state.
-func (s *Server) execute(ctx context.Context, job store.Job) (record, store.State) {
+// execute runs a started job and returns its record and final state. p is
+// the job's checked request where it was checked just now (an invoke); a
+// stored job, which may have waited or outlived a restart, is checked
+// again, since its module or models may have gone meanwhile.
+func (s *Server) execute(ctx context.Context, job store.Job, p *plan) (record, store.State) {
 	rec := record{}
 	fail := func(format string, a ...any) (record, store.State) {
 		rec.Node.Error = fmt.Sprintf(format, a...)
 		return rec, store.Failed
 	}
-	var req JobRequest
-	if err := json.Unmarshal(job.Request, &req); err != nil {
-		return fail("the stored request is unreadable: %v", err)
+	if p == nil {
+		var req JobRequest
+		if err := json.Unmarshal(job.Request, &req); err != nil {
+			return fail("the stored request is unreadable: %v", err)
+		}
+		var prob *problem
+		if p, prob = s.check(ctx, job.Owner, req); prob != nil {
+			return fail("%s", prob.Detail)
+		}
 	}
-	p, prob := s.check(ctx, job.Owner, req)
-	if prob != nil {
-		return fail("%s", prob.Detail)
-	}
+	req := p.req
 	mod, err := s.module(ctx, job.Owner, req.Module)
 	if err != nil {
 		return fail("module %s: %v", req.Module, err)

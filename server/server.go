@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -164,7 +165,7 @@ func New(cfg Config) (*Server, error) {
 	for _, j := range waiting {
 		backend := s.cfg.Node.Backend().Name()
 		var req JobRequest
-		if jsonUnmarshal(j.Request, &req) == nil && req.Backend != "" {
+		if json.Unmarshal(j.Request, &req) == nil && req.Backend != "" {
 			backend = req.Backend
 		}
 		s.laneFor(backend).push(queued{id: j.ID, owner: j.Owner}, false)
