@@ -395,6 +395,17 @@ func (s *Server) runJob(q queued) {
 	rec.Node.QueuedSeconds = started.Sub(job.Created).Seconds()
 	data, _ := json.Marshal(rec)
 	record := context.WithoutCancel(ctx)
+	backend, mode := rec.Node.Backend, ""
+	if !stopped {
+		// Counted before the store shows the job, so that a client who
+		// sees it ended finds it in the metrics too.
+		if rec.Result != nil {
+			mode = rec.Result.Mode
+			s.metrics.units.WithLabelValues(backend, mode).Add(float64(rec.Result.Units))
+		}
+		s.metrics.jobs.WithLabelValues(backend, mode, string(state)).Inc()
+		s.metrics.jobSeconds.WithLabelValues(backend, mode).Observe(rec.Node.ElapsedSeconds)
+	}
 	switch {
 	case q.f != nil:
 		// The client has its answer first; then the store, in a batch
@@ -420,13 +431,6 @@ func (s *Server) runJob(q queued) {
 	if stopped {
 		return
 	}
-	backend, mode := rec.Node.Backend, ""
-	if rec.Result != nil {
-		mode = rec.Result.Mode
-		s.metrics.units.WithLabelValues(backend, mode).Add(float64(rec.Result.Units))
-	}
-	s.metrics.jobs.WithLabelValues(backend, mode, string(state)).Inc()
-	s.metrics.jobSeconds.WithLabelValues(backend, mode).Observe(rec.Node.ElapsedSeconds)
 	s.log.Info("job finished", "job", id, "owner", job.Owner, "status", state, "backend", backend,
 		"elapsed", time.Since(started).Round(time.Microsecond), "err", rec.Node.Error)
 	s.notify(id)
