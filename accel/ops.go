@@ -14,7 +14,9 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add}
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add,
+	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
+	SoftmaxCrossEntropy, SGDMomentum, Adam}
 
 // elementwiseUnits is the cost of an elementwise operation over n f32
 // elements that moves tensors such tensors (inputs and output): one unit per
@@ -118,10 +120,9 @@ type Conv2DParams struct {
 var Conv2D = define(opDef[Conv2DParams]{
 	Op: Op{
 		Name: "conv2d", Contract: "conv2d",
-		Inputs:  []Input{{Name: "x", DType: F32}, {Name: "w", DType: F32}, {Name: "bias", DType: F32, Optional: true}},
-		Outputs: []string{"y"},
-		ParamWords: []string{"stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
-			"dilation_h", "dilation_w", "groups"},
+		Inputs:          []Input{{Name: "x", DType: F32}, {Name: "w", DType: F32}, {Name: "bias", DType: F32, Optional: true}},
+		Outputs:         []string{"y"},
+		ParamWords:      conv2DWords,
 		ParamsByPointer: true,
 		// The products of one group's window, then the bias.
 		Tolerance: Tolerance{Scale: ScaleAbs, Terms: func(c *Call) int {
@@ -129,14 +130,7 @@ var Conv2D = define(opDef[Conv2DParams]{
 			return w[1]*w[2]*w[3] + 1
 		}},
 	},
-	decode: func(w []uint32) (Conv2DParams, error) {
-		return Conv2DParams{
-			StrideH: oneIfZero(w[0]), StrideW: oneIfZero(w[1]),
-			PadTop: int(w[2]), PadLeft: int(w[3]), PadBottom: int(w[4]), PadRight: int(w[5]),
-			DilationH: oneIfZero(w[6]), DilationW: oneIfZero(w[7]),
-			Groups: oneIfZero(w[8]),
-		}, nil
-	},
+	decode: func(w []uint32) (Conv2DParams, error) { return decodeConv2D(w), nil },
 	shape: func(in [][]int, p Conv2DParams) ([][]int, error) {
 		out, err := Conv2DShape(in[0], in[1], in[2], p)
 		return [][]int{out}, err
@@ -149,6 +143,21 @@ var Conv2D = define(opDef[Conv2DParams]{
 		return 4 * int64(w[1]) * int64(w[2]) * int64(w[3]) * int64(y[2]) * int64(y[3])
 	},
 })
+
+// conv2DWords are the ABI words of a convolution's parameters, shared by
+// conv2d and its backward operations.
+var conv2DWords = []string{"stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
+	"dilation_h", "dilation_w", "groups"}
+
+// decodeConv2D reads the first len(conv2DWords) words of w.
+func decodeConv2D(w []uint32) Conv2DParams {
+	return Conv2DParams{
+		StrideH: oneIfZero(w[0]), StrideW: oneIfZero(w[1]),
+		PadTop: int(w[2]), PadLeft: int(w[3]), PadBottom: int(w[4]), PadRight: int(w[5]),
+		DilationH: oneIfZero(w[6]), DilationW: oneIfZero(w[7]),
+		Groups: oneIfZero(w[8]),
+	}
+}
 
 // oneIfZero reads an ABI count where 0 means the default of 1.
 func oneIfZero(v uint32) int {
@@ -300,22 +309,28 @@ var MaxPool2D = define(opDef[Pool2DParams]{
 		Name: "maxpool2d", Contract: "maxpool2d",
 		Inputs:          []Input{{Name: "x", DType: F32}},
 		Outputs:         []string{"y"},
-		ParamWords:      []string{"kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right"},
+		ParamWords:      pool2DWords,
 		ParamsByPointer: true,
 	},
-	decode: func(w []uint32) (Pool2DParams, error) {
-		return Pool2DParams{
-			KernelH: int(w[0]), KernelW: int(w[1]),
-			StrideH: oneIfZero(w[2]), StrideW: oneIfZero(w[3]),
-			PadTop: int(w[4]), PadLeft: int(w[5]), PadBottom: int(w[6]), PadRight: int(w[7]),
-		}, nil
-	},
+	decode: decodePool2D,
 	shape: func(in [][]int, p Pool2DParams) ([][]int, error) {
 		out, err := Pool2DShape(in[0], p)
 		return [][]int{out}, err
 	},
 	units: func(in, out [][]int, p Pool2DParams) uint64 { return Pool2DUnits(in[0], out[0], p) },
 })
+
+// pool2DWords are the ABI words of a pooling window, shared by maxpool2d
+// and its backward operation.
+var pool2DWords = []string{"kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right"}
+
+func decodePool2D(w []uint32) (Pool2DParams, error) {
+	return Pool2DParams{
+		KernelH: int(w[0]), KernelW: int(w[1]),
+		StrideH: oneIfZero(w[2]), StrideW: oneIfZero(w[3]),
+		PadTop: int(w[4]), PadLeft: int(w[5]), PadBottom: int(w[6]), PadRight: int(w[7]),
+	}, nil
+}
 
 // Pool2DShape checks a pooling window against x and returns the output shape.
 func Pool2DShape(x []int, p Pool2DParams) ([]int, error) {

@@ -30,6 +30,13 @@ func (b *Backend) kernels() accel.Kernels {
 		// contract's kernel and holds large intermediates.
 		accel.TSNEStep: strict[accel.TSNEStep],
 	}
+	// ONNX Runtime's inference build has no gradient operators, and the
+	// contract's kernels serve these as fast as graphs of its forward
+	// ones (ConvTranspose, ReduceSum, Where) would.
+	for _, op := range []*accel.Op{accel.Conv2DBackwardData, accel.Conv2DBackwardFilter, accel.MaxPool2DBackward,
+		accel.ReluBackward, accel.ReduceSum, accel.SoftmaxCrossEntropy, accel.SGDMomentum, accel.Adam} {
+		table[op] = strict[op]
+	}
 	for op, k := range b.viaORT {
 		table[op] = route(strict[op], k)
 	}

@@ -241,3 +241,30 @@ func ULPs(a, b float32) int64 {
 	}
 	return d
 }
+
+// BlockLen is the length of the runs BlockSum adds in order.
+const BlockLen = 256
+
+// BlockSum adds v in runs of BlockLen consecutive values, each run summed
+// in order from +0, and then adds the runs' sums with TreeSum. The order
+// depends on len(v) alone; a GPU computes the runs in parallel and the
+// tree in a few steps, where one long chain would serialise. A slice of at
+// most BlockLen values is the plain sequential sum from +0.
+func BlockSum(v []float32) float32 {
+	if len(v) <= BlockLen {
+		return runSum(v)
+	}
+	runs := make([]float32, (len(v)+BlockLen-1)/BlockLen)
+	for i := range runs {
+		runs[i] = runSum(v[i*BlockLen : min(len(v), (i+1)*BlockLen)])
+	}
+	return TreeSum(runs)
+}
+
+func runSum(v []float32) float32 {
+	var s float32
+	for _, x := range v {
+		s += x
+	}
+	return s
+}

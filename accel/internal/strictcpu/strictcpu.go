@@ -19,6 +19,7 @@ package strictcpu
 import (
 	"context"
 	"fmt"
+	"maps"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,15 @@ func (b *Kernels) Portable() bool { return b.kern == scalarKernels }
 
 // Table maps every operation to its kernel.
 func (b *Kernels) Table() accel.Kernels {
+	t := b.inferenceTable()
+	for _, part := range []accel.Kernels{b.convBackwardTable(), b.elementBackwardTable(), b.optimiserTable()} {
+		maps.Copy(t, part)
+	}
+	return t
+}
+
+// inferenceTable maps the operations of a forward pass to their kernels.
+func (b *Kernels) inferenceTable() accel.Kernels {
 	return accel.Kernels{
 		accel.MatMul: func(ctx context.Context, c *accel.Call) error {
 			return b.MatMul(ctx, c.Out[0], c.In[0], c.In[1], c.Params.(accel.MatMulParams))
