@@ -16,6 +16,7 @@ all: build
 deps:
 	$(GO) mod download
 	scripts/fetch-onnxruntime.sh .deps
+	GO="$(GO)" scripts/fetch-mnist.sh .deps/mnist
 
 # The benchmark guest goes beside the binary, where `accelnode bench` looks
 # for it. -buildvcs=auto stamps the commit into the binary where git can

