@@ -331,6 +331,8 @@ var documentedErrnos = map[string][]abi.Errno{
 	"tensor_reshape": {abi.EBADHANDLE, abi.EINVAL, abi.EOVERFLOW, abi.ESHAPE, abi.EFAULT, abi.EBUDGET},
 	"tensor_free":    {abi.EBADHANDLE, abi.EBUDGET},
 	"tsne_step":      {abi.EBADHANDLE, abi.EINVAL, abi.ESHAPE, abi.EFAULT, abi.EBUDGET, abi.ECANCELED},
+	"sgd_momentum":   {abi.EBADHANDLE, abi.EINVAL, abi.ESHAPE, abi.EFAULT, abi.EBUDGET, abi.ECANCELED},
+	"adam":           {abi.EBADHANDLE, abi.EINVAL, abi.ESHAPE, abi.EFAULT, abi.EBUDGET, abi.ECANCELED},
 	"info":           {abi.EFAULT, abi.ETOOSMALL},
 	"units":          {abi.EFAULT},
 	"last_error":     {abi.EFAULT, abi.ETOOSMALL},

@@ -50,6 +50,8 @@ var (
 		conv   Conv2DParams
 		pool   Pool2DParams
 		tsne   tsneParams
+		// words holds the parameter structs of the training operations.
+		words [12]uint32
 	}
 )
 

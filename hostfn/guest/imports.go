@@ -48,6 +48,30 @@ func tsneStep(rowPtr, cols, vals, y, update, gains uint32, params unsafe.Pointer
 //go:wasmimport accel add
 func add(a, b uint32, out *uint32) uint32
 
+//go:wasmimport accel conv2d_backward_data
+func conv2dBackwardData(dy, w uint32, params unsafe.Pointer, out *uint32) uint32
+
+//go:wasmimport accel conv2d_backward_filter
+func conv2dBackwardFilter(x, dy uint32, params unsafe.Pointer, out *uint32) uint32
+
+//go:wasmimport accel maxpool2d_backward
+func maxpool2dBackward(x, dy uint32, params unsafe.Pointer, out *uint32) uint32
+
+//go:wasmimport accel relu_backward
+func reluBackward(x, dy uint32, out *uint32) uint32
+
+//go:wasmimport accel reduce_sum
+func reduceSum(x, axes uint32, out *uint32) uint32
+
+//go:wasmimport accel softmax_cross_entropy
+func softmaxCrossEntropy(logits, labels uint32, out *uint32, loss *float32) uint32
+
+//go:wasmimport accel sgd_momentum
+func sgdMomentum(w, grad, velocity uint32, params unsafe.Pointer) uint32
+
+//go:wasmimport accel adam
+func adam(w, grad, m, v uint32, params unsafe.Pointer) uint32
+
 //go:wasmimport accel info
 func info(buf unsafe.Pointer, bufLen uint32, outLen *uint32) uint32
 
