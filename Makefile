@@ -30,6 +30,8 @@ build: deps
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
 
+# The gorgonia oracle of the training operations is a module of its own
+# (mnist/gorgonia), which ./... does not reach.
 # After the whole suite, the race detector goes over the concurrent parts:
 # kernels, sessions, the engine's concurrent invocations, and guests sharing
 # a node.
@@ -41,6 +43,7 @@ test: deps
 	$(GO) vet ./...
 	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/... ./bench/guest
 	$(GO) test ./...
+	cd mnist/gorgonia && $(GO) vet ./... && $(GO) test ./...
 	$(GO) test -race -short ./accel/... ./engine/... ./models/...
 	$(GO) test -race -run 'TestConcurrentGuests|TestForeignHandle|TestModelConcurrentGuests' ./hostfn
 	$(GO) test -run '^$$' -fuzz '^FuzzNumElements$$' -fuzztime 3s ./accel
