@@ -117,6 +117,21 @@ var longCases = []longCase{
 		shapes: tsneShapes(1024, tsneEdges), small: tsneShapes(4, 3), fill: oneRow},
 	{name: "3x2^25", op: accel.Add, params: accel.NoParams{},
 		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
+	// One row of softmax's length, and rows of 16 in runs of 256 losses:
+	// seconds of exp.
+	{name: "one row", op: accel.SoftmaxCrossEntropy, params: accel.NoParams{},
+		shapes: [][]int{{1, rowLen}, {1}}, small: [][]int{{2, 5}, {2}}},
+	{name: "rows of 16", op: accel.SoftmaxCrossEntropy, params: accel.NoParams{},
+		shapes: [][]int{{rowLen / 16, 16}, {rowLen / 16}}, small: [][]int{{2, 5}, {2}}},
+	// The optimiser steps stream 1.1 and 1 GiB in place, faster than add
+	// (no output to allocate and clear): a few tens of milliseconds in
+	// SIMD on two cores.
+	{name: "3x2^25", op: accel.SGDMomentum, params: accel.SGDParams{LearningRate: 0.01, Momentum: 0.9},
+		shapes: [][]int{{addCount}, {addCount}, {addCount}}, small: [][]int{{7}, {7}, {7}}, deadline: shortDeadline / 4},
+	{name: "2^26", op: accel.Adam,
+		params: accel.AdamParams{LearningRate: 1e-3, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Correction1: 0.1, Correction2: 0.001},
+		shapes: [][]int{{elemCount / 2}, {elemCount / 2}, {elemCount / 2}, {elemCount / 2}}, small: [][]int{{7}, {7}, {7}, {7}},
+		deadline: shortDeadline / 4},
 }
 
 // depthwise is a k x k convolution of each of c channels alone, padded to
