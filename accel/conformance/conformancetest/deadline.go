@@ -117,6 +117,22 @@ var longCases = []longCase{
 		shapes: tsneShapes(1024, tsneEdges), small: tsneShapes(4, 3), fill: oneRow},
 	{name: "3x2^25", op: accel.Add, params: accel.NoParams{},
 		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
+	// One plane with overlapping windows of 2^12 positions, split into
+	// bands of rows: 2^38 comparisons.
+	{name: "large window", op: accel.MaxPool2DBackward, params: pool(64, 32),
+		shapes: [][]int{{1, 1, 8192, 8192}, {1, 1, 8193, 8193}},
+		small:  [][]int{{1, 1, 4, 4}, {1, 1, 5, 5}}, smallParams: pool(2, 1)},
+	{name: "3x2^25", op: accel.ReluBackward, params: accel.NoParams{},
+		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
+	// 1 GiB summed as the bias gradients of a dense layer and of a
+	// convolution, and whole into one output (on one thread): a few tenths
+	// of a second each.
+	{name: "dense bias", op: accel.ReduceSum, params: accel.ReduceSumParams{Axes: 1},
+		shapes: [][]int{{1 << 14, 1 << 14}}, small: [][]int{{3, 4}}, deadline: shortDeadline},
+	{name: "conv bias", op: accel.ReduceSum, params: accel.ReduceSumParams{Axes: 0b1101},
+		shapes: [][]int{{256, 64, 128, 128}}, small: [][]int{{2, 3, 2, 2}}, deadline: shortDeadline},
+	{name: "everything", op: accel.ReduceSum, params: accel.ReduceSumParams{Axes: 1},
+		shapes: [][]int{{1 << 28}}, small: [][]int{{7}}, deadline: shortDeadline},
 	// One row of softmax's length, and rows of 16 in runs of 256 losses:
 	// seconds of exp.
 	{name: "one row", op: accel.SoftmaxCrossEntropy, params: accel.NoParams{},
