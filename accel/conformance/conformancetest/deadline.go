@@ -117,6 +117,24 @@ var longCases = []longCase{
 		shapes: tsneShapes(1024, tsneEdges), small: tsneShapes(4, 3), fill: oneRow},
 	{name: "3x2^25", op: accel.Add, params: accel.NoParams{},
 		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
+	// The gradients of the ResNet layer above: 118 G multiply-adds, on the
+	// contract's CPU kernels as the forward convolution of the gradient,
+	// and with a NaN weight, term by term as the contract writes it.
+	{name: "resnet 3x3", op: accel.Conv2DBackwardData, params: backwardData(conv3x3, 56),
+		shapes: [][]int{{64, 256, 56, 56}, {256, 256, 3, 3}},
+		small:  [][]int{{1, 3, 5, 5}, {3, 2, 3, 3}}, smallParams: backwardData(conv3x3, 5)},
+	{name: "nan weight", op: accel.Conv2DBackwardData, params: backwardData(conv3x3, 56),
+		shapes: [][]int{{64, 256, 56, 56}, {256, 256, 3, 3}},
+		small:  [][]int{{1, 3, 5, 5}, {3, 2, 3, 3}}, smallParams: backwardData(conv3x3, 5),
+		fill: func(s *accel.Session, in []*accel.Tensor) error {
+			return s.Write(in[1], 0, binary.LittleEndian.AppendUint32(nil, 0x7fc00000))
+		}},
+	// 38 G multiply-adds over 2^18 terms a weight, whose 1024 runs of
+	// partial sums take 604 MB.
+	{name: "128 channels 3x3", op: accel.Conv2DBackwardFilter,
+		params: accel.Conv2DBackwardFilterParams{Conv2DParams: conv3x3, KernelH: 3, KernelW: 3},
+		shapes: [][]int{{64, 128, 64, 64}, {64, 128, 64, 64}},
+		small:  [][]int{{1, 2, 5, 5}, {1, 3, 5, 5}}},
 	// One plane with overlapping windows of 2^12 positions, split into
 	// bands of rows: 2^38 comparisons.
 	{name: "large window", op: accel.MaxPool2DBackward, params: pool(64, 32),
@@ -155,6 +173,12 @@ var longCases = []longCase{
 func depthwise(c, k int) accel.Conv2DParams {
 	return accel.Conv2DParams{StrideH: 1, StrideW: 1, PadTop: k / 2, PadLeft: k / 2, PadBottom: k / 2, PadRight: k / 2,
 		DilationH: 1, DilationW: 1, Groups: c}
+}
+
+// backwardData are the parameters of the gradient of a convolution p of an
+// input of size x size.
+func backwardData(p accel.Conv2DParams, size int) accel.Conv2DBackwardDataParams {
+	return accel.Conv2DBackwardDataParams{Conv2DParams: p, InputH: size, InputW: size}
 }
 
 // pool is a k x k max-pool of stride 1 with pad on every side.
