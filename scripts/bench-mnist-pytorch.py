@@ -16,7 +16,9 @@ batch (the first batch of the first epoch, trained but not timed); the data
 is decoded, converted and shuffled before each epoch's clock starts.
 Inference images/s is one pass over the 10,000 test digits under
 torch.inference_mode after a warm-up pass over them. On cuda the device is
-synchronised before each clock reading.
+synchronised before each clock reading. Each figure comes with the process's
+CPU time over its wall time: with fewer cores busy than --threads, other work
+shared the cores and the figure is low.
 """
 
 import argparse
@@ -212,10 +214,12 @@ def main():
     with torch.inference_mode():
         infer_pass()
         sync()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         correct = infer_pass()
         sync()
         infer_s = time.perf_counter() - t0
+        infer_cpu_s = time.process_time() - cpu0
     n_test = x_test.shape[0]
     accuracy = correct.item() / n_test
 
@@ -246,6 +250,7 @@ def main():
         "infer_batch": a.infer_batch,
         "infer_seconds": round(infer_s, 4),
         "infer_images_per_s": round(n_test / infer_s, 1),
+        "infer_cpu_seconds": round(infer_cpu_s, 4),
     }
     if "libblas.so" in out["blas"] and "/blas/" in out["blas"]:
         print("bench-mnist-pytorch: warning: PyTorch runs on the reference BLAS (%s); "
@@ -265,6 +270,8 @@ def main():
     print("accuracy:  %d/%d test digits = %.2f%%" % (correct.item(), n_test, 100 * accuracy))
     print("inference: %d images, batch %d, in %.3f s = %.1f images/s" % (
         n_test, a.infer_batch, infer_s, out["infer_images_per_s"]))
+    print("           process cpu %.3f s over %.3f s wall (%.2f cores busy)" % (
+        infer_cpu_s, infer_s, infer_cpu_s / infer_s))
 
 
 if __name__ == "__main__":
