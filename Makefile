@@ -59,9 +59,9 @@ test: deps
 # The seed's MNIST network, trained on the 60,000 training digits for three
 # epochs with host calls (examples/mnist-train), exported as ONNX, and
 # serving the 10,000 test digits (examples/mnist).
-MNIST_RUN := $(BIN)/accelnode run --dir .deps/mnist:/data:ro --dir $(BIN):/out
+MNIST_RUN := $(BIN)/accelnode run --dir .deps/mnist:/data:ro
 mnist: build
-	$(MNIST_RUN) $(BIN)/examples/mnist-train.wasm -- -epochs 3 -out /out
+	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/mnist-train.wasm -- -epochs 3 -out /out
 	$(GO) run ./examples/mnist/model -weights $(BIN)/mnist-weights.ant -o $(BIN)/mnist.onnx
 	$(MNIST_RUN) --model mnist=$(BIN)/mnist.onnx $(BIN)/examples/mnist.wasm
 
@@ -81,6 +81,10 @@ demo: build
 	$(BIN)/accelnode run --determinism fast --model mlp=$(BIN)/mlp.onnx $(BIN)/examples/mlp.wasm -- -batch 256
 	@echo
 	$(BIN)/accelnode bench --quick --ops matmul-square,model
+	@echo
+	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/mnist-train.wasm -- -train 6000 -epochs 1 -test 2000 -out /out
+	$(GO) run ./examples/mnist/model -weights $(BIN)/mnist-weights.ant -o $(BIN)/mnist.onnx
+	$(MNIST_RUN) --model mnist=$(BIN)/mnist.onnx $(BIN)/examples/mnist.wasm
 	@echo
 	scripts/demo-serve.sh $(BIN)
 
