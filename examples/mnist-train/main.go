@@ -39,6 +39,7 @@ type config struct {
 	test, batch        int
 	optimizer          string
 	lr, momentum       float64
+	decay              float64
 	seed               uint64
 	evalBatch, logStep int
 }
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&c.optimizer, "optimizer", "sgd", "sgd (with momentum) or adam")
 	flag.Float64Var(&c.lr, "lr", 0, "learning rate; 0 takes 0.05 for sgd and 0.001 for adam")
 	flag.Float64Var(&c.momentum, "momentum", 0.9, "momentum of sgd")
+	flag.Float64Var(&c.decay, "lr-decay", 0.3, "factor the learning rate is multiplied by after each epoch")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the initial weights and the shuffling")
 	flag.IntVar(&c.evalBatch, "eval-batch", 500, "images per evaluation step")
 	flag.IntVar(&c.logStep, "log-every", 0, "print the loss every so many steps; 0 prints per epoch only")
@@ -74,6 +76,8 @@ func run(c config) error {
 		return fmt.Errorf("-optimizer %q: want sgd or adam", c.optimizer)
 	case c.batch < 1 || c.evalBatch < 1 || c.epochs < 0:
 		return errors.New("-batch, -eval-batch and -epochs must be positive")
+	case !(c.decay > 0 && c.decay <= 1):
+		return errors.New("-lr-decay must lie in (0, 1]")
 	}
 	train, err := mnist.Load(c.data, "train")
 	if err != nil {
@@ -104,8 +108,8 @@ func run(c config) error {
 		return dumpGradients(c, net, train)
 	}
 
-	fmt.Printf("mnist-train: %d training and %d test digits, batch %d, %s (lr %g), seed %d, on %s (%s mode)\n",
-		c.train, c.test, c.batch, c.optimizer, c.lr, c.seed, info.Backend, info.Mode)
+	fmt.Printf("mnist-train: %d training and %d test digits, batch %d, %s (lr %g, ×%g an epoch), seed %d, on %s (%s mode)\n",
+		c.train, c.test, c.batch, c.optimizer, c.lr, c.decay, c.seed, info.Backend, info.Mode)
 	hash, err := net.hash()
 	if err != nil {
 		return err
@@ -137,6 +141,7 @@ func run(c config) error {
 			}
 		}
 		elapsed := time.Since(start)
+		opt.c.lr *= c.decay
 		acc, err := evaluate(net, test, c.test, c.evalBatch)
 		if err != nil {
 			return err
