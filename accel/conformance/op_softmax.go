@@ -108,25 +108,31 @@ func softmaxParts(_ accel.NoParams, in []Tensor) []Part {
 	return parts
 }
 
+// specSoftmaxRow computes e[i] = exp(x[i] - m) for one row x and returns
+// the row's maximum m (under the maxpool rule) and s, the sum of e from +0
+// in order.
+func specSoftmaxRow(x, e []float32) (m, s float32) {
+	m = x[0]
+	for _, v := range x[1:] {
+		if m == m && (v != v || v > m) {
+			m = v
+		}
+	}
+	for i := range x {
+		e[i] = strictmath.Exp(x[i] - m)
+	}
+	for i := range x {
+		s = s + e[i]
+	}
+	return m, s
+}
+
 // specSoftmax is softmax over rows of length L, the last axis.
 func specSoftmax(X []float32, L int) []float32 {
 	Y := make([]float32, len(X))
 	e := make([]float32, L)
 	for r := 0; r < len(X); r += L {
-		x := X[r : r+L]
-		m := x[0] // the maximum under the maxpool rule
-		for _, v := range x[1:] {
-			if m == m && (v != v || v > m) {
-				m = v
-			}
-		}
-		for i := 0; i < L; i++ {
-			e[i] = strictmath.Exp(x[i] - m)
-		}
-		s := float32(0)
-		for i := 0; i < L; i++ {
-			s = s + e[i]
-		}
+		_, s := specSoftmaxRow(X[r:r+L], e)
 		for i := 0; i < L; i++ {
 			Y[r+i] = strictmath.Canon(e[i] / s)
 		}

@@ -163,19 +163,7 @@ func specSoftmaxCrossEntropy(X []float32, labels []int32, K int) ([]float32, flo
 	p := make([]float32, K)
 	for i := 0; i < N; i++ {
 		x := X[i*K : (i+1)*K]
-		m := x[0] // the maximum under softmax's rule
-		for _, v := range x[1:] {
-			if m == m && (v != v || v > m) {
-				m = v
-			}
-		}
-		for k := 0; k < K; k++ {
-			e[k] = strictmath.Exp(x[k] - m)
-		}
-		s := float32(0)
-		for k := 0; k < K; k++ {
-			s = s + e[k]
-		}
+		m, s := specSoftmaxRow(x, e) // softmax's row, to the sum
 		for k := 0; k < K; k++ {
 			p[k] = e[k] / s
 		}
