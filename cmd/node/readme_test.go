@@ -79,7 +79,8 @@ func TestReadmeCommands(t *testing.T) {
 				continue
 			case prev == "--from" || prev == "--compare" || prev == "--dir":
 				path, _, _ := strings.Cut(arg, ":")
-				if _, err := os.Stat("../../" + path); err != nil && !written[path] {
+				// make build makes bin/, where guests may write.
+				if _, err := os.Stat("../../" + path); err != nil && !written[path] && path != "bin" {
 					t.Errorf("%q reads %s, which neither the repository nor an earlier command has", line, path)
 				}
 			}
