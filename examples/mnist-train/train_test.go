@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
-	_ "github.com/accelnode/accelnode/accel/ref"
 	_ "github.com/accelnode/accelnode/accel/ort"
+	_ "github.com/accelnode/accelnode/accel/ref"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/mnist"
