@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/accelnode/accelnode/accel"
@@ -171,22 +173,11 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		}
 		return accel.MatMulParams{TransA: w[0]&1 != 0, TransB: w[0]&2 != 0}, true
 	},
-	"conv2d": func(w []uint32) (any, bool) {
-		return accel.Conv2DParams{
-			StrideH: oneIfZero(w[0]), StrideW: oneIfZero(w[1]),
-			PadTop: int(w[2]), PadLeft: int(w[3]), PadBottom: int(w[4]), PadRight: int(w[5]),
-			DilationH: oneIfZero(w[6]), DilationW: oneIfZero(w[7]), Groups: oneIfZero(w[8]),
-		}, true
-	},
-	"add_bias": func(w []uint32) (any, bool) { return accel.AddBiasParams{Axis: int(w[0])}, true },
-	"relu":     func([]uint32) (any, bool) { return accel.NoParams{}, true },
-	"maxpool2d": func(w []uint32) (any, bool) {
-		return accel.Pool2DParams{
-			KernelH: int(w[0]), KernelW: int(w[1]), StrideH: oneIfZero(w[2]), StrideW: oneIfZero(w[3]),
-			PadTop: int(w[4]), PadLeft: int(w[5]), PadBottom: int(w[6]), PadRight: int(w[7]),
-		}, true
-	},
-	"softmax": func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"conv2d":    func(w []uint32) (any, bool) { return specConv2D(w), true },
+	"add_bias":  func(w []uint32) (any, bool) { return accel.AddBiasParams{Axis: int(w[0])}, true },
+	"relu":      func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"maxpool2d": func(w []uint32) (any, bool) { return specPool2D(w), true },
+	"softmax":   func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"tsne_step": func(w []uint32) (any, bool) {
 		if w[4]&^1 != 0 {
 			return nil, false
@@ -198,11 +189,49 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		}, true
 	},
 	"add": func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"conv2d_backward_data": func(w []uint32) (any, bool) {
+		return accel.Conv2DBackwardDataParams{Conv2DParams: specConv2D(w), InputH: int(w[9]), InputW: int(w[10])}, true
+	},
+	"conv2d_backward_filter": func(w []uint32) (any, bool) {
+		return accel.Conv2DBackwardFilterParams{Conv2DParams: specConv2D(w), KernelH: int(w[9]), KernelW: int(w[10])}, true
+	},
+	"maxpool2d_backward":    func(w []uint32) (any, bool) { return specPool2D(w), true },
+	"relu_backward":         func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"reduce_sum":            func(w []uint32) (any, bool) { return accel.ReduceSumParams{Axes: w[0]}, true },
+	"softmax_cross_entropy": func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"sgd_momentum": func(w []uint32) (any, bool) {
+		return accel.SGDParams{LearningRate: math.Float32frombits(w[0]), Momentum: math.Float32frombits(w[1])}, true
+	},
+	"adam": func(w []uint32) (any, bool) {
+		f := func(i int) float32 { return math.Float32frombits(w[i]) }
+		return accel.AdamParams{LearningRate: f(0), Beta1: f(1), Beta2: f(2), Epsilon: f(3), Correction1: f(4), Correction2: f(5)}, true
+	},
+}
+
+// specConv2D reads a convolution's nine words as docs/abi.md says.
+func specConv2D(w []uint32) accel.Conv2DParams {
+	return accel.Conv2DParams{
+		StrideH: oneIfZero(w[0]), StrideW: oneIfZero(w[1]),
+		PadTop: int(w[2]), PadLeft: int(w[3]), PadBottom: int(w[4]), PadRight: int(w[5]),
+		DilationH: oneIfZero(w[6]), DilationW: oneIfZero(w[7]), Groups: oneIfZero(w[8]),
+	}
+}
+
+// specPool2D reads a pooling window's eight words as docs/abi.md says.
+func specPool2D(w []uint32) accel.Pool2DParams {
+	return accel.Pool2DParams{
+		KernelH: int(w[0]), KernelW: int(w[1]), StrideH: oneIfZero(w[2]), StrideW: oneIfZero(w[3]),
+		PadTop: int(w[4]), PadLeft: int(w[5]), PadBottom: int(w[6]), PadRight: int(w[7]),
+	}
 }
 
 // sameParams compares decoded parameters, floats by their bits so that a
 // NaN must keep its payload.
 func sameParams(a, b any) bool {
+	switch pa := a.(type) {
+	case accel.SGDParams, accel.AdamParams:
+		return floatBits(pa) == floatBits(b)
+	}
 	ta, ok := a.(accel.TSNEParams)
 	tb, ok2 := b.(accel.TSNEParams)
 	if !ok || !ok2 {
@@ -213,6 +242,17 @@ func sameParams(a, b any) bool {
 			math.Float32bits(p.Exaggeration), math.Float32bits(p.MinGain)}
 	}
 	return bits(ta) == bits(tb) && ta.ComputeKL == tb.ComputeKL
+}
+
+// floatBits lists the bits of a struct's float32 fields, so that two
+// structs compare equal exactly when every float has the same bits.
+func floatBits(p any) string {
+	v := reflect.ValueOf(p)
+	var s []string
+	for i := range v.NumField() {
+		s = append(s, fmt.Sprintf("%#x", math.Float32bits(float32(v.Field(i).Float()))))
+	}
+	return v.Type().Name() + strings.Join(s, ",")
 }
 
 // exampleShapes are input shapes each operation accepts with zero words,
@@ -226,6 +266,15 @@ var exampleShapes = map[string][][]int{
 	"softmax":   {{2, 3}},
 	"tsne_step": {{4}, {4}, {4}, {3, 2}, {3, 2}, {3, 2}},
 	"add":       {{2, 3}, {2, 3}},
+
+	"conv2d_backward_data":   {{1, 4, 3, 3}, {4, 2, 3, 3}},
+	"conv2d_backward_filter": {{1, 2, 5, 5}, {1, 4, 3, 3}},
+	"maxpool2d_backward":     {{1, 2, 5, 5}, {1, 2, 5, 5}},
+	"relu_backward":          {{2, 3}, {2, 3}},
+	"reduce_sum":             {{2, 3, 4}},
+	"softmax_cross_entropy":  {{2, 3}, {2}},
+	"sgd_momentum":           {{2, 3}, {2, 3}, {2, 3}},
+	"adam":                   {{2, 3}, {2, 3}, {2, 3}, {2, 3}},
 }
 
 // FuzzDecodeParams checks each operation's decoding of any parameter
@@ -473,6 +522,144 @@ var shapeSpecs = map[string]shapeSpec{
 			return bigSum(big.NewInt(64), bigProd(append([]int{13}, in[0]...)...))
 		},
 	},
+}
+
+// The training operations (docs/abi.md, "Training"). Their shape rules
+// read the forward operation's: a backward call is valid exactly when the
+// forward call it undoes is, and its gradient has the forward output's
+// shape.
+func init() {
+	conv, pool := shapeSpecs["conv2d"], shapeSpecs["maxpool2d"]
+	finite := func(vs ...float32) bool {
+		for _, v := range vs {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return false
+			}
+		}
+		return true
+	}
+	same := func(in [][]int) bool {
+		for _, s := range in[1:] {
+			if !slices.Equal(s, in[0]) {
+				return false
+			}
+		}
+		return true
+	}
+	// convBack checks the forward call of input x and weights w against
+	// the gradient dy.
+	convBack := func(x, w, dy []int, c accel.Conv2DParams) verdict {
+		for _, d := range x {
+			if d < 1 || d > accel.MaxElements {
+				return refuse
+			}
+		}
+		if _, err := accel.NumElements(x); err != nil {
+			return refuse
+		}
+		if _, err := accel.NumElements(w); err != nil {
+			return refuse
+		}
+		y, v := conv.rule([][]int{x, w, nil}, c)
+		if v != accept {
+			return v
+		}
+		return validIf(slices.Equal(y[0], dy))
+	}
+	shapeSpecs["conv2d_backward_data"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			dy, w, q := in[0], in[1], p.(accel.Conv2DBackwardDataParams)
+			if len(dy) != 4 || len(w) != 4 || w[1] > accel.MaxElements/q.Groups {
+				return nil, refuse
+			}
+			x := []int{dy[0], w[1] * q.Groups, q.InputH, q.InputW}
+			return [][]int{x}, convBack(x, w, dy, q.Conv2DParams)
+		},
+		units: func(in, out [][]int, p any) *big.Int {
+			return conv.units([][]int{out[0], in[1], nil}, [][]int{in[0]}, p.(accel.Conv2DBackwardDataParams).Conv2DParams)
+		},
+	}
+	shapeSpecs["conv2d_backward_filter"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			x, dy, q := in[0], in[1], p.(accel.Conv2DBackwardFilterParams)
+			if len(x) != 4 || len(dy) != 4 || x[1]%q.Groups != 0 || q.KernelH < 1 || q.KernelW < 1 ||
+				q.KernelH > accel.MaxElements || q.KernelW > accel.MaxElements {
+				return nil, refuse
+			}
+			w := []int{dy[1], x[1] / q.Groups, q.KernelH, q.KernelW}
+			return [][]int{w}, convBack(x, w, dy, q.Conv2DParams)
+		},
+		units: func(in, out [][]int, p any) *big.Int {
+			return conv.units([][]int{in[0], out[0], nil}, [][]int{in[1]}, p.(accel.Conv2DBackwardFilterParams).Conv2DParams)
+		},
+	}
+	shapeSpecs["maxpool2d_backward"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			y, v := pool.rule(in[:1], p)
+			if v != accept {
+				return nil, v
+			}
+			return [][]int{in[0]}, validIf(slices.Equal(y[0], in[1]))
+		},
+		units: func(in, out [][]int, p any) *big.Int {
+			return bigSum(pool.units(in[:1], in[1:], p), bigProd(append([]int{8}, in[0]...)...))
+		},
+	}
+	shapeSpecs["relu_backward"] = shapeSpec{
+		rule: func(in [][]int, _ any) ([][]int, verdict) { return [][]int{in[0]}, validIf(same(in)) },
+		units: func(in, _ [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{13}, in[0]...)...))
+		},
+	}
+	shapeSpecs["reduce_sum"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			axes := p.(accel.ReduceSumParams).Axes
+			if axes == 0 || axes>>len(in[0]) != 0 {
+				return nil, refuse
+			}
+			y := []int{}
+			for i, d := range in[0] {
+				if axes&(1<<i) == 0 {
+					y = append(y, d)
+				}
+			}
+			if len(y) == 0 {
+				y = []int{1}
+			}
+			return [][]int{y}, accept
+		},
+		units: func(in, out [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{5}, in[0]...)...), bigProd(append([]int{4}, out[0]...)...))
+		},
+	}
+	shapeSpecs["softmax_cross_entropy"] = shapeSpec{
+		rule: func(in [][]int, _ any) ([][]int, verdict) {
+			return [][]int{in[0]}, validIf(len(in[0]) == 2 && len(in[1]) == 1 && in[1][0] == in[0][0])
+		},
+		units: func(in, _ [][]int, _ any) *big.Int {
+			n, k := in[0][0], in[0][1]
+			return bigSum(big.NewInt(64), bigProd(18, n, k), bigProd(8, n, k), bigProd(24, n))
+		},
+	}
+	shapeSpecs["sgd_momentum"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			q := p.(accel.SGDParams)
+			return [][]int{}, validIf(same(in) && finite(q.LearningRate, q.Momentum))
+		},
+		units: func(in, _ [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{24}, in[0]...)...))
+		},
+	}
+	shapeSpecs["adam"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			q := p.(accel.AdamParams)
+			return [][]int{}, validIf(same(in) && finite(q.LearningRate, q.Beta1, q.Beta2, q.Epsilon, q.Correction1, q.Correction2) &&
+				q.Correction1 > 0 && q.Correction1 <= 1 && q.Correction2 > 0 && q.Correction2 <= 1)
+		},
+		units: func(in, _ [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{44}, in[0]...)...))
+		},
+	}
 }
 
 // Bounds on the calls FuzzShapes also runs on the reference backend.
