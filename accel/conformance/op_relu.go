@@ -15,19 +15,23 @@ var _ = register(def[accel.NoParams]{
 	float64: func(_ accel.NoParams, in []Tensor) reference { return reference{results: [][]ev{f64Relu(in[0].F32)}} },
 })
 
+// elementwiseSizes are the shapes of the size classes for an operation
+// that computes each element alone.
+var elementwiseSizes = []struct {
+	size  string
+	shape []int
+}{
+	{SizeTiny, []int{1}},
+	{SizeOdd, []int{7, 13}},
+	{SizeTall, []int{50000, 1}},
+	{SizeLarge, []int{64, 32, 32}},
+}
+
 func reluCases() []Case {
 	var cases []Case
 	// The grid: every value class of an operation that computes no sum on
 	// every size class.
-	for _, sh := range []struct {
-		size  string
-		shape []int
-	}{
-		{SizeTiny, []int{1}},
-		{SizeOdd, []int{7, 13}},
-		{SizeTall, []int{50000, 1}},
-		{SizeLarge, []int{64, 32, 32}},
-	} {
+	for _, sh := range elementwiseSizes {
 		for _, class := range exactClasses {
 			cases = append(cases, unaryCase(accel.Relu, sh.size, sh.size+"-"+dims(sh.shape...), class, sh.shape, elementFill(class)))
 		}

@@ -23,15 +23,7 @@ func reluBackwardCases() []Case {
 	var cases []Case
 	// The grid: every value class of an operation that computes no sum on
 	// every size class, in x and in dy.
-	for _, sh := range []struct {
-		size  string
-		shape []int
-	}{
-		{SizeTiny, []int{1}},
-		{SizeOdd, []int{7, 13}},
-		{SizeTall, []int{50000, 1}},
-		{SizeLarge, []int{64, 32, 32}},
-	} {
+	for _, sh := range elementwiseSizes {
 		for _, class := range exactClasses {
 			f := elementFill(class)
 			cases = append(cases, reluBackwardCase(sh.size, sh.size+"-"+dims(sh.shape...), class, sh.shape, f, f))
