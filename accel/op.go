@@ -28,6 +28,9 @@ type Op struct {
 	// Outputs name the new tensors it returns, in order. An operation that
 	// updates state in place (tsne_step) returns none.
 	Outputs []string
+	// OutputDTypes are the outputs' element types, in order; nil means all
+	// f32.
+	OutputDTypes []DType
 	// Scalar names an f32 result returned beside the tensors, such as
 	// tsne_step's "kl"; empty for none.
 	Scalar string
@@ -67,6 +70,17 @@ type Input struct {
 	// their data before a kernel reads it, and remembers the check until
 	// they are written.
 	Index bool
+	// Checked inputs have their data checked like index inputs, for a
+	// property other than indices: finite values, say.
+	Checked bool
+}
+
+// OutputDType is the element type of the operation's i-th output.
+func (op *Op) OutputDType(i int) DType {
+	if op.OutputDTypes == nil {
+		return F32
+	}
+	return op.OutputDTypes[i]
 }
 
 func (op *Op) String() string { return op.Name }

@@ -10,13 +10,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 )
 
 // ops lists the operations in docs/abi.md's order.
 var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
-	SoftmaxCrossEntropy, SGDMomentum, Adam}
+	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
 // elementwiseUnits is the cost of an elementwise operation over n f32
 // elements that moves tensors such tensors (inputs and output): one unit per
@@ -414,26 +415,39 @@ type TSNEParams struct {
 	Exaggeration float32
 	MinGain      float32
 	ComputeKL    bool
+	// Theta is the Barnes-Hut threshold: 0 runs the exact step; above 0
+	// the repulsion is approximated over the contract's quadtree.
+	Theta float32
 }
 
 // tsne_step flags in the guest ABI.
-const tsneComputeKL = 1 << 0
+const (
+	tsneComputeKL = 1 << 0
+	// tsneBarnesHut says that the theta word holds the Barnes-Hut
+	// threshold; without it the word is ignored, so guests written before
+	// it existed run the exact step.
+	tsneBarnesHut = 1 << 1
+)
 
 // The cost of a t-SNE iteration's parts.
 const (
 	// tsnePairUnits counts one repulsive pair: two differences, a squared
-	// distance, a reciprocal and three accumulations.
+	// distance, a reciprocal and three accumulations. A Barnes-Hut cell
+	// visited costs the same.
 	tsnePairUnits = 20
 	// tsneEdgeUnits counts one attractive edge; the same again for its KL term.
 	tsneEdgeUnits = 20
 	// tsnePointUnits counts the gradient, gains, update and centring of a point.
 	tsnePointUnits = 40
+	// tsneTreeUnits counts a point's part in building the quadtree: its
+	// code, its place in the sort and the cells' sums.
+	tsneTreeUnits = 200
 )
 
-// TSNEStep runs one exact-gradient t-SNE iteration in 2-D. P is the sparse
-// symmetric joint-probability matrix in CSR form: row_ptr i32[N+1], cols
-// i32[nnz], vals f32[nnz]; y, update and gains are f32[N, 2] and are updated
-// in place. The KL divergence is returned when asked for.
+// TSNEStep runs one t-SNE iteration in 2-D, exact or Barnes-Hut. P is the
+// sparse symmetric joint-probability matrix in CSR form: row_ptr i32[N+1],
+// cols i32[≥nnz], vals f32[≥nnz]; y, update and gains are f32[N, 2] and are
+// updated in place. The KL divergence is returned when asked for.
 var TSNEStep = define(opDef[TSNEParams]{
 	Op: Op{
 		Name: "tsne_step", Contract: "tsne_step",
@@ -442,7 +456,7 @@ var TSNEStep = define(opDef[TSNEParams]{
 			{Name: "y", DType: F32, InPlace: true}, {Name: "update", DType: F32, InPlace: true}, {Name: "gains", DType: F32, InPlace: true},
 		},
 		Scalar:          "kl",
-		ParamWords:      []string{"learning_rate", "momentum", "exaggeration", "min_gain", "flags"},
+		ParamWords:      []string{"learning_rate", "momentum", "exaggeration", "min_gain", "flags", "theta"},
 		ParamsByPointer: true,
 		// Sums over all N points, relative to the embedding's scale. The
 		// gains are not compared: a gradient within rounding of zero may
@@ -452,24 +466,38 @@ var TSNEStep = define(opDef[TSNEParams]{
 		}},
 	},
 	decode: func(w []uint32) (TSNEParams, error) {
-		if w[4]&^tsneComputeKL != 0 {
+		if w[4]&^(tsneComputeKL|tsneBarnesHut) != 0 {
 			return TSNEParams{}, fmt.Errorf("%w: unknown flags %#x", ErrInvalid, w[4])
 		}
-		return TSNEParams{
+		p := TSNEParams{
 			LearningRate: math.Float32frombits(w[0]),
 			Momentum:     math.Float32frombits(w[1]),
 			Exaggeration: math.Float32frombits(w[2]),
 			MinGain:      math.Float32frombits(w[3]),
 			ComputeKL:    w[4]&tsneComputeKL != 0,
-		}, nil
+		}
+		if w[4]&tsneBarnesHut != 0 {
+			p.Theta = math.Float32frombits(w[5])
+		}
+		return p, nil
 	},
 	shape: tsneShapes,
-	units: func(in, _ [][]int, p TSNEParams) uint64 { return TSNEUnits(in[3][0], in[1][0], p.ComputeKL) },
+	units: func(in, _ [][]int, p TSNEParams) uint64 { return TSNEUnits(in[3][0], in[1][0], p) },
 	// The new state, kept aside until everything was read, and per-point
-	// sums: eleven floats a point.
-	scratch:      func(in, _ [][]int, _ TSNEParams) int64 { return 44 * int64(in[3][0]) },
+	// sums: eleven floats a point; with Barnes-Hut the quadtree besides.
+	scratch: func(in, _ [][]int, p TSNEParams) int64 {
+		n := int64(in[3][0])
+		if p.Theta > 0 {
+			return 44*n + TSNETreeBytes*n
+		}
+		return 44 * n
+	},
 	scalarWanted: func(p TSNEParams) bool { return p.ComputeKL },
 })
+
+// TSNETreeBytes bounds the memory of the Barnes-Hut quadtree per point: its
+// sorted codes and at most two cells a point.
+const TSNETreeBytes = 112
 
 func tsneShapes(in [][]int, p TSNEParams) ([][]int, error) {
 	rowPtr, cols, vals, y, update, gains := in[0], in[1], in[2], in[3], in[4], in[5]
@@ -489,24 +517,46 @@ func tsneShapes(in [][]int, p TSNEParams) ([][]int, error) {
 	if len(cols) != 1 || !slices.Equal(vals, cols) {
 		return nil, fmt.Errorf("%w: cols %s and vals %s must be vectors of one length", ErrShape, ShapeString(cols), ShapeString(vals))
 	}
-	for _, v := range []float32{p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain} {
+	for _, v := range []float32{p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain, p.Theta} {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return nil, fmt.Errorf("%w: parameters must be finite: %+v", ErrInvalid, p)
 		}
 	}
+	if p.Theta < 0 {
+		return nil, fmt.Errorf("%w: theta must be at least 0, got %g", ErrInvalid, p.Theta)
+	}
 	return [][]int{}, nil
 }
 
-// TSNEUnits is the cost of one exact t-SNE iteration over n points and nnz
-// nonzeros of P.
-func TSNEUnits(n, nnz int, kl bool) uint64 {
+// TSNEUnits is the cost of one t-SNE iteration over n points and nnz
+// stored entries of P (the length of cols). An exact step pays for every
+// pair; a Barnes-Hut step (p.Theta > 0) for TSNECells(n, θ) cells a point and
+// the tree.
+func TSNEUnits(n, nnz int, p TSNEParams) uint64 {
 	N, E := uint64(n), uint64(nnz)
-	units := CallUnits + tsnePairUnits*N*(N-1) + tsneEdgeUnits*E + tsnePointUnits*N
+	repulsion := tsnePairUnits * N * (N - 1)
+	if p.Theta > 0 {
+		repulsion = tsnePairUnits*N*TSNECells(n, p.Theta) + tsneTreeUnits*N
+	}
+	units := CallUnits + repulsion + tsneEdgeUnits*E + tsnePointUnits*N
 	units += 4*(N+1) + 8*E + 3*2*2*4*N // read P; read and write Y, update and gains
-	if kl {
+	if p.ComputeKL {
 		units += tsneEdgeUnits * E
 	}
 	return units
+}
+
+// TSNECells is what a Barnes-Hut step is charged for, per point, in
+// visited cells: min(N−1, ⌈16·bitlen(N)/θ²⌉), in binary64 from θ's f32
+// value. It depends on N and θ alone, as every charge must; it is of the
+// order of what a point of spread-out data visits.
+func TSNECells(n int, theta float32) uint64 {
+	t := float64(theta)
+	c := math.Ceil(16 * float64(bits.Len(uint(n))) / (t * t))
+	if c >= float64(n-1) {
+		return uint64(n - 1)
+	}
+	return uint64(c)
 }
 
 // csrChunk is how many indices the CSR check reads at a time: its scratch
@@ -514,8 +564,9 @@ func TSNEUnits(n, nnz int, kl bool) uint64 {
 const csrChunk = 1 << 16
 
 // verifyCSR makes sure that P's structure cannot send a kernel outside its
-// arrays: row_ptr starts at 0, never decreases and ends at nnz, and every
-// column is in [0, N). It streams the indices in chunks, so it needs
+// arrays: row_ptr starts at 0, never decreases and ends at nnz, at most the
+// length of cols (tsne_affinities leaves unused entries at the end), and
+// every column is in [0, N). It streams the indices in chunks, so it needs
 // little memory and stops promptly when ctx ends.
 func verifyCSR(ctx context.Context, in []*Tensor, read func(*Tensor, int, []byte) error) error {
 	rowPtr, cols := in[0], in[1]
@@ -545,8 +596,8 @@ func verifyCSR(ctx context.Context, in []*Tensor, read func(*Tensor, int, []byte
 			return fmt.Errorf("%w: row_ptr must start at 0, got %d", ErrInvalid, v)
 		case v < prev:
 			return fmt.Errorf("%w: row_ptr decreases at row %d", ErrInvalid, i-1)
-		case i == n && int(v) != nnz:
-			return fmt.Errorf("%w: row_ptr must end at nnz=%d, got %d", ErrInvalid, nnz, v)
+		case i == n && int(v) > nnz:
+			return fmt.Errorf("%w: row_ptr must end at most at len(cols)=%d, got %d", ErrInvalid, nnz, v)
 		}
 		prev = v
 		return nil

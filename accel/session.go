@@ -367,9 +367,15 @@ func (s *Session) Run(ctx context.Context, op *Op, p any, in ...*Tensor) ([]*Ten
 	c := &Call{Op: op, Mode: s.mode, In: in, Params: p, WantScalar: op.WantsScalar(p), Out: make([]*Tensor, len(outShapes))}
 	for i, shape := range outShapes {
 		n, _ := NumElements(shape) // checked by Shapes
-		if c.Out[i], err = s.alloc(F32, shape, n); err != nil {
+		if c.Out[i], err = s.alloc(op.OutputDType(i), shape, n); err != nil {
 			s.releaseAll(c.Out[:i])
 			return nil, 0, err
+		}
+	}
+	// State updated in place no longer holds the data a check found valid.
+	for i, t := range in {
+		if t != nil && op.Inputs[i].InPlace {
+			s.forget(t)
 		}
 	}
 	if err := kernel(ctx, c); err != nil {
@@ -415,7 +421,7 @@ func (s *Session) verify(ctx context.Context, op *Op, in []*Tensor) error {
 	}
 	var index []*Tensor
 	for i, spec := range op.Inputs {
-		if spec.Index {
+		if spec.Index || spec.Checked {
 			index = append(index, in[i])
 		}
 	}

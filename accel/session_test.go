@@ -503,8 +503,8 @@ func TestOpErrors(t *testing.T) {
 			_, err := e.s.TSNEStep(ctx, st, tsneParams)
 			return err
 		}},
-		{"tsne_step row_ptr not ending at nnz", accel.ErrInvalid, func(e *env) error {
-			st := state(e, 3, []int32{0, 1, 3, 3}, 1, 0, 2, 1)
+		{"tsne_step row_ptr ending past cols", accel.ErrInvalid, func(e *env) error {
+			st := state(e, 3, []int32{0, 1, 3, 5}, 1, 0, 2, 1)
 			e.mark()
 			_, err := e.s.TSNEStep(ctx, st, tsneParams)
 			return err
@@ -741,7 +741,7 @@ func TestCharger(t *testing.T) {
 	if _, err := e.s.TSNEStep(ctx, st, tsneParams); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := last(), accel.TSNEUnits(3, 4, true); got != want {
+	if got, want := last(), accel.TSNEUnits(3, 4, accel.TSNEParams{ComputeKL: true}); got != want {
 		t.Errorf("tsne_step charged %d, want TSNEUnits %d", got, want)
 	}
 

@@ -51,13 +51,15 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 }
 
 // withoutKernels are the operations the GPU does not serve yet: the
-// training operations, whose strict kernels must be checked bit for bit
+// training operations and t-SNE's affinities and quality, whose strict
+// kernels must be checked bit for bit
 // against ref on a GPU before they ship. A call of one is refused as
 // unsupported on the Session's one path, and a guest can run it on a CPU
 // backend.
 var withoutKernels = []*accel.Op{
 	accel.Conv2DBackwardData, accel.Conv2DBackwardFilter, accel.MaxPool2DBackward, accel.ReluBackward,
 	accel.ReduceSum, accel.SoftmaxCrossEntropy, accel.SGDMomentum, accel.Adam,
+	accel.TSNEAffinities, accel.EmbeddingQuality,
 }
 
 // launch1D starts kernel name of variant v over work items.

@@ -33,8 +33,11 @@ func (b *Backend) kernels() accel.Kernels {
 	// ONNX Runtime's inference build has no gradient operators, and the
 	// contract's kernels serve these as fast as graphs of its forward
 	// ones (ConvTranspose, ReduceSum, Where) would.
+	// Nor has it anything for t-SNE's affinities (a k-nearest-neighbour
+	// search and a per-point bisection) or an embedding's quality.
 	for _, op := range []*accel.Op{accel.Conv2DBackwardData, accel.Conv2DBackwardFilter, accel.MaxPool2DBackward,
-		accel.ReluBackward, accel.ReduceSum, accel.SoftmaxCrossEntropy, accel.SGDMomentum, accel.Adam} {
+		accel.ReluBackward, accel.ReduceSum, accel.SoftmaxCrossEntropy, accel.SGDMomentum, accel.Adam,
+		accel.TSNEAffinities, accel.EmbeddingQuality} {
 		table[op] = strict[op]
 	}
 	for op, k := range b.viaORT {

@@ -75,7 +75,10 @@ const (
 )
 
 // tsne_step flags.
-const TSNEComputeKL = 1 << 0
+const (
+	TSNEComputeKL = 1 << 0 // write the KL divergence at kl_ptr
+	TSNEBarnesHut = 1 << 1 // the theta field holds the Barnes-Hut threshold
+)
 
 // Sizes in bytes of the structs passed by pointer; every field is a
 // little-endian u32 or f32 unless noted.
@@ -90,8 +93,12 @@ const (
 	// pad_left, pad_bottom, pad_right. Zero strides are read as 1.
 	Pool2DParamsSize = 4 * 8
 	// TSNEParamsSize: f32 learning_rate, f32 momentum, f32 exaggeration,
-	// f32 min_gain, u32 flags.
-	TSNEParamsSize = 4 * 5
+	// f32 min_gain, u32 flags, f32 theta (read with TSNEBarnesHut only).
+	TSNEParamsSize = 4 * 6
+	// TSNEAffinitiesParamsSize: f32 perplexity, u32 flags (0).
+	TSNEAffinitiesParamsSize = 4 * 2
+	// EmbeddingQualityParamsSize: u32 k.
+	EmbeddingQualityParamsSize = 4
 	// UnitsSize: u64 used, u64 budget (0 means unlimited).
 	UnitsSize = 16
 )

@@ -198,6 +198,11 @@ func (t Tensor) ReadFloat32(first int, dst []float32) error {
 	return check("tensor_read", tensorRead(t.handle, uint32(first), unsafe.Pointer(unsafe.SliceData(dst)), uint32(len(dst))))
 }
 
+// ReadInt32 reads len(dst) elements of an i32 tensor from element first.
+func (t Tensor) ReadInt32(first int, dst []int32) error {
+	return check("tensor_read", tensorRead(t.handle, uint32(first), unsafe.Pointer(unsafe.SliceData(dst)), uint32(len(dst))))
+}
+
 // Float32 reads the whole tensor.
 func (t Tensor) Float32() ([]float32, error) {
 	n, err := t.Len()
@@ -316,14 +321,20 @@ type TSNEParams struct {
 	Exaggeration float32
 	MinGain      float32
 	ComputeKL    bool
+	// Theta is the Barnes-Hut threshold; 0 runs the exact step.
+	Theta float32
 }
 
-// TSNEStep runs one exact t-SNE iteration, updating Y, Update and Gains in
-// place, and returns the KL divergence when p.ComputeKL is set.
+// TSNEStep runs one t-SNE iteration, exact or Barnes-Hut, updating Y,
+// Update and Gains in place, and returns the KL divergence when p.ComputeKL
+// is set.
 func TSNEStep(s TSNEState, p TSNEParams) (float32, error) {
-	raw := tsneParams{p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain, 0}
+	raw := tsneParams{p.LearningRate, p.Momentum, p.Exaggeration, p.MinGain, 0, p.Theta}
 	if p.ComputeKL {
 		raw.flags = abi.TSNEComputeKL
+	}
+	if p.Theta != 0 {
+		raw.flags |= abi.TSNEBarnesHut
 	}
 	mu.Lock()
 	scratch.tsne = raw
@@ -337,6 +348,7 @@ func TSNEStep(s TSNEState, p TSNEParams) (float32, error) {
 type tsneParams struct {
 	lr, momentum, exaggeration, minGain float32
 	flags                               uint32
+	theta                               float32
 }
 
 // NodeInfo describes what serves this guest.

@@ -45,6 +45,12 @@ func softmax(x uint32, out *uint32) uint32
 //go:wasmimport accel tsne_step
 func tsneStep(rowPtr, cols, vals, y, update, gains uint32, params unsafe.Pointer, kl *float32) uint32
 
+//go:wasmimport accel tsne_affinities
+func tsneAffinities(x uint32, params unsafe.Pointer, rowPtr, cols, vals *uint32) uint32
+
+//go:wasmimport accel embedding_quality
+func embeddingQuality(x, y, labels uint32, params unsafe.Pointer, out *uint32) uint32
+
 //go:wasmimport accel add
 func add(a, b uint32, out *uint32) uint32
 
