@@ -63,7 +63,7 @@ func (b *Kernels) Portable() bool { return b.kern == scalarKernels }
 // Table maps every operation to its kernel.
 func (b *Kernels) Table() accel.Kernels {
 	t := b.inferenceTable()
-	for _, part := range []accel.Kernels{b.convBackwardTable(), b.elementBackwardTable(), b.optimiserTable()} {
+	for _, part := range []accel.Kernels{b.convBackwardTable(), b.elementBackwardTable(), b.optimiserTable(), b.tsneTable()} {
 		maps.Copy(t, part)
 	}
 	return t
