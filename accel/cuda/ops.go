@@ -3,6 +3,7 @@ package cuda
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"unsafe"
 
@@ -41,6 +42,11 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
 		accel.TSNEStep: func(ctx context.Context, c *accel.Call) error {
+			if p := c.Params.(accel.TSNEParams); p.Theta > 0 {
+				// The GPU kernel computes the exact repulsion only.
+				return fmt.Errorf("%w: Barnes-Hut (theta %g) has no GPU kernel, only the exact step (theta 0); a CPU backend runs it",
+					accel.ErrUnsupported, p.Theta)
+			}
 			kl, err := b.tsneStep(ctx, v, accel.TSNEStateOf(c), c.Params.(accel.TSNEParams))
 			if err == nil && c.WantScalar {
 				c.Scalar = kl

@@ -15,39 +15,28 @@ const (
 )
 
 // TSNEStep runs one iteration as the contract writes it. The repulsion is
-// computed row by row (each row over j in increasing order) in parallel, then
+// computed row by row (each row over j in increasing order) in parallel, or
+// with p.Theta > 0 over the Barnes-Hut quadtree (tsne_bh.go), then
 // the attraction, gradient, gains and update per row; the new Y, U and G are
 // kept aside and written, re-centred and canonicalised, only once everything
 // has been read, and only if the context did not end first. Memory is O(N +
-// nnz).
+// nnz), the tree's included.
 func (b *Kernels) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEParams) (float32, error) {
 	n := s.N()
 	rowPtr, cols, vals := i32(s.RowPtr), i32(s.Cols), f32(s.Vals)
 	Y, U, G := f32(s.Y), f32(s.Update), f32(s.Gains)
 	Y, U, G = Y[:2*n], U[:2*n], G[:2*n]
 
-	// Repulsion.
+	// Repulsion: exact, or over the Barnes-Hut tree.
 	z := make([]float32, n)
 	rx := make([]float32, n)
 	ry := make([]float32, n)
-	count, step := chunks(n, tsnePairs/n)
-	err := b.forEach(ctx, count, func(c int) {
-		for i := c * step; i < min((c+1)*step, n); i++ {
-			// The points before i, then those after, in segments so that
-			// a deadline interrupts a row of a huge N.
-			xi, yi := Y[2*i], Y[2*i+1]
-			var zi, sx, sy float32
-			for _, pts := range [2][]float32{Y[:2*i], Y[2*i+2:]} {
-				for lo := 0; lo < len(pts); lo += 2 * elemChunk {
-					if lo > 0 && ctx.Err() != nil {
-						return // forEach reports the interruption
-					}
-					zi, sx, sy = repulse(xi, yi, pts[lo:min(lo+2*elemChunk, len(pts))], zi, sx, sy)
-				}
-			}
-			z[i], rx[i], ry[i] = zi, sx, sy
-		}
-	})
+	var err error
+	if p.Theta > 0 {
+		err = b.tsneRepulsionBH(ctx, Y, p.Theta, z, rx, ry)
+	} else {
+		err = b.tsneRepulsionExact(ctx, Y, z, rx, ry)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -61,7 +50,7 @@ func (b *Kernels) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEP
 	if p.ComputeKL {
 		kl = make([]float32, n)
 	}
-	count, step = chunks(n, tsneRows)
+	count, step := chunks(n, tsneRows)
 	err = b.forEach(ctx, count, func(c int) {
 		for i := c * step; i < min((c+1)*step, n); i++ {
 			xi, yi := Y[2*i], Y[2*i+1]
@@ -141,6 +130,31 @@ func (b *Kernels) TSNEStep(ctx context.Context, s accel.TSNEState, p accel.TSNEP
 		return 0, nil
 	}
 	return strictmath.Canon(strictmath.TreeSum(kl)), nil
+}
+
+// tsneRepulsionExact computes the exact repulsion sums z[i] = Σ_j q, rx[i] =
+// Σ_j q²·dx and ry[i] = Σ_j q²·dy of every point of Y (n x, y pairs) over
+// all others, each row over j in increasing order, rows in parallel.
+func (b *Kernels) tsneRepulsionExact(ctx context.Context, Y, z, rx, ry []float32) error {
+	n := len(z)
+	count, step := chunks(n, tsnePairs/n)
+	return b.forEach(ctx, count, func(c int) {
+		for i := c * step; i < min((c+1)*step, n); i++ {
+			// The points before i, then those after, in segments so that
+			// a deadline interrupts a row of a huge N.
+			xi, yi := Y[2*i], Y[2*i+1]
+			var zi, sx, sy float32
+			for _, pts := range [2][]float32{Y[:2*i], Y[2*i+2:]} {
+				for lo := 0; lo < len(pts); lo += 2 * elemChunk {
+					if lo > 0 && ctx.Err() != nil {
+						return // forEach reports the interruption
+					}
+					zi, sx, sy = repulse(xi, yi, pts[lo:min(lo+2*elemChunk, len(pts))], zi, sx, sy)
+				}
+			}
+			z[i], rx[i], ry[i] = zi, sx, sy
+		}
+	})
 }
 
 // repulse continues the repulsion sums z = Σq, rx = Σq²dx and ry = Σq²dy of
