@@ -69,13 +69,22 @@ func labelsFile(name string) string { return name + "-labels-idx1-ubyte" }
 // <name>-images-idx3-ubyte.gz and the labels from <name>-labels-idx1-ubyte.gz,
 // or from the same names without .gz where the .gz file is absent. Errors
 // name the file and, where one is missing, wrap fs.ErrNotExist.
-func Load(dir, name string) (*Set, error) {
+func Load(dir, name string) (*Set, error) { return LoadFirst(dir, name, 0) }
+
+// LoadFirst is Load for the first n images and labels of the set (all of
+// them where n is 0 or beyond the set's size). It stops reading the files
+// there, which saves decompressing the rest; the gzip checksum, which
+// follows the data, is then left unchecked.
+func LoadFirst(dir, name string, n int) (*Set, error) {
 	if !slices.Contains(names, name) {
 		return nil, fmt.Errorf("mnist: unknown set %q (want \"train\" or \"t10k\")", name)
 	}
+	if n < 0 {
+		return nil, fmt.Errorf("mnist: %d images", n)
+	}
 	var set *Set
 	ipath, err := readFile(dir, imagesFile(name), func(r io.Reader) error {
-		s, err := readImages(r)
+		s, err := readImages(r, n)
 		set = s
 		return err
 	})
@@ -83,7 +92,7 @@ func Load(dir, name string) (*Set, error) {
 		return nil, err
 	}
 	lpath, err := readFile(dir, labelsFile(name), func(r io.Reader) error {
-		l, err := readLabels(r)
+		l, err := readLabels(r, set.N)
 		set.Labels = l
 		return err
 	})
@@ -123,7 +132,7 @@ func readFile(dir, base string, read func(io.Reader) error) (string, error) {
 // Set without labels. r must end where the file does: trailing bytes are an
 // error (for gzip, that is also where the checksum is checked).
 func ReadImages(r io.Reader) (*Set, error) {
-	s, err := readImages(r)
+	s, err := readImages(r, 0)
 	if err != nil {
 		return nil, fmt.Errorf("mnist: images: %w", err)
 	}
@@ -133,14 +142,17 @@ func ReadImages(r io.Reader) (*Set, error) {
 // ReadLabels reads an IDX labels file, gzip-compressed or raw, from r. r must
 // end where the file does.
 func ReadLabels(r io.Reader) ([]uint8, error) {
-	l, err := readLabels(r)
+	l, err := readLabels(r, 0)
 	if err != nil {
 		return nil, fmt.Errorf("mnist: labels: %w", err)
 	}
 	return l, nil
 }
 
-func readImages(r io.Reader) (*Set, error) {
+// readImages reads an images file, or its first limit images where limit
+// is above 0 and below the declared number; the rest of the file is then
+// not read.
+func readImages(r io.Reader, limit int) (*Set, error) {
 	r, err := decompress(r)
 	if err != nil {
 		return nil, err
@@ -157,18 +169,26 @@ func readImages(r io.Reader) (*Set, error) {
 	if px := uint64(rows) * uint64(cols); px > MaxBytes || uint64(n) > MaxBytes/px {
 		return nil, fmt.Errorf("images file declares %d images of %dx%d pixels: more than %d bytes", n, rows, cols, MaxBytes)
 	}
+	all := limit <= 0 || uint64(limit) >= uint64(n)
+	if !all {
+		n = uint32(limit)
+	}
 	size := int(n) * int(rows) * int(cols)
 	pix, err := readData(r, size, "pixels")
 	if err != nil {
 		return nil, err
 	}
-	if err := expectEOF(r); err != nil {
-		return nil, err
+	if all {
+		if err := expectEOF(r); err != nil {
+			return nil, err
+		}
 	}
 	return &Set{Images: pix, N: int(n), Rows: int(rows), Cols: int(cols)}, nil
 }
 
-func readLabels(r io.Reader) ([]uint8, error) {
+// readLabels reads a labels file, or its first limit labels as readImages
+// does.
+func readLabels(r io.Reader, limit int) ([]uint8, error) {
 	r, err := decompress(r)
 	if err != nil {
 		return nil, err
@@ -184,6 +204,10 @@ func readLabels(r io.Reader) ([]uint8, error) {
 	if n > MaxBytes {
 		return nil, fmt.Errorf("labels file declares %d labels: more than %d", n, MaxBytes)
 	}
+	all := limit <= 0 || uint64(limit) >= uint64(n)
+	if !all {
+		n = uint32(limit)
+	}
 	labels, err := readData(r, int(n), "labels")
 	if err != nil {
 		return nil, err
@@ -193,8 +217,10 @@ func readLabels(r io.Reader) ([]uint8, error) {
 			return nil, fmt.Errorf("label %d is %d, not a digit 0..9", i, l)
 		}
 	}
-	if err := expectEOF(r); err != nil {
-		return nil, err
+	if all {
+		if err := expectEOF(r); err != nil {
+			return nil, err
+		}
 	}
 	return labels, nil
 }

@@ -207,6 +207,51 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+func TestLoadFirst(t *testing.T) {
+	dir := writeFiles(t, map[string][]byte{
+		"t10k-images-idx3-ubyte.gz": gz(t, tinyImages()),
+		"t10k-labels-idx1-ubyte.gz": gz(t, tinyLabelsFile()),
+	})
+	// The data a limited read leaves alone may be cut short.
+	cut := tinyImages()
+	short := writeFiles(t, map[string][]byte{
+		"t10k-images-idx3-ubyte": cut[:len(cut)-8],
+		"t10k-labels-idx1-ubyte": tinyLabelsFile(),
+	})
+	for _, tc := range []struct {
+		name   string
+		dir    string
+		n      int
+		want   int
+		failed bool
+	}{
+		{"all", dir, 0, 3, false},
+		{"first two", dir, 2, 2, false},
+		{"exactly all", dir, 3, 3, false},
+		{"more than all", dir, 7, 3, false},
+		{"cut short, two", short, 2, 2, false},
+		{"cut short, all", short, 0, 0, true},
+		{"negative", dir, -1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := LoadFirst(tc.dir, "t10k", tc.n)
+			if tc.failed {
+				if err == nil {
+					t.Fatalf("read %d images, want an error", s.N)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			px := tc.want * 8
+			if s.N != tc.want || !bytes.Equal(s.Images, tinyPix[:px]) || !bytes.Equal(s.Labels, tinyLabels[:tc.want]) {
+				t.Fatalf("got %+v, want the first %d images", s, tc.want)
+			}
+		})
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
