@@ -34,6 +34,8 @@ Usage:
                                                    every backend against the machine's peak and
                                                    against plain WebAssembly
   accelnode cache [--clear]                        show, or clear, the compiled-code cache
+  accelnode plot [-o OUT.png|.svg] EMBEDDING.csv   draw a 2-D embedding (x,y,label) as a scatter
+                                                   plot coloured by label
   accelnode serve [flags]                          run the node as an HTTP service (/v1 jobs, uploads;
                                                    /v2 Open Inference Protocol; /metrics)
   accelnode keys add NAME [--scopes S] | keys list make and list the service's API keys
@@ -141,6 +143,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "cache":
 		return cacheCommand(args[1:], stdout, stderr)
+	case "plot":
+		return plotCommand(args[1:], stdout, stderr)
 	case "serve":
 		return serveCommand(ctx, args[1:], stderr)
 	case "keys":
