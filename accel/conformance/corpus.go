@@ -144,8 +144,10 @@ type operation struct {
 	op    *accel.Op
 	cases func() []Case
 	// spec computes the results by the contract's transcription, in the
-	// order of results, without modifying the inputs.
-	spec func(p any, in []Tensor) [][]float32
+	// order of results, without modifying the inputs: F32 set for an f32
+	// result, I32 for an i32 output (accel.Op.OutputDType). Only the data
+	// is set.
+	spec func(p any, in []Tensor) []Tensor
 	// float64 computes the float64 reference of the results.
 	float64 func(p any, in []Tensor) reference
 	// parts lists the batch-invariance parts of a call; nil where the
@@ -155,11 +157,15 @@ type operation struct {
 
 // def is the typed description an operation registers.
 type def[P any] struct {
-	op      *accel.Op
-	cases   func() []Case
-	spec    func(p P, in []Tensor) [][]float32
-	float64 func(p P, in []Tensor) reference
-	parts   func(p P, in []Tensor) []Part
+	op    *accel.Op
+	cases func() []Case
+	// spec is the transcription of an operation whose results are all f32.
+	spec func(p P, in []Tensor) [][]float32
+	// specMixed replaces spec for an operation with i32 outputs: its
+	// results as tensors, I32 set for an i32 output and F32 for the others.
+	specMixed func(p P, in []Tensor) []Tensor
+	float64   func(p P, in []Tensor) reference
+	parts     func(p P, in []Tensor) []Part
 }
 
 // operations holds the registered operations by op.
@@ -174,8 +180,19 @@ func register[P any](d def[P]) *operation {
 	o := &operation{
 		op:      d.op,
 		cases:   d.cases,
-		spec:    func(p any, in []Tensor) [][]float32 { return d.spec(p.(P), in) },
 		float64: func(p any, in []Tensor) reference { return d.float64(p.(P), in) },
+	}
+	if d.specMixed != nil {
+		o.spec = func(p any, in []Tensor) []Tensor { return d.specMixed(p.(P), in) }
+	} else {
+		o.spec = func(p any, in []Tensor) []Tensor {
+			res := d.spec(p.(P), in)
+			out := make([]Tensor, len(res))
+			for i, v := range res {
+				out[i].F32 = v
+			}
+			return out
+		}
 	}
 	if d.parts != nil {
 		o.parts = func(p any, in []Tensor) []Part { return d.parts(p.(P), in) }

@@ -173,8 +173,12 @@ func TestExecuteAndParts(t *testing.T) {
 				t.Fatalf("%s: %d results, want %d", c, len(got), len(want))
 			}
 			for i := range want {
-				if got[i].Name != want[i].name || !slices.Equal(got[i].Shape, want[i].shape) || len(got[i].F32) != elements(want[i].shape) {
-					t.Errorf("%s: result %d is %s %v with %d elements, want %s %v", c, i, got[i].Name, got[i].Shape, len(got[i].F32), want[i].name, want[i].shape)
+				n := len(got[i].F32) + len(got[i].I32)
+				if got[i].Name != want[i].name || !slices.Equal(got[i].Shape, want[i].shape) || n != elements(want[i].shape) {
+					t.Errorf("%s: result %d is %s %v with %d elements, want %s %v", c, i, got[i].Name, got[i].Shape, n, want[i].name, want[i].shape)
+				}
+				if (got[i].I32 != nil) != (i < len(op.Outputs) && op.OutputDType(i) == accel.I32) {
+					t.Errorf("%s: result %s has the wrong element type", c, got[i].Name)
 				}
 			}
 			for _, part := range Parts(c, in) {

@@ -11,7 +11,8 @@ import (
 // Execute uploads in (one tensor per c.Op.Inputs, as c.Inputs returns them
 // or a Part holds them) to s, calls c's operation with c.Params through
 // Session.Run c.Steps times in a row on the same tensors, and returns the
-// results read back: the new outputs, in the order of c.Op.Outputs, then
+// results read back: the new outputs, in the order of c.Op.Outputs (I32
+// set for an i32 output, F32 for the others), then
 // the new values of the in-place inputs, then the scalar (shape [1]) where
 // the call asks for it. Every tensor it creates is freed before it returns.
 func Execute(ctx context.Context, s *accel.Session, c Case, in []Tensor) (_ []Tensor, err error) {
@@ -111,11 +112,20 @@ func (x *execution) run(ctx context.Context, p any) ([]Tensor, error) {
 	var res []Tensor
 	var readErr error
 	for i, t := range outs {
-		v, err := x.s.Float32(t)
+		r := Tensor{Name: x.op.Outputs[i], Shape: t.Shape()}
+		var err error
+		if x.op.OutputDType(i) == accel.I32 {
+			b := make([]byte, t.Bytes())
+			if err = x.s.Read(t, 0, b); err == nil {
+				r.I32 = decodeInt32(b)
+			}
+		} else {
+			r.F32, err = x.s.Float32(t)
+		}
 		if err != nil && readErr == nil {
 			readErr = fmt.Errorf("read %s: %w", x.op.Outputs[i], err)
 		}
-		res = append(res, Tensor{Name: x.op.Outputs[i], Shape: t.Shape(), F32: v})
+		res = append(res, r)
 		if err := x.s.Free(t); err != nil && readErr == nil {
 			readErr = fmt.Errorf("free %s: %w", x.op.Outputs[i], err)
 		}

@@ -45,7 +45,10 @@ import (
 
 // reference is the float64 reference of a call: each result's values with
 // their bounds, in the order of results, and a check of properties the
-// bounds do not cover.
+// bounds do not cover. A result without values (nil) has no element-wise
+// bound, and check alone covers it: an i32 output, or a result whose
+// float64 value the contract leaves to within an approximation (the
+// Barnes-Hut t-SNE step).
 type reference struct {
 	results [][]ev
 	// check, if not nil, describes each way the results got break such a

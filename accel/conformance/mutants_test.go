@@ -59,6 +59,12 @@ func TestMutants(t *testing.T) {
 		{"add-flushes-subnormals", mutant{op: accel.Add, kernel: after(accel.Add, flushSubnormals)}, Accuracy, "y differs from float64"},
 		{"tsne_step-no-centring", mutant{op: accel.TSNEStep, kernel: uncentredTSNE}, Accuracy, "column 0 of y has mean"},
 		{"tsne_step-exaggerated-kl", mutant{op: accel.TSNEStep, kernel: exaggeratedKL}, Accuracy, "kl differs from float64"},
+		{"tsne_step-barnes-hut-ignored", mutant{op: accel.TSNEStep, kernel: exactForBarnesHut}, Contract, "y differs from the contract"},
+		{"tsne_affinities-over-n", mutant{op: accel.TSNEAffinities, kernel: after(accel.TSNEAffinities, doubledP)}, Accuracy, "P sums to"},
+		{"tsne_affinities-stale-tail", mutant{op: accel.TSNEAffinities, kernel: after(accel.TSNEAffinities, staleTail)}, Accuracy, "after row_ptr[N]"},
+		{"tsne_affinities-perplexity-off", mutant{op: accel.TSNEAffinities, kernel: perplexityOff}, Accuracy, "perplexity exp(H)"},
+		{"embedding_quality-ties-to-greatest-label", mutant{op: accel.EmbeddingQuality, kernel: greatestLabelWins}, Accuracy, "quality differs from float64"},
+		{"embedding_quality-neighbours-in-the-data", mutant{op: accel.EmbeddingQuality, kernel: dataNeighbours}, Accuracy, "quality differs from float64"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -289,5 +295,76 @@ func exaggeratedKL(ctx context.Context, c *accel.Call) error {
 		return err
 	}
 	_, _, _, c.Scalar = specTSNEStep(rowPtr, cols, P, y, u, g, p)
+	return nil
+}
+
+// exactForBarnesHut runs the exact step whatever θ.
+func exactForBarnesHut(ctx context.Context, c *accel.Call) error {
+	p := c.Params.(accel.TSNEParams)
+	p.Theta = 0
+	exact := *c
+	exact.Params = p
+	err := specTSNEKernel(ctx, &exact)
+	c.Scalar = exact.Scalar
+	return err
+}
+
+// doubledP divides by N where the contract divides by 2N.
+func doubledP(c *accel.Call) {
+	for i, v := range hostmem.F32(c.Out[2]) {
+		hostmem.F32(c.Out[2])[i] = 2 * v
+	}
+}
+
+// staleTail leaves what the buffer held after the entries used, as a
+// kernel that allocates without clearing does.
+func staleTail(c *accel.Call) {
+	nnz := int(hostmem.I32(c.Out[0])[c.Out[0].Len()-1])
+	if cols := hostmem.I32(c.Out[1]); nnz < len(cols) {
+		cols[len(cols)-1] = 1
+	}
+}
+
+// perplexityOff fits each point's distribution to a perplexity 6% above
+// the one asked for.
+func perplexityOff(ctx context.Context, c *accel.Call) error {
+	x, p := c.In[0], c.Params.(accel.TSNEAffinitiesParams)
+	rowPtr, cols, vals := specTSNEAffinities(hostmem.F32(x), x.Shape()[0], x.Shape()[1], p.Perplexity*1.06)
+	if len(cols) != c.Out[1].Len() {
+		// The perplexity changes k, and the outputs no longer fit.
+		return specBackend{}.Kernel(accel.TSNEAffinities, accel.Strict)(ctx, c)
+	}
+	copy(hostmem.I32(c.Out[0]), rowPtr)
+	copy(hostmem.I32(c.Out[1]), cols)
+	copy(hostmem.F32(c.Out[2]), vals)
+	return nil
+}
+
+// greatestLabelWins breaks ties of the vote for the greatest label: the
+// contract's rule on negated labels.
+func greatestLabelWins(_ context.Context, c *accel.Call) error {
+	x, y, k := c.In[0], c.In[1], c.Params.(accel.EmbeddingQualityParams).K
+	var labels []int32
+	if c.In[2] != nil {
+		for _, l := range hostmem.I32(c.In[2]) {
+			labels = append(labels, -l)
+		}
+	}
+	T, A := specEmbeddingQuality(hostmem.F32(x), x.Shape()[1], hostmem.F32(y), y.Shape()[1], labels, x.Shape()[0], k)
+	copy(hostmem.F32(c.Out[0]), []float32{T, A})
+	return nil
+}
+
+// dataNeighbours takes each point's neighbours in the data where the
+// contract takes them in the embedding.
+func dataNeighbours(_ context.Context, c *accel.Call) error {
+	x, k := c.In[0], c.Params.(accel.EmbeddingQualityParams).K
+	var labels []int32
+	if c.In[2] != nil {
+		labels = hostmem.I32(c.In[2])
+	}
+	X := hostmem.F32(x)
+	T, A := specEmbeddingQuality(X, x.Shape()[1], X, x.Shape()[1], labels, x.Shape()[0], k)
+	copy(hostmem.F32(c.Out[0]), []float32{T, A})
 	return nil
 }

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -27,6 +28,14 @@ var _ = register(def[accel.TSNEParams]{
 		out := reference{results: [][]ev{ref.y, ref.u, ref.g}, check: ref.centred}
 		if p.ComputeKL {
 			out.results = append(out.results, []ev{ref.kl})
+		}
+		if p.Theta > 0 {
+			// Barnes-Hut approximates the repulsion by an error the
+			// contract does not bound, which the gains' sign rule and
+			// the step size can amplify without limit: its results have
+			// no float64 bound, only the bits of the contract (strict
+			// mode) and the centring, which holds whatever the forces.
+			clear(out.results)
 		}
 		return out
 	},
@@ -92,6 +101,36 @@ func tsneCases() []Case {
 		}
 	}
 
+	// Barnes-Hut at θ = 0.5 and 1 on the grid's sizes, over the finite
+	// value classes: a NaN or an infinity in Y leaves the tree's bounding
+	// box undefined.
+	for _, sh := range []struct {
+		size string
+		n, k int
+		p    accel.TSNEParams
+	}{
+		{SizeTiny, 2, 0, early(true)},
+		{SizeOdd, 97, 6, early(true)},
+		{SizeTall, 257, 5, late(true)},
+		{SizeLarge, 1000, 10, late(true)},
+	} {
+		P := randomP(sh.k, false, false)
+		if sh.n == 2 {
+			P = pairP
+		}
+		for _, theta := range []float32{0.5, 1} {
+			p := sh.p
+			p.Theta = theta
+			for _, class := range []string{Uniform, Normal, Heavy, NegZero, Subnormal, Overflow, Cancel} {
+				fy := tsneFill(class)
+				n := sh.n
+				cases = append(cases, newCase(accel.TSNEStep, sh.size, fmt.Sprintf("%s-n%d-theta%g", sh.size, n, theta), class, p, func(r *rand.Rand) []Tensor {
+					return tsneInputs(P(r, n), fy(r, 2*n), normal(0.5)(r, 2*n), uniform(0.005, 3)(r, 2*n))
+				}))
+			}
+		}
+	}
+
 	// Both phases, with and without the KL divergence, rows of P that the
 	// grid lacks, and consecutive steps on the same tensors.
 	for _, c := range []struct {
@@ -118,6 +157,17 @@ func tsneCases() []Case {
 		{SizeOdd, "n211-diagonal-entries-kl", Normal, 211, 1, early(true), randomP(5, false, true), normal(1), normal(0.5), uniform(0.005, 3)},
 		{SizeOdd, "n97-4-steps-kl", Normal, 97, 4, early(true), randomP(6, true, false), normal(1e-2), cycle(0), cycle(1)},
 		{SizeLarge, "n1000", Normal, 1000, 1, late(false), randomP(10, false, false), normal(5), normal(0.1), uniform(0.5, 2)},
+		// Barnes-Hut: consecutive steps; every point at one place (w =
+		// 0, one cell of level 16); clusters of coincident points, so
+		// that cells of level 16 hold several; a small θ, where most
+		// cells open down to single points; a large one.
+		{SizeOdd, "n97-4-steps-kl-theta0.5", Normal, 97, 4, bh(early(true), 0.5), randomP(6, true, false), normal(1e-2), cycle(0), cycle(1)},
+		{SizeOdd, "n50-coincident-theta0.5", Cancel, 50, 1, bh(late(true), 0.5), randomP(4, false, false), cycle(0.25, -0.5), normal(0.5), cycle(1)},
+		{SizeOdd, "n200-coincident-clusters-theta0.5", Normal, 200, 1, bh(late(true), 0.5), randomP(5, false, true), coincidentClusters(7), normal(0.5), uniform(0.5, 2)},
+		{SizeOdd, "n300-theta0.1", Normal, 300, 1, bh(late(true), 0.1), randomP(8, false, false), normal(10), normal(0.5), uniform(0.005, 3)},
+		{SizeOdd, "n300-theta3", Normal, 300, 1, bh(early(false), 3), randomP(8, false, false), normal(10), normal(0.5), uniform(0.005, 3)},
+		{SizeTall, "n257-empty-rows-zero-entries-kl-theta0.5", Normal, 257, 1, bh(late(true), 0.5), randomP(5, true, false), normal(5), normal(0.5), uniform(0.005, 3)},
+		{SizeLarge, "n1000-theta0.5", Normal, 1000, 1, bh(late(false), 0.5), randomP(10, false, false), normal(5), normal(0.1), uniform(0.5, 2)},
 	} {
 		n, P, fy, fu, fg := c.n, c.P, c.y, c.u, c.g
 		tc := newCase(accel.TSNEStep, c.size, c.label, c.values, c.p, func(r *rand.Rand) []Tensor {
@@ -127,6 +177,52 @@ func tsneCases() []Case {
 		cases = append(cases, tc)
 	}
 	return cases
+}
+
+// tsneFill is the embedding of a value class.
+func tsneFill(class string) fill {
+	switch class {
+	case Uniform:
+		return uniform(-5, 5)
+	case NegZero:
+		return mix(0.5, normal(1), pick(negZero, 0))
+	case Overflow:
+		return magnitudes(60, 64)
+	case Cancel:
+		// Points close together far from the origin: every difference
+		// cancels.
+		return func(r *rand.Rand, n int) []float32 {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(1000 + 1e-3*r.NormFloat64())
+			}
+			return v
+		}
+	}
+	return elementFill(class)
+}
+
+// coincidentClusters places the points, [N,2] row-major, at c places
+// spread over the plane, a few of them at a random distance.
+func coincidentClusters(c int) fill {
+	return func(r *rand.Rand, n int) []float32 {
+		places := normal(5)(r, 2*c)
+		v := make([]float32, n)
+		for i := 0; i+1 < n; i += 2 {
+			k := r.IntN(c)
+			v[i], v[i+1] = places[2*k], places[2*k+1]
+			if r.IntN(10) == 0 {
+				v[i] += float32(r.NormFloat64())
+			}
+		}
+		return v
+	}
+}
+
+// bh is p with the Barnes-Hut threshold theta.
+func bh(p accel.TSNEParams, theta float32) accel.TSNEParams {
+	p.Theta = theta
+	return p
 }
 
 // tsneInputs names the inputs of a t-SNE step: P, and the embedding, update
@@ -235,7 +331,10 @@ func specTSNEStep(rowPtr, cols []int32, vals, Y, U, G []float32, p accel.TSNEPar
 	z := make([]float32, N)
 	rx := make([]float32, N)
 	ry := make([]float32, N)
-	for i := 0; i < N; i++ {
+	if p.Theta > 0 {
+		z, rx, ry = specBarnesHut(Y, p.Theta)
+	}
+	for i := 0; i < N && p.Theta == 0; i++ {
 		z[i], rx[i], ry[i] = 0, 0, 0
 		for j := 0; j < N; j++ {
 			if j == i {
@@ -313,6 +412,122 @@ func specTSNEStep(rowPtr, cols []int32, vals, Y, U, G []float32, p accel.TSNEPar
 		KL = strictmath.Canon(strictmath.TreeSum(k))
 	}
 	return newY, newU, newG, KL
+}
+
+// specBarnesHut is the repulsion of tsne_step with the Barnes-Hut
+// threshold theta > 0: each point's z, rx and ry over the contract's
+// quadtree of Y [N,2].
+func specBarnesHut(Y []float32, theta float32) (z, rx, ry []float32) {
+	N := len(Y) / 2
+
+	// The tree: the bounding box, each point's cell coordinates and code.
+	loX, hiX, loY, hiY := Y[0], Y[0], Y[1], Y[1]
+	for i := 1; i < N; i++ {
+		loX, hiX = min(loX, Y[2*i]), max(hiX, Y[2*i])
+		loY, hiY = min(loY, Y[2*i+1]), max(hiY, Y[2*i+1])
+	}
+	w := max(hiX-loX, hiY-loY)
+	cell := func(v, lo float32) uint32 {
+		if w == 0 {
+			return 0
+		}
+		return uint32(min(65535, math.Trunc(float64(float32(((v-lo)/w)*65536)))))
+	}
+	code := make([]uint32, N)
+	for i := 0; i < N; i++ {
+		qx, qy := cell(Y[2*i], loX), cell(Y[2*i+1], loY)
+		for b := 0; b < 16; b++ {
+			code[i] |= (qx>>b&1)<<(2*b) | (qy>>b&1)<<(2*b+1)
+		}
+	}
+	// The points ordered by (code, i).
+	o := make([]int, N)
+	for i := range o {
+		o[i] = i
+	}
+	slices.SortFunc(o, func(a, b int) int {
+		if code[a] != code[b] {
+			return cmp.Compare(code[a], code[b])
+		}
+		return a - b
+	})
+	at := make([]int, N) // at[o[r]] = r
+	for r, j := range o {
+		at[j] = r
+	}
+	// A cell is a run o[s:e) of that order; its count, sums and centre.
+	centre := func(s, e int) (cx, cy, c float32) {
+		sx, sy := float32(0), float32(0)
+		for _, j := range o[s:e] {
+			sx = sx + Y[2*j]
+			sy = sy + Y[2*j+1]
+		}
+		c = float32(e - s)
+		return sx / c, sy / c, c
+	}
+	// top is the top 2L bits of a code.
+	top := func(c uint32, L int) uint64 { return uint64(c) >> (32 - 2*L) }
+
+	z = make([]float32, N)
+	rx = make([]float32, N)
+	ry = make([]float32, N)
+	for i := 0; i < N; i++ {
+		zi, rxi, ryi := float32(0), float32(0), float32(0)
+		add := func(cx, cy, c float32) {
+			dx := Y[2*i] - cx
+			dy := Y[2*i+1] - cy
+			d2 := float32(dx*dx) + float32(dy*dy)
+			q := 1 / (1 + d2)
+			cq := float32(c * q)
+			zi = zi + cq
+			m := float32(cq * q)
+			rxi = rxi + float32(m*dx)
+			ryi = ryi + float32(m*dy)
+		}
+		var visit func(s, e, L int)
+		visit = func(s, e, L int) {
+			hasI := s <= at[i] && at[i] < e
+			if e-s == 1 && hasI { // C = {i}
+				return
+			}
+			if e-s == 1 { // C = {j}
+				cx, cy, _ := centre(s, e)
+				add(cx, cy, 1)
+				return
+			}
+			wL := float32(w * float32(math.Ldexp(1, -L)))
+			if !hasI {
+				cx, cy, c := centre(s, e)
+				dx := Y[2*i] - cx
+				dy := Y[2*i+1] - cy
+				d2 := float32(dx*dx) + float32(dy*dy)
+				if float32(wL*wL) < float32(float32(theta*theta)*d2) {
+					add(cx, cy, c)
+					return
+				}
+			}
+			if L == 16 {
+				for _, j := range o[s:e] {
+					if j != i {
+						add(Y[2*j], Y[2*j+1], 1)
+					}
+				}
+				return
+			}
+			// The children: the runs that share the top 2(L+1) bits.
+			for a := s; a < e; {
+				b := a
+				for b < e && top(code[o[b]], L+1) == top(code[o[a]], L+1) {
+					b++
+				}
+				visit(a, b, L+1)
+				a = b
+			}
+		}
+		visit(0, N, 0)
+		z[i], rx[i], ry[i] = zi, rxi, ryi
+	}
+	return z, rx, ry
 }
 
 // tsneRef is one t-SNE iteration in float64.

@@ -78,7 +78,7 @@ func (specBackend) Kernel(op *accel.Op, _ accel.Mode) accel.Kernel {
 
 // store writes results, in the order of results, where a kernel leaves
 // them: the outputs, the in-place inputs and the scalar.
-func store(c *accel.Call, res [][]float32) error {
+func store(c *accel.Call, res []Tensor) error {
 	var dst []*accel.Tensor
 	dst = append(dst, c.Out...)
 	for i, spec := range c.Op.Inputs {
@@ -94,13 +94,20 @@ func store(c *accel.Call, res [][]float32) error {
 		return fmt.Errorf("the transcription of %s gives %d results, want %d", c.Op, len(res), want)
 	}
 	for i, t := range dst {
-		if len(res[i]) != t.Len() {
-			return fmt.Errorf("the transcription of %s gives %d elements for %s, want %d", c.Op, len(res[i]), t, t.Len())
+		if (t.DType() == accel.I32) != (res[i].I32 != nil) {
+			return fmt.Errorf("the transcription of %s gives %s the wrong element type", c.Op, t)
 		}
-		copy(hostmem.F32(t), res[i])
+		if n := len(res[i].F32) + len(res[i].I32); n != t.Len() {
+			return fmt.Errorf("the transcription of %s gives %d elements for %s, want %d", c.Op, n, t, t.Len())
+		}
+		if t.DType() == accel.I32 {
+			copy(hostmem.I32(t), res[i].I32)
+		} else {
+			copy(hostmem.F32(t), res[i].F32)
+		}
 	}
 	if c.WantScalar {
-		c.Scalar = res[len(dst)][0]
+		c.Scalar = res[len(dst)].F32[0]
 	}
 	return nil
 }

@@ -74,7 +74,8 @@ const (
 var (
 	conv3x3 = accel.Conv2DParams{StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1,
 		DilationH: 1, DilationW: 1, Groups: 1}
-	tsne = accel.TSNEParams{LearningRate: 200, Momentum: 0.5, Exaggeration: 12, MinGain: 0.01}
+	tsne   = accel.TSNEParams{LearningRate: 200, Momentum: 0.5, Exaggeration: 12, MinGain: 0.01}
+	tsneBH = accel.TSNEParams{LearningRate: 200, Momentum: 0.5, Exaggeration: 12, MinGain: 0.01, Theta: 0.5}
 )
 
 // longCases are the driver's calls, in the order of accel.Ops.
@@ -115,6 +116,14 @@ var longCases = []longCase{
 	// One point with an edge to a point, 2^27 times over.
 	{name: "one row", op: accel.TSNEStep, params: tsne,
 		shapes: tsneShapes(1024, tsneEdges), small: tsneShapes(4, 3), fill: oneRow},
+	// Barnes-Hut over 2^20 points spread over the plane: about 1300
+	// cells a point, 10^9 kernel evaluations; and over 2^17 points at
+	// one place, a single cell of level 16 whose points each add every
+	// other: 2^34 pairs.
+	{name: "barnes-hut spread", op: accel.TSNEStep, params: tsneBH,
+		shapes: tsneShapes(1<<20, 1), small: tsneShapes(4, 3), fill: spread},
+	{name: "barnes-hut coincident", op: accel.TSNEStep, params: tsneBH,
+		shapes: tsneShapes(tsneN, 1), small: tsneShapes(4, 3), fill: oneRow},
 	{name: "3x2^25", op: accel.Add, params: accel.NoParams{},
 		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
 	// The gradients of the ResNet layer above: 118 G multiply-adds, on the
@@ -166,6 +175,51 @@ var longCases = []longCase{
 		params: accel.AdamParams{LearningRate: 1e-3, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Correction1: 0.1, Correction2: 0.001},
 		shapes: [][]int{{elemCount / 2}, {elemCount / 2}, {elemCount / 2}, {elemCount / 2}}, small: [][]int{{7}, {7}, {7}, {7}},
 		deadline: shortDeadline / 4},
+	// 40000 points of 64 features: 1.6·10^9 distances of 64 terms, then
+	// the searches of 90 neighbours each.
+	{name: "40000x64", op: accel.TSNEAffinities, params: accel.TSNEAffinitiesParams{Perplexity: 30},
+		shapes: [][]int{{affinityN, 64}}, small: [][]int{{5, 3}}, smallParams: accel.TSNEAffinitiesParams{Perplexity: 2},
+		fill: scatter},
+	// The same data and a plane embedding: the distances of both, and
+	// the ranks of 10 neighbours a point.
+	{name: "40000x64", op: accel.EmbeddingQuality, params: accel.EmbeddingQualityParams{K: 10},
+		shapes: [][]int{{affinityN, 64}, {affinityN, 2}, nil}, small: [][]int{{7, 3}, {7, 2}, nil},
+		smallParams: accel.EmbeddingQualityParams{K: 1}, fill: scatter},
+}
+
+// affinityN is the number of points of the long calls of tsne_affinities
+// and embedding_quality, whose work grows with its square.
+const affinityN = 40000
+
+// scatter writes the f32 inputs with values spread over [-1, 1), which
+// checked inputs must be (finite) and which give distinct distances.
+func scatter(s *accel.Session, in []*accel.Tensor) error {
+	for _, t := range in {
+		if t == nil || t.DType() != accel.F32 {
+			continue
+		}
+		v := make([]float32, min(t.Len(), 1<<20))
+		x := uint32(t.Len())
+		for first := 0; first < t.Len(); first += len(v) {
+			n := min(len(v), t.Len()-first)
+			for i := range n {
+				x = x*1664525 + 1013904223 // a linear congruential sequence
+				v[i] = float32(x>>8)/(1<<23) - 1
+			}
+			if err := s.Write(t, first, accel.EncodeFloat32(v[:n])); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// spread writes oneRow's P and scatters the embedding over the plane.
+func spread(s *accel.Session, in []*accel.Tensor) error {
+	if err := oneRow(s, in); err != nil {
+		return err
+	}
+	return scatter(s, in[3:4])
 }
 
 // depthwise is a k x k convolution of each of c channels alone, padded to
@@ -337,9 +391,9 @@ func runLong(ctx context.Context, b accel.Backend, mode accel.Mode, c longCase, 
 		return r, fmt.Errorf("set up %v: %w", c.shapes, err)
 	}
 	if checksIndexData(c.op) {
-		// The Session checks index data before the kernel: a full
-		// pass over it, once. Done here, the deadline falls in the
-		// kernel.
+		// The Session checks index data, and the data of checked
+		// inputs, before the kernel: a full pass over it, once. Done
+		// here, the deadline falls in the kernel.
 		w.hold = true
 		_, _, err := s.Run(ctx, c.op, c.params, in...)
 		w.hold = false
@@ -506,7 +560,7 @@ func zero(s *accel.Session, t *accel.Tensor) error {
 }
 
 func checksIndexData(op *accel.Op) bool {
-	return slices.ContainsFunc(op.Inputs, func(in accel.Input) bool { return in.Index })
+	return slices.ContainsFunc(op.Inputs, func(in accel.Input) bool { return in.Index || in.Checked })
 }
 
 // freeAll frees the tensors that are not nil.

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"math"
+	"slices"
 
 	"github.com/accelnode/accelnode/accel/conformance"
 )
@@ -69,6 +70,26 @@ func Compare(name string, got, want []float32) Diff {
 	return d
 }
 
+// CompareInts measures an i32 output got against want: only identity
+// counts, since integers have no ulps.
+func CompareInts(name string, got, want []int32) Diff {
+	d := Diff{Name: name, Elements: len(want)}
+	for i := range want {
+		if i < len(got) && got[i] == want[i] {
+			d.Identical++
+		}
+	}
+	return d
+}
+
+// compareOutput measures one output, f32 or i32, against the reference's.
+func compareOutput(got, want conformance.Tensor) Diff {
+	if want.I32 != nil || got.I32 != nil {
+		return CompareInts(want.Name, got.I32, want.I32)
+	}
+	return Compare(want.Name, got.F32, want.F32)
+}
+
 // sameBits reports whether a and b hold the same bits.
 func sameBits(a, b []float32) bool {
 	if len(a) != len(b) {
@@ -88,7 +109,7 @@ func sameOutputs(a, b []conformance.Tensor) bool {
 		return false
 	}
 	for i := range a {
-		if !sameBits(a[i].F32, b[i].F32) {
+		if !sameBits(a[i].F32, b[i].F32) || !slices.Equal(a[i].I32, b[i].I32) {
 			return false
 		}
 	}

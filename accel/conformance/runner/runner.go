@@ -454,7 +454,7 @@ func measure(ctx context.Context, cfg Config, res *Result, b, variant accel.Back
 		if !slices.Equal(got[i].Shape, want[i].Shape) {
 			return fmt.Errorf("output %s has shape %s, want %s", want[i].Name, accel.ShapeString(got[i].Shape), accel.ShapeString(want[i].Shape))
 		}
-		d := Compare(want[i].Name, got[i].F32, want[i].F32)
+		d := compareOutput(got[i], want[i])
 		res.Outputs = append(res.Outputs, d)
 		res.Elements += d.Elements
 		res.Identical += d.Identical
