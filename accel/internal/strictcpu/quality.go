@@ -85,11 +85,12 @@ func (b *Kernels) EmbeddingQuality(ctx context.Context, out, x, y, labels *accel
 	for c := range count {
 		S, good = S+sums[c], good+correct[c]
 	}
-	N, K := float64(n), float64(k)
-	T := float32(1 - float64(2*S)/(N*K*(2*N-3*K-1)))
+	// The contract's binary64 operations in its order, on integers
+	// converted exactly.
+	T := float32(1 - float64(2*S)/((float64(n)*float64(k))*float64(2*n-3*k-1)))
 	A := strictmath.NaN()
 	if L != nil {
-		A = float32(float64(good) / N)
+		A = float32(float64(good) / float64(n))
 	}
 	o := f32(out)
 	o[0], o[1] = T, A
