@@ -7,7 +7,7 @@ BIN      := bin
 EXAMPLES := matmul cnn tsne tsne-mnist mlp mnist-train mnist
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build deps test demo mnist bench clean
+.PHONY: all build deps test demo mnist tsne bench clean
 
 all: build
 
@@ -65,6 +65,12 @@ mnist: build
 	$(GO) run ./examples/mnist/model -weights $(BIN)/mnist-weights.ant -o $(BIN)/mnist.onnx
 	$(MNIST_RUN) --model mnist=$(BIN)/mnist.onnx $(BIN)/examples/mnist.wasm
 
+# All 70,000 MNIST digits (training and test) embedded by t-SNE on the node
+# with scikit-learn's defaults (examples/tsne-mnist), and the picture.
+tsne: build
+	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/tsne-mnist.wasm -- -n 70000 -out /out/tsne-mnist.csv
+	$(BIN)/accelnode plot -o $(BIN)/tsne-mnist.png $(BIN)/tsne-mnist.csv
+
 demo: build
 	$(BIN)/accelnode backends
 	@echo
@@ -85,6 +91,10 @@ demo: build
 	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/mnist-train.wasm -- -train 6000 -epochs 1 -test 2000 -out /out
 	$(GO) run ./examples/mnist/model -weights $(BIN)/mnist-weights.ant -o $(BIN)/mnist.onnx
 	$(MNIST_RUN) --model mnist=$(BIN)/mnist.onnx $(BIN)/examples/mnist.wasm
+	@echo
+	@echo
+	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/tsne-mnist.wasm -- -n 3000 -out /out/tsne-mnist.csv
+	$(BIN)/accelnode plot -o $(BIN)/tsne-mnist.png $(BIN)/tsne-mnist.csv
 	@echo
 	scripts/demo-serve.sh $(BIN)
 
