@@ -33,48 +33,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# pick prints the first interpreter that imports torch and numpy. Debian's
-# packages go to /usr/bin/python3, which need not be the python3 on PATH.
-pick() {
-	local py
-	for py in ${PYTHON:+"$PYTHON"} python3 /usr/bin/python3; do
-		if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import torch, numpy' >/dev/null 2>&1; then
-			echo "$py"
-			return 0
-		fi
-	done
-	return 1
-}
+. "$here/python-deps.sh"
 
-# install PACKAGE... installs with apt-get; it says why and returns 2 where it
-# cannot.
-install() {
-	local as=()
-	if [ "$(id -u)" != 0 ]; then
-		if ! command -v sudo >/dev/null 2>&1; then
-			echo "bench-mnist-pytorch: installing $* needs root: not root, and no sudo" >&2
-			return 2
-		fi
-		as=(sudo)
-	fi
-	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "bench-mnist-pytorch: no apt-get to install $* with" >&2
-		return 2
-	fi
-	echo "bench-mnist-pytorch: installing $* with apt-get" >&2
-	if ! "${as[@]}" apt-get update >&2 ||
-		! "${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2; then
-		echo "bench-mnist-pytorch: apt-get could not install $*" >&2
-		return 2
-	fi
-}
-
-if ! py=$(pick); then
+if ! py=$(pick torch numpy); then
 	if ! install python3-torch python3-numpy libopenblas0-pthread; then
 		echo "bench-mnist-pytorch: no PyTorch to measure: install PyTorch and NumPy for python3, or set PYTHON" >&2
 		exit 2
 	fi
-	if ! py=$(pick); then
+	if ! py=$(pick torch numpy); then
 		echo "bench-mnist-pytorch: python3-torch is installed, yet no python3 imports torch and numpy" >&2
 		exit 2
 	fi
