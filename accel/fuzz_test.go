@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"math/bits"
 	"reflect"
 	"slices"
 	"strings"
@@ -179,14 +180,30 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 	"maxpool2d": func(w []uint32) (any, bool) { return specPool2D(w), true },
 	"softmax":   func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"tsne_step": func(w []uint32) (any, bool) {
-		if w[4]&^1 != 0 {
+		if w[4]&^3 != 0 {
 			return nil, false
 		}
-		return accel.TSNEParams{
+		p := accel.TSNEParams{
 			LearningRate: math.Float32frombits(w[0]), Momentum: math.Float32frombits(w[1]),
 			Exaggeration: math.Float32frombits(w[2]), MinGain: math.Float32frombits(w[3]),
 			ComputeKL: w[4]&1 != 0,
-		}, true
+		}
+		if w[4]&2 != 0 { // theta is read only under its flag
+			p.Theta = math.Float32frombits(w[5])
+		}
+		return p, true
+	},
+	"tsne_affinities": func(w []uint32) (any, bool) {
+		if w[1] != 0 {
+			return nil, false
+		}
+		return accel.TSNEAffinitiesParams{Perplexity: math.Float32frombits(w[0])}, true
+	},
+	"embedding_quality": func(w []uint32) (any, bool) {
+		if w[0] > accel.MaxElements {
+			return nil, false
+		}
+		return accel.EmbeddingQualityParams{K: int(w[0])}, true
 	},
 	"add": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"conv2d_backward_data": func(w []uint32) (any, bool) {
@@ -229,7 +246,7 @@ func specPool2D(w []uint32) accel.Pool2DParams {
 // NaN must keep its payload.
 func sameParams(a, b any) bool {
 	switch pa := a.(type) {
-	case accel.SGDParams, accel.AdamParams:
+	case accel.SGDParams, accel.AdamParams, accel.TSNEAffinitiesParams:
 		return floatBits(pa) == floatBits(b)
 	}
 	ta, ok := a.(accel.TSNEParams)
@@ -237,9 +254,9 @@ func sameParams(a, b any) bool {
 	if !ok || !ok2 {
 		return a == b
 	}
-	bits := func(p accel.TSNEParams) [4]uint32 {
-		return [4]uint32{math.Float32bits(p.LearningRate), math.Float32bits(p.Momentum),
-			math.Float32bits(p.Exaggeration), math.Float32bits(p.MinGain)}
+	bits := func(p accel.TSNEParams) [5]uint32 {
+		return [5]uint32{math.Float32bits(p.LearningRate), math.Float32bits(p.Momentum),
+			math.Float32bits(p.Exaggeration), math.Float32bits(p.MinGain), math.Float32bits(p.Theta)}
 	}
 	return bits(ta) == bits(tb) && ta.ComputeKL == tb.ComputeKL
 }
@@ -266,6 +283,9 @@ var exampleShapes = map[string][][]int{
 	"softmax":   {{2, 3}},
 	"tsne_step": {{4}, {4}, {4}, {3, 2}, {3, 2}, {3, 2}},
 	"add":       {{2, 3}, {2, 3}},
+
+	"tsne_affinities":   {{5, 3}},
+	"embedding_quality": {{5, 3}, {5, 2}, {5}},
 
 	"conv2d_backward_data":   {{1, 4, 3, 3}, {4, 2, 3, 3}},
 	"conv2d_backward_filter": {{1, 2, 5, 5}, {1, 4, 3, 3}},
@@ -502,16 +522,60 @@ var shapeSpecs = map[string]shapeSpec{
 			return [][]int{}, validIf(len(y) == 2 && y[1] == 2 && y[0] >= 2 &&
 				slices.Equal(in[4], y) && slices.Equal(in[5], y) &&
 				slices.Equal(rowPtr, []int{y[0] + 1}) && len(cols) == 1 && slices.Equal(vals, cols) &&
-				finite(q.LearningRate) && finite(q.Momentum) && finite(q.Exaggeration) && finite(q.MinGain))
+				finite(q.LearningRate) && finite(q.Momentum) && finite(q.Exaggeration) && finite(q.MinGain) &&
+				finite(q.Theta) && q.Theta >= 0)
 		},
 		units: func(in, _ [][]int, p any) *big.Int {
-			n, e := in[3][0], in[1][0]
-			u := bigSum(big.NewInt(64), bigProd(20, n, n-1), bigProd(20, e), bigProd(40, n),
+			n, e, q := in[3][0], in[1][0], p.(accel.TSNEParams)
+			// The exact step pays for every pair; Barnes-Hut for the cells
+			// docs/abi.md charges a point, and the tree.
+			repulsion := bigProd(20, n, n-1)
+			if q.Theta > 0 {
+				cells := n - 1
+				if c := math.Ceil(16 * float64(bits.Len(uint(n))) / (float64(q.Theta) * float64(q.Theta))); c < float64(n-1) {
+					cells = int(c)
+				}
+				repulsion = bigSum(bigProd(20, n, cells), bigProd(200, n))
+			}
+			u := bigSum(big.NewInt(64), repulsion, bigProd(20, e), bigProd(40, n),
 				bigProd(4, n+1), bigProd(8, e), bigProd(48, n))
-			if p.(accel.TSNEParams).ComputeKL {
+			if q.ComputeKL {
 				u = bigSum(u, bigProd(20, e))
 			}
 			return u
+		},
+	},
+	"tsne_affinities": {
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			x, perplexity := in[0], float64(p.(accel.TSNEAffinitiesParams).Perplexity)
+			if len(x) != 2 {
+				return nil, refuse
+			}
+			n := x[0]
+			if n < 2 || x[1] < 1 || math.IsNaN(perplexity) || perplexity < 1 || perplexity >= float64(n) {
+				return nil, refuse
+			}
+			k := int(min(float64(n-1), math.Floor(3*perplexity)))
+			return [][]int{{n + 1}, {2 * n * k}, {2 * n * k}}, accept
+		},
+		units: func(in, _ [][]int, p any) *big.Int {
+			n, d := in[0][0], in[0][1]
+			k := int(min(float64(n-1), math.Floor(3*float64(p.(accel.TSNEAffinitiesParams).Perplexity))))
+			return bigSum(big.NewInt(64), bigProd(3*d+4, n, n-1), bigProd(3000, n, k), bigProd(32, n, k),
+				bigProd(4, n, d), bigProd(4, n+1), bigProd(16, n, k))
+		},
+	},
+	"embedding_quality": {
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			x, y, labels, k := in[0], in[1], in[2], p.(accel.EmbeddingQualityParams).K
+			if len(x) != 2 || len(y) != 2 || x[0] != y[0] || (labels != nil && !slices.Equal(labels, []int{x[0]})) {
+				return nil, refuse
+			}
+			return [][]int{{2}}, validIf(x[1] >= 1 && y[1] >= 1 && k >= 1 && 2*k < x[0])
+		},
+		units: func(in, _ [][]int, p any) *big.Int {
+			n, d, e, k := in[0][0], in[0][1], in[1][1], p.(accel.EmbeddingQualityParams).K
+			return bigSum(big.NewInt(64), bigProd(3*d+3*e+8, n, n-1), bigProd(4, n, k), bigProd(4, n, d+e), big.NewInt(8))
 		},
 	},
 	// add is elementwise over three tensors: one unit per element computed
