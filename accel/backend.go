@@ -79,6 +79,11 @@ type Status struct {
 // Serves reports whether the backend is available and serves mode.
 func (s Status) Serves(mode Mode) bool { return s.Available && slices.Contains(s.Modes, mode) }
 
+// ContractVersion names the version of the numerics contract
+// (docs/determinism.md) that strict mode implements. It changes whenever an
+// operation's bits change or an operation is added; receipts carry it.
+const ContractVersion = "2026-12-05"
+
 // Mode is the node's determinism mode.
 type Mode int
 
