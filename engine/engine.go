@@ -167,6 +167,7 @@ func (e *Engine) begin() error {
 type Module struct {
 	engine   *Engine
 	hash     string
+	key      string // in engine.modules: the hash, with "reactor:" before it for a reactor
 	compiled wazero.CompiledModule
 	// runs counts the runs using compiled, and forgotten says Forget was
 	// called: the code goes when both say so. Guarded by engine.mu.
@@ -175,6 +176,10 @@ type Module struct {
 	minPages  uint32
 	imports   []Import
 	exports   []string
+	// reactor is set by CompileReactor; globals are the mutable globals
+	// it exported for snapshots.
+	reactor bool
+	globals []global
 }
 
 // Import is a function a guest imports.
@@ -196,8 +201,8 @@ func (e *Engine) Forget(m *Module) {
 		return
 	}
 	m.forgotten = true
-	if c := e.modules[m.hash]; c != nil && c.mod == m {
-		delete(e.modules, m.hash)
+	if c := e.modules[m.key]; c != nil && c.mod == m {
+		delete(e.modules, m.key)
 	}
 	if m.runs == 0 {
 		m.compiled.Close(context.Background())
@@ -240,6 +245,12 @@ func (m *Module) MinMemoryPages() uint32 { return m.minPages }
 // same bytes. Concurrent calls with the same bytes compile once. Bytes that
 // are not a valid module give an error wrapping ErrMalformedModule.
 func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
+	return e.compileOnce(ctx, wasm, false)
+}
+
+// compileOnce compiles wasm as a command or a reactor, once for concurrent
+// callers and for later ones until Forget.
+func (e *Engine) compileOnce(ctx context.Context, wasm []byte, reactor bool) (*Module, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
@@ -247,11 +258,15 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 
 	sum := sha256.Sum256(wasm)
 	hash := hex.EncodeToString(sum[:])
+	key := hash
+	if reactor {
+		key = "reactor:" + hash
+	}
 	e.mu.Lock()
-	c, ok := e.modules[hash]
+	c, ok := e.modules[key]
 	if !ok {
 		c = &compilation{done: make(chan struct{})}
-		e.modules[hash] = c
+		e.modules[key] = c
 	}
 	e.mu.Unlock()
 
@@ -264,19 +279,27 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		}
 	}
 
-	c.mod, c.err = e.compile(ctx, hash, wasm)
+	c.mod, c.err = e.compile(ctx, key, hash, wasm, reactor)
 	if c.err != nil {
 		// Forget failures, so that a retry compiles again.
 		e.mu.Lock()
-		delete(e.modules, hash)
+		delete(e.modules, key)
 		e.mu.Unlock()
 	}
 	close(c.done)
 	return c.mod, c.err
 }
 
-func (e *Engine) compile(ctx context.Context, hash string, wasm []byte) (*Module, error) {
+func (e *Engine) compile(ctx context.Context, key, hash string, wasm []byte, reactor bool) (*Module, error) {
 	e.compiles.Add(1)
+	var globals []global
+	if reactor {
+		rb, err := prepareReactor(wasm)
+		if err != nil {
+			return nil, err
+		}
+		wasm, globals = rb.bin, rb.globals
+	}
 	var compiled wazero.CompiledModule
 	err := safely(func() (err error) {
 		compiled, err = e.rt.CompileModule(ctx, wasm)
@@ -293,8 +316,11 @@ func (e *Engine) compile(ctx context.Context, hash string, wasm []byte) (*Module
 	m := &Module{
 		engine:   e,
 		hash:     hash,
+		key:      key,
 		compiled: compiled,
 		minPages: minPages,
+		reactor:  reactor,
+		globals:  globals,
 	}
 	for _, f := range compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()

@@ -20,6 +20,12 @@ var (
 	// ErrForgotten: the module was dropped with Forget; compile its bytes
 	// again.
 	ErrForgotten = errors.New("module forgotten: compile it again")
+	// ErrNotReactor: CompileReactor refused the module (a command, a
+	// reserved export name, state a snapshot cannot hold).
+	ErrNotReactor = errors.New("not a reactor")
+	// ErrBadMethod: a reactor has no export of that name callable as a
+	// method, () -> () or () -> i32.
+	ErrBadMethod = errors.New("no such method")
 )
 
 // ExitError is returned when the guest exits with a non-zero code and
