@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/node"
@@ -31,8 +32,13 @@ type (
 
 // record is what the store keeps as a finished job's result.
 type record struct {
-	Result *JobResult `json:"result,omitempty"`
-	Node   JobFacts   `json:"node"`
+	Result  *JobResult            `json:"result,omitempty"`
+	Receipt *crypto.SignedReceipt `json:"receipt,omitempty"`
+	// Sealed holds, for a job sent in a session, its result and receipt
+	// sealed under the session's keys (an api.SealedAnswer); Result and
+	// Receipt are then empty.
+	Sealed []byte   `json:"sealed,omitempty"`
+	Node   JobFacts `json:"node"`
 }
 
 // view is what clients see of j: running while a worker has it.
@@ -43,7 +49,11 @@ func (s *Server) view(j store.Job) JobView {
 	}
 	var rec record
 	if len(j.Result) > 0 && json.Unmarshal(j.Result, &rec) == nil {
-		v.Result, v.Node = rec.Result, rec.Node
+		v.Result, v.Receipt, v.Sealed, v.Node = rec.Result, rec.Receipt, rec.Sealed, rec.Node
+	}
+	var sj sealedJob
+	if json.Unmarshal(j.Request, &sj) == nil && sj.Session != "" {
+		v.Session = sj.Session
 	}
 	v.Node.Attempts, v.Node.Created = j.Attempts, j.Created
 	return v
@@ -55,6 +65,9 @@ type plan struct {
 	lane   *lane
 	mode   *accel.Mode
 	limits node.Limits
+	// sealed: the job came in a session, so its outputs stay inline, to
+	// be sealed, rather than stored as blobs in the clear.
+	sealed bool
 }
 
 // check validates a request against the node and the caller's blobs.
@@ -216,7 +229,9 @@ type queued struct {
 type flight struct {
 	job  store.Job // its id, owner, key, request and creation
 	plan *plan     // the request, checked as it arrived
-	done chan struct{}
+	// session is the encrypted session a sealed job came in, or "".
+	session string
+	done    chan struct{}
 	// Once done is closed: what the run gave; stopped, where the node
 	// stopped it (nothing is recorded then); refused, where it never ran.
 	rec     record
@@ -226,7 +241,8 @@ type flight struct {
 }
 
 func (f *flight) view() JobView {
-	v := JobView{ID: f.job.ID, Status: string(f.state), Result: f.rec.Result, Node: f.rec.Node}
+	v := JobView{ID: f.job.ID, Status: string(f.state), Result: f.rec.Result, Receipt: f.rec.Receipt,
+		Session: f.session, Sealed: f.rec.Sealed, Node: f.rec.Node}
 	v.Node.Attempts, v.Node.Created = 1, f.job.Created
 	return v
 }
@@ -393,6 +409,9 @@ func (s *Server) runJob(q queued) {
 	rec.Node.Started = started
 	rec.Node.Finished = time.Now()
 	rec.Node.QueuedSeconds = started.Sub(job.Created).Seconds()
+	if q.f != nil && q.f.session != "" {
+		s.seal(job.Owner, q.f.session, &rec, state)
+	}
 	data, _ := json.Marshal(rec)
 	record := context.WithoutCancel(ctx)
 	backend, mode := rec.Node.Backend, ""
@@ -525,14 +544,17 @@ func (s *Server) execute(ctx context.Context, job store.Job, p *plan) (record, s
 		StdinSHA256:     res.StdinSHA256,
 	}
 	var perr error
-	r.Stdout, r.StdoutBlob, r.StdoutSHA256, perr = s.output(ctx, job.Owner, res.Stdout)
+	r.Stdout, r.StdoutBlob, r.StdoutSHA256, perr = s.output(ctx, job.Owner, res.Stdout, p.sealed)
 	if perr == nil {
-		r.Stderr, r.StderrBlob, r.StderrSHA256, perr = s.output(ctx, job.Owner, res.Stderr)
+		r.Stderr, r.StderrBlob, r.StderrSHA256, perr = s.output(ctx, job.Owner, res.Stderr, p.sealed)
 	}
 	if perr != nil {
 		return fail("store the output: %v", perr)
 	}
 	rec.Result = r
+	if rec.Receipt, perr = s.sign(job.ID, req, res, r); perr != nil {
+		return fail("sign the receipt: %v", perr)
+	}
 	return rec, store.Done
 }
 
@@ -544,12 +566,12 @@ func backendStatus(n *node.Node, name string) accel.Status {
 	return accel.Status{Name: name}
 }
 
-// output returns b inline when small, else stored as a blob of owner, with
-// its sha256 either way.
-func (s *Server) output(ctx context.Context, owner string, b []byte) (inline []byte, blob, hash string, err error) {
+// output returns b inline when small or to be sealed, else stored as a
+// blob of owner, with its sha256 either way.
+func (s *Server) output(ctx context.Context, owner string, b []byte, sealed bool) (inline []byte, blob, hash string, err error) {
 	sum := sha256.Sum256(b)
 	hash = hex.EncodeToString(sum[:])
-	if len(b) <= s.cfg.Limits.MaxInline {
+	if len(b) <= s.cfg.Limits.MaxInline || sealed {
 		return b, "", hash, nil
 	}
 	info, err := s.cfg.Store.PutBlob(context.WithoutCancel(ctx), owner, bytes.NewReader(b), int64(len(b)))

@@ -43,6 +43,9 @@ var problemTypes = map[string]struct {
 	"over-limit":        {http.StatusUnprocessableEntity, "The job asks for more than this node allows"},
 	"queue-full":        {http.StatusTooManyRequests, "The backend's queue is full"},
 	"quota":             {http.StatusTooManyRequests, "The API key's quota is used up"},
+	"session-expired":   {http.StatusGone, "The encrypted session has expired"},
+	"replay":            {http.StatusConflict, "The sealed message was received before"},
+	"bad-seal":          {http.StatusBadRequest, "The sealed message failed authentication"},
 	"unavailable":       {http.StatusServiceUnavailable, "The node is not accepting work"},
 	"internal":          {http.StatusInternalServerError, "The node failed"},
 }

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server/oip"
 	"github.com/accelnode/accelnode/store"
@@ -36,6 +37,12 @@ type Config struct {
 	Logger  *slog.Logger
 	// Version is reported by /v1/info and in metrics.
 	Version string
+	// Identity signs the jobs' receipts; nil makes a key for this run only
+	// (the CLI keeps one in the data directory).
+	Identity *crypto.Identity
+	// SessionTTL is how long an encrypted session lives unless its client
+	// asks for less; 0 is crypto's default, 300 s.
+	SessionTTL time.Duration
 }
 
 // Limits bound what clients may send and ask for.
@@ -45,6 +52,8 @@ type Limits struct {
 	MaxBlob   int64 // a blob put in one request
 	MaxUpload int64 // a resumable upload's total size
 	MaxChunk  int64 // one upload chunk
+	// MaxSealed is a sealed request's body: its input travels inside it.
+	MaxSealed int64
 	// MaxInline is the largest output returned inside a job's result;
 	// larger output is stored as a blob.
 	MaxInline int
@@ -71,6 +80,7 @@ func DefaultLimits() Limits {
 		MaxBlob:    256 << 20,
 		MaxUpload:  4 << 30,
 		MaxChunk:   64 << 20,
+		MaxSealed:  64 << 20,
 		MaxInline:  64 << 10,
 		MaxWait:    60 * time.Second,
 		Queue:      256,
@@ -86,6 +96,7 @@ func (l *Limits) fill() {
 	for _, f := range []struct{ v, def *int64 }{
 		{&l.MaxBody, &d.MaxBody}, {&l.MaxModule, &d.MaxModule}, {&l.MaxBlob, &d.MaxBlob},
 		{&l.MaxUpload, &d.MaxUpload}, {&l.MaxChunk, &d.MaxChunk}, {&l.Quota.Bytes, &d.Quota.Bytes},
+		{&l.MaxSealed, &d.MaxSealed},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -125,6 +136,8 @@ type Server struct {
 	waiters map[string]chan struct{}
 	modules *moduleCache
 	flights map[string]*flight // invokes under way, by key and Idempotency-Key
+
+	sessions *crypto.Sessions
 }
 
 // New makes a server, registers the models of its catalog with the node,
@@ -145,7 +158,16 @@ func New(cfg Config) (*Server, error) {
 		waiters: map[string]chan struct{}{},
 		flights: map[string]*flight{},
 	}
+	if s.cfg.Identity == nil {
+		id, err := crypto.NewIdentity()
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.cfg.Identity = id
+	}
+	s.sessions = crypto.NewSessions(crypto.SessionsConfig{TTL: cfg.SessionTTL})
 	s.runCtx, s.stopRun = context.WithCancelCause(context.Background())
+	go s.sweepSessions(s.runCtx)
 	s.modules = newModuleCache(cfg.Limits.Modules, cfg.Node.Forget)
 	s.metrics = newMetrics(s)
 	var err error
@@ -228,7 +250,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	done := make(chan struct{})
-	go func() { s.workers.Wait(); close(done) }()
+	go func() {
+		s.workers.Wait()
+		s.sessions.Close() // the last sealed job has sealed its answer
+		s.stopRun(errShutdown)
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil
@@ -278,6 +305,12 @@ func (s *Server) routes() http.Handler {
 	api("GET /v1/jobs/{id}/result", s.getResult)
 	api("DELETE /v1/jobs/{id}", s.cancelJob)
 	api("POST /v1/invoke", s.invoke)
+	api("GET /v1/jobs/{id}/receipt", s.getReceipt)
+	api("GET /v1/node", s.nodeIdentity)
+	api("POST /v1/sessions", s.createSession)
+	api("GET /v1/sessions/{id}", s.getSession)
+	api("DELETE /v1/sessions/{id}", s.endSession)
+	api("POST /v1/sessions/{id}/invoke", s.sealedInvoke)
 
 	// The Open Inference Protocol: health answers anyone, like /livez;
 	// the rest needs the invoke scope.

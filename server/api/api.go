@@ -3,7 +3,11 @@
 // server/openapi/v1.json is their OpenAPI document.
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/accelnode/accelnode/crypto"
+)
 
 // JobRequest is the body of POST /v1/jobs and POST /v1/invoke.
 type JobRequest struct {
@@ -78,7 +82,62 @@ type Job struct {
 	ID     string     `json:"id"`
 	Status string     `json:"status"`
 	Result *JobResult `json:"result,omitempty"`
-	Node   JobFacts   `json:"node"`
+	// Receipt is the node's signed statement of what the job computed,
+	// once it is done.
+	Receipt *crypto.SignedReceipt `json:"receipt,omitempty"`
+	// Session and Sealed belong to a job sent in an encrypted session: its
+	// result and receipt travel only in Sealed (a SealedAnswer under the
+	// session's keys), never in the clear.
+	Session string   `json:"session,omitempty"`
+	Sealed  []byte   `json:"sealed,omitempty"`
+	Node    JobFacts `json:"node"`
+}
+
+// NodeIdentity is the answer of GET /v1/node: who signs this node's
+// receipts, and under which versions of the contract and the ABI.
+type NodeIdentity struct {
+	// PublicKey is the node's Ed25519 key (32 bytes, base64), Fingerprint
+	// its SHA256 fingerprint as the node prints it at start.
+	PublicKey   []byte `json:"public_key"`
+	Fingerprint string `json:"fingerprint"`
+	// Contract is the numerics contract's version (docs/determinism.md).
+	Contract string `json:"contract"`
+	ABI      int    `json:"abi"`
+	Version  string `json:"version"`
+}
+
+// SessionRequest is the body of POST /v1/sessions.
+type SessionRequest struct {
+	// PublicKey is the client's X25519 public key (32 bytes, base64).
+	PublicKey []byte `json:"public_key"`
+	// TTL, a duration ("300s"), is how long the session lives; empty is
+	// the node's default.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Session is an encrypted session: its id, and the node's public key for
+// it, with which the client seals its requests (NaCl box).
+type Session struct {
+	ID        string    `json:"id"`
+	PublicKey []byte    `json:"public_key"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Sealed carries bytes sealed in a session: a 24-byte nonce, then the
+// NaCl box. It is the body of POST /v1/sessions/{id}/invoke, whose
+// plaintext is a JobRequest, and of its answer, whose plaintext is a
+// SealedAnswer.
+type Sealed struct {
+	Job    string `json:"job,omitempty"`
+	Sealed []byte `json:"sealed"`
+}
+
+// SealedAnswer is the plaintext of a sealed answer: the result and its
+// receipt, or the problem that stopped the job.
+type SealedAnswer struct {
+	Result  *JobResult            `json:"result,omitempty"`
+	Receipt *crypto.SignedReceipt `json:"receipt,omitempty"`
+	Problem *Problem              `json:"problem,omitempty"`
 }
 
 // Ended reports whether the job has finished, failed or been cancelled.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server"
@@ -26,6 +28,10 @@ type Options struct {
 	Limits server.Limits
 	// Keys, where set, adds API keys before the server starts.
 	Keys func(*server.Keys)
+	// Mode is the node's determinism mode (strict where not set).
+	Mode accel.Mode
+	// SessionTTL is the encrypted sessions' lifetime; 0 is the default.
+	SessionTTL time.Duration
 }
 
 // Server is a running server.
@@ -53,7 +59,7 @@ func Start(tb testing.TB, o Options) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n, err := node.Open(context.Background(), node.Config{Backend: o.Backend, CacheDir: guesttest.CacheDir()})
+	n, err := node.Open(context.Background(), node.Config{Backend: o.Backend, Mode: o.Mode, CacheDir: guesttest.CacheDir()})
 	if err != nil {
 		st.Close()
 		tb.Fatal(err)
@@ -65,8 +71,12 @@ func Start(tb testing.TB, o Options) *Server {
 	if o.Keys != nil {
 		o.Keys(keys)
 	}
+	identity, _, err := crypto.LoadOrCreateIdentity(o.Dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	srv, err := server.New(server.Config{Node: n, Store: st, Keys: keys, Catalog: filepath.Join(o.Dir, "models.json"),
-		Limits: o.Limits, Version: "test"})
+		Limits: o.Limits, Version: "test", Identity: identity, SessionTTL: o.SessionTTL})
 	if err != nil {
 		n.Close()
 		st.Close()
