@@ -189,6 +189,7 @@ func submitCommand(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	tensorMemory := flags.String("tensor-memory", "", "limit on the tensors the guest holds; empty is the node's")
 	stdinFlag := flags.String("stdin", "", "file whose bytes are the guest's standard input, or - for this command's; none by default")
 	idem := flags.String("idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
+	replicas := flags.String("replicas", "", "run the job on each of these nodes (URLs, comma-separated), in strict mode unless --mode says otherwise, and compare the outputs their signed receipts name")
 	var envs, models listFlag
 	flags.Var(&envs, "env", "set a guest environment variable KEY=VALUE (repeatable)")
 	flags.Var(&models, "model", "a model registered on the node that the guest opens (repeatable)")
@@ -203,12 +204,15 @@ func submitCommand(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	if len(guestArgs) > 0 && guestArgs[0] == "--" {
 		guestArgs = guestArgs[1:]
 	}
+	req := api.JobRequest{Args: guestArgs, Env: envs, Models: models, Backend: *backend, Mode: *mode,
+		Timeout: *timeout, Budget: *budget, Memory: *memory, TensorMemory: *tensorMemory}
+	if *replicas != "" {
+		return submitReplicated(ctx, set, strings.Split(*replicas, ","), req, module, *stdinFlag, stdin, stdout, stderr)
+	}
 	c, err := dial(set)
 	if err != nil {
 		return err
 	}
-	req := api.JobRequest{Args: guestArgs, Env: envs, Models: models, Backend: *backend, Mode: *mode,
-		Timeout: *timeout, Budget: *budget, Memory: *memory, TensorMemory: *tensorMemory}
 
 	// The module: a file, sent first (the node keeps it by its sha256), or
 	// the sha256 of one the node holds.
@@ -263,6 +267,41 @@ func submitCommand(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		return err
 	}
 	return guestOutput(ctx, c, job, stdout, stderr)
+}
+
+// submitReplicated is submit --replicas: the same job on several nodes.
+func submitReplicated(ctx context.Context, set *settings, urls []string, req api.JobRequest, module, stdinFile string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if req.Mode == "" {
+		req.Mode = "strict" // only strict results are promised to agree
+	}
+	for i := range urls {
+		urls[i] = strings.TrimSpace(urls[i])
+	}
+	wasm, err := files.ReadRegular(module, maxModuleBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && isSHA256(module):
+		req.Module, wasm = module, nil
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintln(stderr, "accelnode:", err)
+		return exitError{exitNotFound}
+	case err != nil:
+		return err
+	default:
+		sum := sha256.Sum256(wasm)
+		req.Module = hex.EncodeToString(sum[:])
+	}
+	var in []byte
+	switch stdinFile {
+	case "":
+	case "-":
+		in, err = io.ReadAll(stdin)
+	default:
+		in, err = files.ReadRegular(stdinFile, maxModuleBytes)
+	}
+	if err != nil {
+		return fmt.Errorf("--stdin: %w", err)
+	}
+	return submitReplicas(ctx, set, urls, req, wasm, in, stdout)
 }
 
 // maxInlineStdin is the most standard input sent inside the job request;

@@ -43,7 +43,10 @@ Usage:
                                                    and register it; --resume ID continues an upload
   accelnode submit [flags] MODULE.wasm|SHA256 [-- ARGS...]
                                                    run a guest on a node and print the job's id; with
-                                                   --wait, its output and exit code, as run does
+                                                   --wait, its output and exit code, as run does;
+                                                   --replicas URL,URL,... compares nodes' receipts
+  accelnode receipt verify [--node FP] FILE | receipt get JOB
+                                                   check a job's signed receipt, or fetch one
   accelnode job [--wait] ID | job cancel ID | job list
                                                    show, wait for, cancel or list a node's jobs
   accelnode models [--format table|json] [NAME]    list a node's models, or describe one
@@ -151,6 +154,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return keysCommand(args[1:], stdout, stderr)
 	case "upload":
 		return uploadCommand(ctx, args[1:], stdout, stderr)
+	case "receipt":
+		return receiptCommand(ctx, args[1:], stdin, stdout, stderr)
 	case "submit":
 		return submitCommand(ctx, args[1:], stdin, stdout, stderr)
 	case "job":

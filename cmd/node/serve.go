@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server"
@@ -42,6 +43,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	readTimeout := flags.Duration("read-timeout", 5*time.Minute, "longest time to read a request, body included; slower clients are cut off")
 	writeTimeout := flags.Duration("write-timeout", 2*time.Minute, "longest time to write an answer, beyond the waits a request asks for")
 	logFormat := flags.String("log-format", "json", "log format on stderr: json or text")
+	sessionTTL := flags.Duration("session-ttl", 300*time.Second, "how long an encrypted session lives; clients may ask for less")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
@@ -103,6 +105,16 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	limits.Job = cfg.Limits
+	if *sessionTTL <= 0 {
+		return fmt.Errorf("--session-ttl: %v (want a positive duration)", *sessionTTL)
+	}
+	identity, created, err := crypto.LoadOrCreateIdentity(dataDir)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("made the node's identity key", "file", filepath.Join(dataDir, crypto.IdentityFile))
+	}
 	st, err := store.Open(filepath.Join(dataDir, "store"), store.Options{})
 	if err != nil {
 		return err
@@ -115,7 +127,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	defer n.Close()
 	srv, err := server.New(server.Config{
 		Node: n, Store: st, Keys: keys, Catalog: filepath.Join(dataDir, "models.json"),
-		Limits: limits, Logger: log, Version: buildVersion(),
+		Limits: limits, Logger: log, Version: buildVersion(), Identity: identity, SessionTTL: *sessionTTL,
 	})
 	if err != nil {
 		return err
@@ -145,7 +157,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		hs.Protocols.SetUnencryptedHTTP2(true) // h2c
 	}
 	log.Info("serving", "url", scheme+"://"+ln.Addr().String(), "data", dataDir, "backend", n.Backend().Name(),
-		"mode", cfg.Mode.String(), "keys", keys.Len())
+		"mode", cfg.Mode.String(), "keys", keys.Len(), "fingerprint", identity.Fingerprint())
 
 	served := make(chan error, 1)
 	go func() {
