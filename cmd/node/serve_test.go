@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/accelnode/accelnode/crypto"
 )
 
 // syncBuffer is a log that a test reads while the server writes it.
@@ -80,6 +85,49 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), `"msg":"stopped"`) {
 		t.Errorf("no stop in the log:\n%s", log.String())
+	}
+}
+
+// TestServeIdentity: the first start makes the identity key, mode 0600,
+// and logs its fingerprint; a corrupt key file stops the start with an
+// error naming it, and is left as it was.
+func TestServeIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var log syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--backend", "ref"}, strings.NewReader(""), &log, &log)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); !servingURL.MatchString(log.String()) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	key := filepath.Join(dir, crypto.IdentityFile)
+	st, err := os.Stat(key)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("identity key %s: %v, mode %v; want mode 0600", key, err, st)
+	}
+	id, _, err := crypto.LoadOrCreateIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), `"fingerprint":"`+id.Fingerprint()+`"`) {
+		t.Errorf("serve did not log the fingerprint %s:\n%s", id.Fingerprint(), log.String())
+	}
+
+	corrupt := []byte("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+	if err := os.WriteFile(key, corrupt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	err = run(context.Background(), []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--backend", "ref"}, strings.NewReader(""), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), key) {
+		t.Errorf("serve with a corrupt key file: %v, want an error naming %s", err, key)
+	}
+	if after, _ := os.ReadFile(key); !bytes.Equal(after, corrupt) {
+		t.Errorf("the corrupt key file was changed")
 	}
 }
 
