@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -31,10 +32,17 @@ func receiptCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprint(stderr, `Usage:
   accelnode receipt verify [--node FINGERPRINT] FILE|-
-      check a job's signed receipt: its signature, and with --node who signed it
+      check a job's signed receipt: its signature, and with --node who signed it;
+      exits 1 when the receipt does not hold
+  -node FINGERPRINT
+      the fingerprint (SHA256:...) of the node that must have signed it
   accelnode receipt get [flags] JOB
       print the signed receipt of a finished job, as the node sent it
+      ('accelnode receipt get --help' lists its flags: --node URL, --api-key)
 `)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+			return flag.ErrHelp
+		}
 		return exitError{exitNode}
 	}
 	flags, _ := newCommand("receipt verify", "receipt verify [--node FINGERPRINT] FILE|-", stderr)
