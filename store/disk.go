@@ -26,6 +26,7 @@ import (
 //	store.db          the bbolt database: blob references, uploads, jobs, usage
 //	blobs/ab/cdef...  each blob, named by its sha256, read-only once written
 //	uploads/<id>      the staging file of an upload in progress
+//	actors/           actors' modules and snapshots (actors.go)
 //	tmp/              files being written; emptied at open
 const (
 	dbName     = "store.db"
@@ -44,7 +45,10 @@ var (
 	bucketJobIndex = []byte("jobindex") // owner 0 seq (8 bytes, big-endian) → id
 	bucketIdem     = []byte("idem")     // owner 0 idempotency key → id
 	bucketUsage    = []byte("usage")    // owner → Usage
-	allBuckets     = [][]byte{bucketBlobs, bucketRefs, bucketUploads, bucketJobs, bucketJobIndex, bucketIdem, bucketUsage}
+	// actors.go
+	bucketActors       = []byte("actors")       // owner 0 id → actorRecord
+	bucketActorModules = []byte("actormodules") // sha256 → actors that run it (8 bytes, big-endian)
+	allBuckets         = [][]byte{bucketBlobs, bucketRefs, bucketUploads, bucketJobs, bucketJobIndex, bucketIdem, bucketUsage, bucketActors, bucketActorModules}
 )
 
 // Options configure Open.
@@ -165,6 +169,9 @@ func (d *Disk) init() error {
 		return err
 	}
 	if err := d.sweepUploads(); err != nil {
+		return err
+	}
+	if err := d.sweepActors(); err != nil {
 		return err
 	}
 	return d.sweepBlobs()

@@ -1,5 +1,6 @@
 // Package store keeps what a node accepts: blobs (modules, models, job inputs
-// and outputs), resumable uploads and job records, each owned by API keys.
+// and outputs), resumable uploads, job records and actors, each owned by API
+// keys.
 //
 // Store is the interface the server uses. Disk, opened by Open, is the
 // embedded default: blobs in a content-addressed directory and records in a
@@ -85,13 +86,16 @@ type Store interface {
 	// Usage reports what owner holds, for quota checks.
 	Usage(ctx context.Context, owner string) (Usage, error)
 
+	// ActorStore keeps actors' records, modules and snapshots.
+	ActorStore
+
 	// Close releases the store.
 	Close() error
 }
 
 // Errors a caller can test with errors.Is; a server maps them onto statuses.
 var (
-	// ErrNotFound: no such blob, upload or job for this owner.
+	// ErrNotFound: no such blob, upload, job or actor for this owner.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the request contradicts what is stored (a chunk that
 	// differs from bytes received, an idempotency key reused for another
