@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -40,6 +41,17 @@ func Path(tb testing.TB, pkg string) string {
 	return get(tb, pkg).path
 }
 
+// BuildReactor is like Build for a reactor guest, an actor: the package
+// is built with -buildmode=c-shared, so that it exports _initialize and its
+// //go:wasmexport functions instead of _start.
+func BuildReactor(tb testing.TB, pkg string) []byte {
+	tb.Helper()
+	return get(tb, reactorPrefix+pkg).wasm
+}
+
+// reactorPrefix marks a reactor build among the builds.
+const reactorPrefix = "reactor:"
+
 func get(tb testing.TB, pkg string) *build {
 	tb.Helper()
 	v, _ := builds.LoadOrStore(pkg, new(build))
@@ -58,6 +70,10 @@ func get(tb testing.TB, pkg string) *build {
 const PrebuiltEnv = "ACCELNODE_TEST_GUESTS"
 
 func compile(pkg string) (string, []byte, error) {
+	args := []string{"build"}
+	if p, ok := strings.CutPrefix(pkg, reactorPrefix); ok {
+		pkg, args = p, append(args, "-buildmode=c-shared")
+	}
 	if dir := os.Getenv(PrebuiltEnv); dir != "" {
 		path := filepath.Join(dir, filepath.Base(pkg)+".wasm")
 		wasm, err := os.ReadFile(path)
@@ -77,11 +93,11 @@ func compile(pkg string) (string, []byte, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, fmt.Errorf("create build directory: %w", err)
 	}
-	sum := sha256.Sum256([]byte(pkg))
+	sum := sha256.Sum256([]byte(strings.Join(append(args, pkg), " ")))
 	out := filepath.Join(dir, filepath.Base(pkg)+"-"+hex.EncodeToString(sum[:6])+".wasm")
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 
-	cmd := exec.Command(goBin, "build", "-o", tmp, pkg)
+	cmd := exec.Command(goBin, append(args, "-o", tmp, pkg)...)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if output, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
