@@ -340,6 +340,8 @@ var documentedErrnos = map[string][]abi.Errno{
 	"model_info":     {abi.EBADHANDLE, abi.EFAULT, abi.ETOOSMALL},
 	"model_run": {abi.EBADHANDLE, abi.EINVAL, abi.ESHAPE, abi.EFAULT, abi.EUNSUPPORTED, abi.ENOMEM,
 		abi.ELIMIT, abi.EBUDGET, abi.ECANCELED},
+	"call_input": {abi.EUNSUPPORTED, abi.EFAULT, abi.ETOOSMALL, abi.EBUDGET},
+	"call_reply": {abi.EUNSUPPORTED, abi.ELIMIT, abi.EFAULT, abi.EBUDGET},
 }
 
 // opErrnos are those of every operation that returns a tensor.
@@ -359,7 +361,7 @@ func errnosOf(t *testing.T, name string) []abi.Errno {
 
 // lengthArg is the argument that names where copyOut writes a length, which
 // a call failing with ETOOSMALL does.
-var lengthArg = map[string]int{"info": 2, "last_error": 2, "model_info": 3}
+var lengthArg = map[string]int{"info": 2, "last_error": 2, "model_info": 3, "call_input": 2}
 
 const (
 	fuzzTensorBytes = 64 << 10 // the instance's tensor memory
@@ -407,7 +409,7 @@ func newFuzzModels() (*models.Registry, error) {
 
 // The guest state every FuzzHostCall iteration starts from: tensors for
 // each operation, handles 1 to 14 (13 freed), and models "pair" and "relu"
-// open as model handles 1 and 2.
+// open as model handles 1 and 2, in an actor call with a payload.
 const firstFreeHandle = 15
 
 type fuzzTensor struct {
@@ -478,6 +480,8 @@ func newFuzzInstance(t *testing.T, logs *bytes.Buffer, next uint32) *Instance {
 	}
 	in.nextModel = 3
 	in.next = next
+	// As in a method of an actor, so that call_input and call_reply work.
+	in.actor = &actorCall{input: []byte("the payload of an actor call")}
 	if next != 0 {
 		in.next = max(next, firstFreeHandle)
 	}

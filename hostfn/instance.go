@@ -79,6 +79,12 @@ type Instance struct {
 	// session's charger meters against it.
 	ctx  context.Context
 	call call
+
+	// actor is the payload and reply of the actor call in progress, or
+	// nil outside one. touched, in an Actor's instance, holds the handles
+	// whose tensors may have changed since its last Commit (actor.go).
+	actor   *actorCall
+	touched map[uint32]struct{}
 }
 
 // NewInstance prepares the accel state for one guest invocation. It fails

@@ -64,7 +64,7 @@ func Functions() []string {
 }
 
 // functions are the imports in docs/abi.md's order: the tensor calls, one
-// import per operation of the op table, then models and the node.
+// import per operation of the op table, then models, the node and actors.
 var functions = slices.Concat(
 	[]function{
 		{name: "tensor_create", params: []string{"dtype", "shape_ptr", "rank", "out_handle_ptr"}, run: tensorCreate},
@@ -83,6 +83,7 @@ var functions = slices.Concat(
 		{name: "model_info", params: []string{"model", "buf_ptr", "buf_len", "out_len_ptr"}, run: modelInfo},
 		{name: "model_run", params: []string{"model", "inputs_ptr", "n_inputs", "outputs_ptr", "n_outputs"}, run: modelRun},
 	},
+	actorFunctions,
 )
 
 // opFunctions makes an import of every operation from its description. Its
@@ -232,6 +233,7 @@ func tensorWrite(c *call) error {
 	if err != nil {
 		return err
 	}
+	c.in.touch(c.u32(0))
 	return c.in.session.Write(t, first, src)
 }
 
@@ -252,6 +254,7 @@ func tensorReshape(c *call) error {
 	if err != nil {
 		return err
 	}
+	c.in.touch(c.u32(0))
 	return c.in.session.Reshape(t, shape)
 }
 
@@ -318,6 +321,11 @@ func opCall(c *call, op *accel.Op) error {
 			if scalarSlot, err = c.view(ptr, 4, op.Scalar); err != nil {
 				return err
 			}
+		}
+	}
+	for i, spec := range op.Inputs {
+		if spec.InPlace {
+			c.in.touch(c.u32(i)) // each input takes one argument
 		}
 	}
 	outs, scalar, err := c.in.session.Run(c.ctx, op, p, in...)
