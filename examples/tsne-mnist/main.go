@@ -9,13 +9,19 @@
 // run for run.
 //
 // It reads the MNIST files from a preopened directory: the first -n digits
-// of the 60,000 training digits followed by the 10,000 test digits. It
-// prints the KL divergence, the trustworthiness and k-NN accuracy of the
-// embedding, the time of each phase and the sha256 of the embedding; in
-// strict mode the hash is the same on every backend and thread count. With
-// -out it writes the embedding and the labels as CSV.
+// of the 60,000 training digits followed by the 10,000 test digits. With
+// -data - it reads its points from stdin instead (points.go): a CSV of
+// label,x1,...,xD lines, or the binary form the node's web page sends. It
+// prints the KL divergence every 50 iterations on stderr, as
+// "kl: iteration=50 kl=3.2101 grad_norm=0.0123 seconds=0.84", then the
+// trustworthiness and k-NN accuracy of the embedding, the time of each phase
+// and the sha256 of the embedding; in strict mode the hash is the same on
+// every backend and thread count. With -out it writes the embedding and the
+// labels as CSV (x,y,label); with -out - the CSV goes to stdout and the
+// summary to stderr.
 //
 //	accelnode run --dir .deps/mnist:/data:ro --dir bin:/out bin/examples/tsne-mnist.wasm -- -n 10000 -out /out/tsne.csv
+//	accelnode run bin/examples/tsne-mnist.wasm -- -data - -pca 0 -out - < points.csv > embedding.csv
 package main
 
 import (
@@ -49,8 +55,8 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.data, "data", "/data", "directory holding the MNIST files")
-	flag.IntVar(&c.n, "n", 10000, "digits embedded: the training digits, then the test digits (at most 70000)")
+	flag.StringVar(&c.data, "data", "/data", "directory holding the MNIST files; - reads the points from stdin")
+	flag.IntVar(&c.n, "n", 10000, "digits embedded: the training digits, then the test digits (at most 70000); with -data -, every point read")
 	flag.IntVar(&c.pca, "pca", 50, "principal components the data is reduced to first; 0 embeds the pixels")
 	flag.Float64Var(&c.perplexity, "perplexity", 30, "perplexity of the input affinities")
 	flag.Float64Var(&c.theta, "theta", 0.5, "Barnes-Hut angle; 0 runs the exact O(N²) gradient")
@@ -60,8 +66,8 @@ func main() {
 	flag.Float64Var(&c.lr, "lr", 0, "learning rate; 0 is scikit-learn's auto, max(N / exaggeration / 4, 50)")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the PCA's random start")
 	flag.IntVar(&c.qualityK, "quality-k", 10, "neighbours of the trustworthiness and k-NN accuracy; 0 skips them")
-	flag.StringVar(&c.out, "out", "", "write the embedding and labels to this CSV file (x,y,label)")
-	flag.BoolVar(&c.verbose, "v", false, "print progress every 50 iterations on stderr")
+	flag.StringVar(&c.out, "out", "", "write the embedding and labels to this CSV file (x,y,label); - writes it to stdout")
+	flag.BoolVar(&c.verbose, "v", false, "print the PCA and the affinities' progress on stderr")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "tsne-mnist:", err)
@@ -85,23 +91,33 @@ const (
 	minGain     = 0.01
 )
 
-func run(c config) error {
+// fits checks the flags that depend on the data: its c.n points of dim
+// dimensions.
+func (c config) fits(dim int) error {
 	switch {
-	case c.n < 2 || c.n > maxDigits:
-		return fmt.Errorf("-n %d: want 2 to %d digits", c.n, maxDigits)
-	case c.pca < 0 || c.pca > side:
-		return fmt.Errorf("-pca %d: want 0 to %d", c.pca, side)
+	case c.n < 2:
+		return fmt.Errorf("%d points: want at least 2", c.n)
+	case c.pca < 0 || c.pca > dim:
+		return fmt.Errorf("-pca %d: want 0 to %d, the points' dimensions", c.pca, dim)
+	case c.pca == 0 && dim < 2:
+		return fmt.Errorf("the points have %d dimension: want at least 2", dim)
 	case !(c.perplexity >= 1) || c.perplexity >= float64(c.n):
-		return fmt.Errorf("-perplexity %g: want at least 1 and below -n", c.perplexity)
-	case c.iters < 1 || c.exIters < 0:
-		return errors.New("-iters must be positive and -exaggeration-iters not negative")
+		return fmt.Errorf("-perplexity %g: want at least 1 and below the %d points", c.perplexity, c.n)
 	case c.qualityK < 0 || 2*c.qualityK >= c.n:
-		return fmt.Errorf("-quality-k %d: want 0 (none) or at least 1 and below n/2", c.qualityK)
-	case !(c.theta >= 0) || !(c.exaggeration > 0) || !(c.lr >= 0):
-		return errors.New("-theta, -exaggeration and -lr must be finite and not negative")
+		return fmt.Errorf("-quality-k %d: want 0 (none) or at least 1 and below half the %d points", c.qualityK, c.n)
 	}
-	if c.lr == 0 {
-		c.lr = max(float64(c.n)/c.exaggeration/4, 50)
+	return nil
+}
+
+func run(c config) error {
+	if c.data != "-" && (c.n < 2 || c.n > maxDigits) {
+		return fmt.Errorf("-n %d: want 2 to %d digits", c.n, maxDigits)
+	}
+	if c.iters < 1 || c.exIters < 0 {
+		return errors.New("-iters must be positive and -exaggeration-iters not negative")
+	}
+	if !(c.theta >= 0) || !(c.exaggeration > 0) || !(c.lr >= 0) {
+		return errors.New("-theta, -exaggeration and -lr must be finite and not negative")
 	}
 	info, err := guest.Info()
 	if err != nil {
@@ -110,11 +126,26 @@ func run(c config) error {
 	var t phases
 	start := time.Now()
 
-	x, labels, err := load(c.data, c.n)
+	var x guest.Tensor
+	var labels []int32
+	dim := side
+	if c.data == "-" {
+		x, labels, dim, err = readPoints(os.Stdin)
+	} else {
+		x, labels, err = load(c.data, c.n)
+	}
 	if err != nil {
 		return err
 	}
+	c.n = len(labels)
+	if err := c.fits(dim); err != nil {
+		x.Free()
+		return err
+	}
 	t.load = time.Since(start)
+	if c.lr == 0 {
+		c.lr = max(float64(c.n)/c.exaggeration/4, 50)
+	}
 
 	// The data t-SNE sees (the projection, or the pixels with -pca 0) and
 	// the start, scikit-learn's init="pca" on it.
@@ -189,13 +220,18 @@ func run(c config) error {
 	t.quality = time.Since(mark)
 	t.total = time.Since(start)
 
-	fmt.Printf("tsne: n=%d pca=%d evr=%.4f perplexity=%g theta=%g lr=%.6g exaggeration=%g nnz=%d iters=%d kl=%.4f%s backend=%s mode=%s\n",
+	// The summary goes to stdout, unless the embedding went there.
+	report := os.Stdout
+	if c.out == "-" {
+		report = os.Stderr
+	}
+	fmt.Fprintf(report, "tsne: n=%d pca=%d evr=%.4f perplexity=%g theta=%g lr=%.6g exaggeration=%g nnz=%d iters=%d kl=%.4f%s backend=%s mode=%s\n",
 		c.n, c.pca, evr, c.perplexity, c.theta, c.lr, c.exaggeration, nnz, iters, kl, quality, info.Backend, info.Mode)
-	fmt.Printf("time: load=%.2fs pca=%.2fs affinities=%.2fs optimise=%.2fs quality=%.2fs total=%.2fs\n",
+	fmt.Fprintf(report, "time: load=%.2fs pca=%.2fs affinities=%.2fs optimise=%.2fs quality=%.2fs total=%.2fs\n",
 		t.load.Seconds(), t.pca.Seconds(), t.affinities.Seconds(), t.optimise.Seconds(), t.quality.Seconds(), t.total.Seconds())
-	fmt.Printf("embedding sha256 %s\n", hash(y))
-	if c.out != "" {
-		fmt.Printf("wrote %s\n", c.out)
+	fmt.Fprintf(report, "embedding sha256 %s\n", hash(y))
+	if c.out != "" && c.out != "-" {
+		fmt.Fprintf(report, "wrote %s\n", c.out)
 	}
 	return nil
 }
@@ -379,9 +415,7 @@ func optimise(st guest.TSNEState, c config) (float32, int, error) {
 				return 0, 0, err
 			}
 			norm := gradNorm(uOld, uNew, s.momentum, p.LearningRate)
-			if c.verbose {
-				fmt.Fprintf(os.Stderr, "iteration %d: kl=%.4f grad_norm=%.3g (%.1fs)\n", it+1, kl, norm, time.Since(start).Seconds())
-			}
+			fmt.Fprintf(os.Stderr, "kl: iteration=%d kl=%.4f grad_norm=%.3g seconds=%.2f\n", it+1, kl, norm, time.Since(start).Seconds())
 			stop := false
 			if kl < best {
 				best, bestIt = kl, it
@@ -416,11 +450,14 @@ func gradNorm(uOld, uNew []float32, momentum, lr float32) float64 {
 }
 
 // writeCSV writes one line per point: x, y (shortest float32 forms, which
-// read back to the same bits) and the label.
+// read back to the same bits) and the label; path - is stdout.
 func writeCSV(path string, y []float32, labels []int32) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
+	f := os.Stdout
+	if path != "-" {
+		var err error
+		if f, err = os.Create(path); err != nil {
+			return err
+		}
 	}
 	w := bufio.NewWriter(f)
 	w.WriteString("x,y,label\n")
@@ -438,6 +475,9 @@ func writeCSV(path string, y []float32, labels []int32) error {
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return err
+	}
+	if path == "-" {
+		return nil
 	}
 	return f.Close()
 }

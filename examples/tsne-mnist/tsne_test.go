@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -153,4 +154,98 @@ func embeddingHash(y []float32) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestStdin embeds points read from stdin (-data -) in the three forms the
+// guest reads: CSV, and the binary form with f32 and with u8 values. The
+// same values must give the same embedding, written to stdout (-out -)
+// with the labels in order, and the KL divergence must come on stderr
+// every 50 iterations.
+func TestStdin(t *testing.T) {
+	wasm := guesttest.Build(t, "github.com/accelnode/accelnode/examples/tsne-mnist")
+	nd, err := node.Open(context.Background(), node.Config{Backend: "ref", Mode: accel.Strict})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	m, err := nd.Compile(context.Background(), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three clusters of 40 points in 6 dimensions, u8 values as pixels are.
+	const n, d = 120, 6
+	labels := make([]int32, n)
+	pixels := make([]uint8, n*d)
+	for i := range n {
+		labels[i] = int32(i % 3)
+		for j := range d {
+			pixels[i*d+j] = uint8(40*int(labels[i]) + (i*7+j*13)%23 + 10*((j+int(labels[i]))%2))
+		}
+	}
+	var csv strings.Builder
+	csv.WriteString("label,a,b,c,d,e,f\n")
+	f32 := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32([]byte("apts"), n), d), 2)
+	u8 := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32([]byte("apts"), n), d), 1)
+	for _, l := range labels {
+		f32 = binary.LittleEndian.AppendUint32(f32, uint32(l))
+		u8 = binary.LittleEndian.AppendUint32(u8, uint32(l))
+	}
+	u8 = append(u8, pixels...)
+	for i := range n {
+		csv.WriteString(strconv.Itoa(int(labels[i])))
+		for j := range d {
+			v := float32(pixels[i*d+j]) / 255
+			csv.WriteString("," + strconv.FormatFloat(float64(v), 'g', -1, 32))
+			f32 = binary.LittleEndian.AppendUint32(f32, math.Float32bits(v))
+		}
+		csv.WriteString("\n")
+	}
+	args := []string{"-data", "-", "-out", "-", "-pca", "4", "-perplexity", "10", "-iters", "300"}
+	kl := regexp.MustCompile(`(?m)^kl: iteration=(\d+) kl=[0-9.]+ grad_norm=\S+ seconds=[0-9.]+$`)
+	var want string
+	for _, in := range []struct {
+		name string
+		data []byte
+	}{{"csv", []byte(csv.String())}, {"f32", f32}, {"u8", u8}} {
+		res, err := nd.Invoke(context.Background(), m, node.Invocation{Args: args, Stdin: bytes.NewReader(in.data)})
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %v, exit code %d\n%s", in.name, err, res.ExitCode, res.Stderr)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(res.Stdout), "\n"), "\n")
+		if len(lines) != n+1 || lines[0] != "x,y,label" {
+			t.Fatalf("%s: stdout has %d lines, header %q; want %d and x,y,label", in.name, len(lines), lines[0], n+1)
+		}
+		for i, line := range lines[1:] {
+			if !strings.HasSuffix(line, ","+strconv.Itoa(int(labels[i]))) {
+				t.Fatalf("%s: point %d is %q, want label %d", in.name, i, line, labels[i])
+			}
+		}
+		its := kl.FindAllStringSubmatch(string(res.Stderr), -1)
+		if len(its) != 6 || its[0][1] != "50" || its[5][1] != "300" {
+			t.Errorf("%s: stderr has %d KL lines, want 6, at 50 to 300:\n%s", in.name, len(its), res.Stderr)
+		}
+		if !strings.Contains(string(res.Stderr), "\ntsne: n=120 pca=4 ") {
+			t.Errorf("%s: no summary on stderr:\n%s", in.name, res.Stderr)
+		}
+		if want == "" {
+			want = string(res.Stdout)
+		} else if string(res.Stdout) != want {
+			t.Errorf("%s: the embedding differs from the CSV's", in.name)
+		}
+	}
+
+	for _, c := range []struct {
+		name, in, err string
+	}{
+		{"ragged", "1,2,3\n2,4\n", "line 2: 1 coordinates, where the first point has 2"},
+		{"label", "1,2,3\nx,4,5\n", `line 2: label "x" is not an integer`},
+		{"short", "apts\x02\x00\x00\x00", "points: the header is cut short"},
+		{"size", "apts\x02\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00", "points: 16 bytes: 2 points of 1 dimensions take 32"},
+		{"pca", "0,1,2\n1,2,3\n0,3,3\n1,4,1\n", "-pca 4: want 0 to 2, the points' dimensions"},
+	} {
+		res, _ := nd.Invoke(context.Background(), m, node.Invocation{Args: args, Stdin: strings.NewReader(c.in)})
+		if res.ExitCode != 1 || !strings.Contains(string(res.Stderr), c.err) {
+			t.Errorf("%s: exit code %d, stderr %q; want 1 and %q", c.name, res.ExitCode, res.Stderr, c.err)
+		}
+	}
 }
