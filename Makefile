@@ -4,7 +4,7 @@
 
 GO       ?= go
 BIN      := bin
-EXAMPLES := matmul cnn tsne tsne-mnist mlp mnist-train mnist
+EXAMPLES := matmul cnn tsne tsne-mnist mlp mnist-train mnist mnist-classify
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
 
 .PHONY: all build deps test demo mnist tsne bench clean
