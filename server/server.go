@@ -20,6 +20,7 @@ import (
 	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server/oip"
+	"github.com/accelnode/accelnode/server/web"
 	"github.com/accelnode/accelnode/store"
 )
 
@@ -43,6 +44,14 @@ type Config struct {
 	// SessionTTL is how long an encrypted session lives unless its client
 	// asks for less; 0 is crypto's default, 300 s.
 	SessionTTL time.Duration
+	// WebData is the directory of the MNIST files whose test digits the
+	// web page offers for t-SNE (GET /web/mnist); empty offers none.
+	WebData string
+	// WebModules are the guests the web page runs, by name: "tsne"
+	// (examples/tsne-mnist) and "mnist" (examples/mnist-classify). The page
+	// stores one for its key (POST /web/modules/{name}) before its first
+	// job, so a key with the invoke scope alone can run them.
+	WebModules map[string][]byte
 }
 
 // Limits bound what clients may send and ask for.
@@ -138,6 +147,9 @@ type Server struct {
 	flights map[string]*flight // invokes under way, by key and Idempotency-Key
 
 	sessions *crypto.Sessions
+
+	webModules map[string]*webModule // by name, fixed at New
+	digits     *web.Digits
 }
 
 // New makes a server, registers the models of its catalog with the node,
@@ -169,6 +181,11 @@ func New(cfg Config) (*Server, error) {
 	s.runCtx, s.stopRun = context.WithCancelCause(context.Background())
 	go s.sweepSessions(s.runCtx)
 	s.modules = newModuleCache(cfg.Limits.Modules, cfg.Node.Forget)
+	s.digits = web.NewDigits(cfg.WebData)
+	if err := s.compileWebModules(context.Background()); err != nil {
+		s.stopRun(nil)
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	var err error
 	if s.catalog, err = openCatalog(cfg.Catalog); err != nil {
@@ -311,6 +328,7 @@ func (s *Server) routes() http.Handler {
 	api("GET /v1/sessions/{id}", s.getSession)
 	api("DELETE /v1/sessions/{id}", s.endSession)
 	api("POST /v1/sessions/{id}/invoke", s.sealedInvoke)
+	s.webRoutes(mux, api)
 
 	// The Open Inference Protocol: health answers anyone, like /livez;
 	// the rest needs the invoke scope.

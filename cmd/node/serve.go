@@ -44,6 +44,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	writeTimeout := flags.Duration("write-timeout", 2*time.Minute, "longest time to write an answer, beyond the waits a request asks for")
 	logFormat := flags.String("log-format", "json", "log format on stderr: json or text")
 	sessionTTL := flags.Duration("session-ttl", 300*time.Second, "how long an encrypted session lives; clients may ask for less")
+	web := addWebFlags(flags)
 	if err := parse(flags, args); err != nil {
 		return err
 	}
@@ -115,6 +116,10 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	if created {
 		log.Info("made the node's identity key", "file", filepath.Join(dataDir, crypto.IdentityFile))
 	}
+	webData, webModules, err := web.load(log)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(filepath.Join(dataDir, "store"), store.Options{})
 	if err != nil {
 		return err
@@ -128,6 +133,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	srv, err := server.New(server.Config{
 		Node: n, Store: st, Keys: keys, Catalog: filepath.Join(dataDir, "models.json"),
 		Limits: limits, Logger: log, Version: buildVersion(), Identity: identity, SessionTTL: *sessionTTL,
+		WebData: webData, WebModules: webModules,
 	})
 	if err != nil {
 		return err

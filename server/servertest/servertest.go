@@ -32,6 +32,10 @@ type Options struct {
 	Mode accel.Mode
 	// SessionTTL is the encrypted sessions' lifetime; 0 is the default.
 	SessionTTL time.Duration
+	// WebData and WebModules are the web page's MNIST directory and
+	// guests (server.Config).
+	WebData    string
+	WebModules map[string][]byte
 }
 
 // Server is a running server.
@@ -76,7 +80,8 @@ func Start(tb testing.TB, o Options) *Server {
 		tb.Fatal(err)
 	}
 	srv, err := server.New(server.Config{Node: n, Store: st, Keys: keys, Catalog: filepath.Join(o.Dir, "models.json"),
-		Limits: o.Limits, Version: "test", Identity: identity, SessionTTL: o.SessionTTL})
+		Limits: o.Limits, Version: "test", Identity: identity, SessionTTL: o.SessionTTL,
+		WebData: o.WebData, WebModules: o.WebModules})
 	if err != nil {
 		n.Close()
 		st.Close()
