@@ -25,6 +25,7 @@ import (
 	"github.com/accelnode/accelnode/hostfn"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/models"
+	"github.com/accelnode/accelnode/store"
 )
 
 // Config is every setting of a node.
@@ -65,6 +66,18 @@ type Config struct {
 	// MaxOutput bounds the standard output and error an invocation
 	// captures when the caller gives no writer; 0 means DefaultMaxOutput.
 	MaxOutput int64
+
+	// Actors keeps the node's actors, stateful guests (actor.go): their
+	// records, modules and sealed snapshots. nil means the node runs no
+	// actors. The node lists the actors it holds when it opens.
+	Actors store.ActorStore
+	// SnapshotKey seals actors' snapshots (NaCl secretbox) before they
+	// reach Actors, and opens them again; the memory of an actor never
+	// reaches the store in the clear. It must not be zero where Actors is
+	// set, and must stay the same for the store's actors to be restored.
+	SnapshotKey [32]byte
+	// ActorLimits bound the node's actors.
+	ActorLimits ActorLimits
 
 	// Logger receives the node's log; nil means slog.Default().
 	Logger *slog.Logger
@@ -131,6 +144,8 @@ type Node struct {
 
 	calls hostfn.Calls
 	occ   sync.Map // backend name → *accel.Occupancy
+
+	actors actorTable
 }
 
 // Open assembles a node. It fails if a setting is out of range, the
@@ -187,6 +202,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.openActors(ctx); err != nil {
+		return nil, err
+	}
 	st := n.backend.Status()
 	n.log.Debug("node ready", "backend", st.Name, "device", st.Device, "mode", cfg.Mode.String(), "models", len(cfg.Models))
 	return n, nil
@@ -226,9 +244,14 @@ func (n *Node) loadModel(m ModelFile) error {
 	return nil
 }
 
-// Close stops the node's guests and releases its engine and backends.
+// Close stops the node's guests and releases its engine and backends. The
+// actors' snapshots are in the store already, but for those of actors
+// started with SnapshotOnEvict, which are stored now.
 func (n *Node) Close() error {
 	var errs []error
+	if n.actors.byID != nil {
+		n.closeActors()
+	}
 	if n.engine != nil {
 		errs = append(errs, n.engine.Close(context.Background()))
 	}
