@@ -277,8 +277,9 @@ func TestActorLimits(t *testing.T) {
 		{name: "budget", limits: node.Limits{Budget: 300}, method: "add", wantErr: engine.ErrBudgetExhausted, outcome: node.Budget},
 		{name: "memory", limits: node.Limits{Memory: 40 << 20}, method: "grow", repeat: -1, wantErr: engine.ErrMemoryLimit, outcome: node.Memory},
 		{name: "trap", method: "trap", wantErr: engine.ErrTrap, outcome: node.Trapped},
+		{name: "trap after an update in place", method: "badstep", wantErr: engine.ErrTrap, outcome: node.Trapped},
 		{name: "tensor memory", limits: node.Limits{TensorMemory: 2048}, method: "hoard", outcome: node.Returned, code: uint32(abi.ENOMEM)},
-		{name: "tensor count", limits: node.Limits{MaxTensors: 3}, method: "hoard", repeat: 3, outcome: node.Returned, code: uint32(abi.ELIMIT)},
+		{name: "tensor count", limits: node.Limits{MaxTensors: 4}, method: "hoard", repeat: 1, outcome: node.Returned, code: uint32(abi.ELIMIT)},
 	}
 	n, _ := actorNode(t, t.TempDir(), testKey, node.ActorLimits{})
 	for _, tt := range tests {
@@ -286,10 +287,14 @@ func TestActorLimits(t *testing.T) {
 			id := startCounter(t, n, node.ActorSpec{Limits: tt.limits}).ID
 			if tt.name != "budget" {
 				call(t, n, "alice", id, "add", f32s(5, 5, 5, 5))
+				call(t, n, "alice", id, "step", f32s(1, -2, 0.25, 8))
 			}
 			for i := 0; i < tt.repeat; i++ {
 				call(t, n, "alice", id, tt.method, f32s(1, 1, 1, 1))
 			}
+			// What the guest reads from its tensors, besides the state the
+			// node saves: a tensor updated in place must be put back too.
+			weights := call(t, n, "alice", id, "weights", nil).Reply
 			before := state(t, n, "alice", id)
 			var res node.CallResult
 			var err error
@@ -298,6 +303,7 @@ func TestActorLimits(t *testing.T) {
 				if tt.repeat >= 0 || err != nil {
 					break
 				}
+				weights = call(t, n, "alice", id, "weights", nil).Reply
 				before = state(t, n, "alice", id)
 			}
 			if res.Outcome != tt.outcome || res.Code != tt.code {
@@ -318,8 +324,9 @@ func TestActorLimits(t *testing.T) {
 			if after := state(t, n, "alice", id); !bytes.Equal(after, before) {
 				t.Error("the failed call changed the actor's state")
 			}
-			// The actor serves the next call from that state.
-			call(t, n, "alice", id, "get", nil)
+			if after := call(t, n, "alice", id, "weights", nil).Reply; !bytes.Equal(after, weights) {
+				t.Errorf("weights %v after the failed call, %v before", after, weights)
+			}
 			if tt.name == "trap" && !bytes.Contains(res.Stderr, []byte("trap on purpose")) {
 				t.Errorf("stderr of the trap: %q", res.Stderr)
 			}
@@ -439,7 +446,9 @@ func TestActorEviction(t *testing.T) {
 			id := startCounter(t, n, node.ActorSpec{IdleTimeout: 200 * time.Millisecond, SnapshotOnEvict: lazy}).ID
 			for range 3 {
 				call(t, n, "alice", id, "add", f32s(0.5, 1.5, -2, 1e-7))
+				call(t, n, "alice", id, "step", f32s(1, -2, 0.25, 8)) // in place
 			}
+			weights := call(t, n, "alice", id, "weights", nil).Reply
 			before := state(t, n, "alice", id)
 			waitEvicted(t, n, "alice", id)
 			if lazy {
@@ -450,10 +459,13 @@ func TestActorEviction(t *testing.T) {
 			if after := state(t, n, "alice", id); !bytes.Equal(after, before) {
 				t.Fatal("state after eviction and restore differs")
 			}
+			if after := call(t, n, "alice", id, "weights", nil).Reply; !bytes.Equal(after, weights) {
+				t.Errorf("weights %v after restore, %v before", after, weights)
+			}
 			if count, sum := counter(t, n, "alice", id); count != 3 || sum != [4]float32{1.5, 4.5, -6, 3e-7} {
 				t.Errorf("count %d, sum %v", count, sum)
 			}
-			if info, _ := n.ActorInfo("alice", id); !info.Resident || info.Calls != 4 {
+			if info, _ := n.ActorInfo("alice", id); !info.Resident || info.Calls != 9 {
 				t.Errorf("info after restore: %+v", info)
 			}
 		})

@@ -16,6 +16,10 @@
 //	fail    count++, reply "failed on purpose", return 42 (the call's own error code)
 //	trap    change count and sum, then panic: the node undoes both
 //	spin    loop forever: the call's deadline stops it
+//	step    payload 4 × f32, a gradient: one step of SGD with momentum, in place,
+//	        on a weight tensor and its velocity; reply the weights (4 × f32)
+//	weights reply the weights, then the velocity (4 × f32 each)
+//	badstep take a step, then panic: the node undoes the step
 //	grow    keep 16 MiB more of Go memory; reply the MiB kept (u32)
 //	hoard   keep one more tensor of 1024 floats; return the errno when the node refuses
 package main
@@ -38,6 +42,7 @@ var (
 	kept  [][]byte
 	hoard []guest.Tensor
 	spins uint64
+	w, v  guest.Tensor // weights and velocity, made by the first step
 )
 
 func floats(b []byte) []float32 {
@@ -157,6 +162,63 @@ func spin() {
 	for {
 		spins++
 	}
+}
+
+//go:wasmexport step
+func step() int32 {
+	in, err := guest.CallInput()
+	if err != nil {
+		return errno(err)
+	}
+	if len(in) != 4*width {
+		return int32(abi.EINVAL)
+	}
+	if w == (guest.Tensor{}) {
+		if w, err = guest.New(guest.F32, width); err != nil {
+			return errno(err)
+		}
+		if v, err = guest.New(guest.F32, width); err != nil {
+			return errno(err)
+		}
+	}
+	g, err := guest.FromFloat32(floats(in), width)
+	if err != nil {
+		return errno(err)
+	}
+	defer g.Free()
+	if err := guest.SGDMomentum(w, g, v, guest.SGDParams{LearningRate: 0.5, Momentum: 0.9}); err != nil {
+		return errno(err)
+	}
+	return weights(false)
+}
+
+//go:wasmexport weights
+func getWeights() int32 { return weights(true) }
+
+func weights(velocity bool) int32 {
+	ts := []guest.Tensor{w}
+	if velocity {
+		ts = append(ts, v)
+	}
+	var out []byte
+	for _, t := range ts {
+		x := make([]float32, width)
+		if t != (guest.Tensor{}) {
+			if err := t.ReadFloat32(0, x); err != nil {
+				return errno(err)
+			}
+		}
+		for _, f := range x {
+			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(f))
+		}
+	}
+	return reply(out)
+}
+
+//go:wasmexport badstep
+func badStep() {
+	step()
+	panic("step undone on purpose")
 }
 
 //go:wasmexport grow
