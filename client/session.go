@@ -177,8 +177,7 @@ func (s *Session) Invoke(ctx context.Context, req api.JobRequest) (Sealed, error
 	if a.Result == nil || a.Receipt == nil {
 		return Sealed{}, fmt.Errorf("client: session %s: the sealed answer has no result or no receipt", s.ID)
 	}
-	raw, _ := json.Marshal(a.Receipt)
-	receipt, err := crypto.VerifyReceipt(raw)
+	receipt, err := crypto.VerifyReceipt(a.Receipt)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("client: job %s: %w", ans.Job, err)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/accelnode/accelnode/accel"
-	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/node"
@@ -32,8 +31,8 @@ type (
 
 // record is what the store keeps as a finished job's result.
 type record struct {
-	Result  *JobResult            `json:"result,omitempty"`
-	Receipt *crypto.SignedReceipt `json:"receipt,omitempty"`
+	Result  *JobResult      `json:"result,omitempty"`
+	Receipt json.RawMessage `json:"receipt,omitempty"` // a crypto.SignedReceipt
 	// Sealed holds, for a job sent in a session, its result and receipt
 	// sealed under the session's keys (an api.SealedAnswer); Result and
 	// Receipt are then empty.

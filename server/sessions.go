@@ -219,7 +219,7 @@ func (s *Server) seal(owner, session string, rec *record, state store.State) {
 
 // sign makes the receipt of a job that ran: what went in, where and how it
 // ran, and what came out, signed with the node's key.
-func (s *Server) sign(jobID string, req api.JobRequest, res node.Result, r *api.JobResult) (*crypto.SignedReceipt, error) {
+func (s *Server) sign(jobID string, req api.JobRequest, res node.Result, r *api.JobResult) (json.RawMessage, error) {
 	input := req.StdinBlob
 	if input == "" {
 		sum := sha256.Sum256(req.Stdin)
@@ -257,7 +257,7 @@ func (s *Server) sign(jobID string, req api.JobRequest, res node.Result, r *api.
 	if err != nil {
 		return nil, err
 	}
-	return &signed, nil
+	return json.Marshal(signed)
 }
 
 // getReceipt answers with a finished job's signed receipt.

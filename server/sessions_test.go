@@ -52,6 +52,11 @@ func (ts *testServer) openSession(ttl string) *sessionClient {
 
 func (c *sessionClient) seal(v any) []byte {
 	plain, _ := json.Marshal(v)
+	return c.sealBytes(plain)
+}
+
+// sealBytes seals plain with a fresh random nonce: the nonce, then the box.
+func (c *sessionClient) sealBytes(plain []byte) []byte {
 	var nonce [24]byte
 	rand.Read(nonce[:])
 	return box.SealAfterPrecomputation(nonce[:], plain, &nonce, &c.shared)
@@ -102,8 +107,7 @@ func TestSealedJob(t *testing.T) {
 	if !bytes.Equal(a.Result.Stdout, secret) {
 		t.Errorf("stdout %q, want the input echoed", a.Result.Stdout)
 	}
-	raw, _ := json.Marshal(a.Receipt)
-	rc, err := crypto.VerifyReceipt(raw)
+	rc, err := crypto.VerifyReceipt(a.Receipt)
 	if err != nil {
 		t.Fatalf("receipt: %v", err)
 	}

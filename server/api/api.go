@@ -4,9 +4,8 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
-
-	"github.com/accelnode/accelnode/crypto"
 )
 
 // JobRequest is the body of POST /v1/jobs and POST /v1/invoke.
@@ -84,7 +83,9 @@ type Job struct {
 	Result *JobResult `json:"result,omitempty"`
 	// Receipt is the node's signed statement of what the job computed,
 	// once it is done.
-	Receipt *crypto.SignedReceipt `json:"receipt,omitempty"`
+	// It is crypto.SignedReceipt's JSON, as signed: check it with
+	// crypto.VerifyReceipt.
+	Receipt json.RawMessage `json:"receipt,omitempty"`
 	// Session and Sealed belong to a job sent in an encrypted session: its
 	// result and receipt travel only in Sealed (a SealedAnswer under the
 	// session's keys), never in the clear.
@@ -135,9 +136,66 @@ type Sealed struct {
 // SealedAnswer is the plaintext of a sealed answer: the result and its
 // receipt, or the problem that stopped the job.
 type SealedAnswer struct {
-	Result  *JobResult            `json:"result,omitempty"`
-	Receipt *crypto.SignedReceipt `json:"receipt,omitempty"`
-	Problem *Problem              `json:"problem,omitempty"`
+	Result  *JobResult      `json:"result,omitempty"`
+	Receipt json.RawMessage `json:"receipt,omitempty"`
+	// Call is the answer of an actor call sent sealed.
+	Call    *ActorCall `json:"call,omitempty"`
+	Problem *Problem   `json:"problem,omitempty"`
+}
+
+// ActorRequest is the body of POST /v1/actors: a stored module built as a
+// reactor, and what its calls may use.
+type ActorRequest struct {
+	Module  string   `json:"module"`
+	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Backend string   `json:"backend,omitempty"`
+	Mode    string   `json:"mode,omitempty"`
+	// Timeout and Budget bound each call; Memory and TensorMemory the
+	// actor's whole life. Each at most the node's.
+	Timeout      string `json:"timeout,omitempty"`
+	Budget       uint64 `json:"budget,omitempty"`
+	Memory       string `json:"memory,omitempty"`
+	TensorMemory string `json:"tensor_memory,omitempty"`
+	// IdleTimeout, shorter than the node's, evicts the actor sooner.
+	IdleTimeout string `json:"idle_timeout,omitempty"`
+	// Snapshot is when the actor's state is written to the store:
+	// "every-call" (the default: a node killed at any moment loses no
+	// answered call) or "on-evict".
+	Snapshot string `json:"snapshot,omitempty"`
+}
+
+// Actor describes an actor.
+type Actor struct {
+	ID            string    `json:"id"`
+	Module        string    `json:"module"`
+	Backend       string    `json:"backend"`
+	Mode          string    `json:"mode"`
+	IdleTimeout   string    `json:"idle_timeout"`
+	Snapshot      string    `json:"snapshot"`
+	Created       time.Time `json:"created"`
+	LastCall      time.Time `json:"last_call,omitzero"`
+	Calls         uint64    `json:"calls"`
+	Resident      bool      `json:"resident"`
+	MemoryBytes   int64     `json:"memory_bytes,omitempty"`
+	Tensors       int       `json:"tensors,omitempty"`
+	TensorBytes   int64     `json:"tensor_bytes,omitempty"`
+	SnapshotBytes int64     `json:"snapshot_bytes"`
+}
+
+// ActorCall is the answer of POST /v1/actors/{id}/call/{method}.
+type ActorCall struct {
+	// Reply is what the method replied (base64 in JSON).
+	Reply []byte `json:"reply"`
+	// Code is the method's own result: not 0 is its error, and the
+	// actor keeps the state the call left.
+	Code           uint32  `json:"code"`
+	Outcome        string  `json:"outcome"`
+	Units          uint64  `json:"units"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	MemoryBytes    int64   `json:"memory_bytes"`
+	Stdout         []byte  `json:"stdout,omitempty"`
+	Stderr         []byte  `json:"stderr,omitempty"`
 }
 
 // Ended reports whether the job has finished, failed or been cancelled.
