@@ -46,6 +46,8 @@ var problemTypes = map[string]struct {
 	"session-expired":   {http.StatusGone, "The encrypted session has expired"},
 	"replay":            {http.StatusConflict, "The sealed message was received before"},
 	"bad-seal":          {http.StatusBadRequest, "The sealed message failed authentication"},
+	"actor-limit":       {http.StatusTooManyRequests, "The actor limit is reached"},
+	"actor-failed":      {http.StatusUnprocessableEntity, "The actor's call failed; the actor keeps its state from before it"},
 	"unavailable":       {http.StatusServiceUnavailable, "The node is not accepting work"},
 	"internal":          {http.StatusInternalServerError, "The node failed"},
 }

@@ -328,6 +328,7 @@ func (s *Server) routes() http.Handler {
 	api("GET /v1/sessions/{id}", s.getSession)
 	api("DELETE /v1/sessions/{id}", s.endSession)
 	api("POST /v1/sessions/{id}/invoke", s.sealedInvoke)
+	s.actorRoutes(api)
 	s.webRoutes(mux, api)
 
 	// The Open Inference Protocol: health answers anyone, like /livez;

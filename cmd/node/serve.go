@@ -125,6 +125,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	cfg.Actors, cfg.SnapshotKey = st, identity.DeriveKey(server.SnapshotPurpose)
 	n, err := node.Open(ctx, cfg)
 	if err != nil {
 		return withModeHint(err)

@@ -63,7 +63,12 @@ func Start(tb testing.TB, o Options) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n, err := node.Open(context.Background(), node.Config{Backend: o.Backend, Mode: o.Mode, CacheDir: guesttest.CacheDir()})
+	identity, _, err := crypto.LoadOrCreateIdentity(o.Dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n, err := node.Open(context.Background(), node.Config{Backend: o.Backend, Mode: o.Mode, CacheDir: guesttest.CacheDir(),
+		Actors: st, SnapshotKey: identity.DeriveKey(server.SnapshotPurpose)})
 	if err != nil {
 		st.Close()
 		tb.Fatal(err)
@@ -74,10 +79,6 @@ func Start(tb testing.TB, o Options) *Server {
 	}
 	if o.Keys != nil {
 		o.Keys(keys)
-	}
-	identity, _, err := crypto.LoadOrCreateIdentity(o.Dir)
-	if err != nil {
-		tb.Fatal(err)
 	}
 	srv, err := server.New(server.Config{Node: n, Store: st, Keys: keys, Catalog: filepath.Join(o.Dir, "models.json"),
 		Limits: o.Limits, Version: "test", Identity: identity, SessionTTL: o.SessionTTL,
