@@ -139,5 +139,5 @@ func (d *Digits) First(n int) (Sample, error) {
 		labels[i] = int(l)
 	}
 	side := d.set.Rows * d.set.Cols
-	return Sample{N: n, Rows: d.set.Rows, Cols: d.set.Cols, Labels: labels, Pixels: d.set.Images[:n*side:n*side]}, nil
+	return Sample{N: n, Rows: d.set.Rows, Cols: d.set.Cols, Labels: labels, Pixels: d.set.Images[: n*side : n*side]}, nil
 }
