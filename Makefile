@@ -6,6 +6,8 @@ GO       ?= go
 BIN      := bin
 EXAMPLES := matmul cnn tsne tsne-mnist mlp mnist-train mnist mnist-classify
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
+# Actors: reactor guests, built with -buildmode=c-shared.
+REACTORS := counter-actor split-dense
 
 .PHONY: all build deps test demo mnist tsne bench clean
 
@@ -33,6 +35,7 @@ build: deps
 	$(WASM_ENV) $(GO) build -o $(BIN)/bench.wasm ./bench/guest
 	@mkdir -p $(BIN)/examples
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
+	for e in $(REACTORS); do $(WASM_ENV) $(GO) build -buildmode=c-shared -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
 
 # The gorgonia oracle of the training operations is a module of its own
