@@ -5,12 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,40 +13,9 @@ import (
 	"github.com/accelnode/accelnode/internal/guesttest"
 )
 
-var reactors sync.Map // package path → func() ([]byte, error)
-
-// reactorWasm builds the Go package pkg as a reactor
-// (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared), once per test binary. As
-// guesttest does, it takes NAME.wasm from guesttest.PrebuiltEnv where set.
-func reactorWasm(t testing.TB, pkg string) []byte {
-	t.Helper()
-	f, _ := reactors.LoadOrStore(pkg, sync.OnceValues(func() ([]byte, error) {
-		if dir := os.Getenv(guesttest.PrebuiltEnv); dir != "" {
-			return os.ReadFile(filepath.Join(dir, filepath.Base(pkg)+".wasm"))
-		}
-		dir, err := os.MkdirTemp("", "reactor")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "guest.wasm")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-buildmode=c-shared", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-		}
-		return os.ReadFile(out)
-	}))
-	wasm, err := f.(func() ([]byte, error))()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wasm
-}
-
 func reactor(t *testing.T) *engine.Module {
 	t.Helper()
-	m, err := shared.CompileReactor(context.Background(), reactorWasm(t, "github.com/accelnode/accelnode/engine/testdata/guests/reactor"))
+	m, err := shared.CompileReactor(context.Background(), guesttest.BuildReactor(t, "github.com/accelnode/accelnode/engine/testdata/guests/reactor"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +183,7 @@ func TestReactorClosedEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := e.CompileReactor(ctx, reactorWasm(t, "github.com/accelnode/accelnode/engine/testdata/guests/reactor"))
+	m, err := e.CompileReactor(ctx, guesttest.BuildReactor(t, "github.com/accelnode/accelnode/engine/testdata/guests/reactor"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -27,37 +25,6 @@ import (
 )
 
 const counterActor = "github.com/accelnode/accelnode/examples/counter-actor"
-
-var reactorBuilds sync.Map // package path → func() ([]byte, error)
-
-// reactorWasm builds the Go package pkg as a reactor
-// (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared), once per test binary. As
-// guesttest does, it takes NAME.wasm from guesttest.PrebuiltEnv where set.
-func reactorWasm(t testing.TB, pkg string) []byte {
-	t.Helper()
-	f, _ := reactorBuilds.LoadOrStore(pkg, sync.OnceValues(func() ([]byte, error) {
-		if dir := os.Getenv(guesttest.PrebuiltEnv); dir != "" {
-			return os.ReadFile(filepath.Join(dir, filepath.Base(pkg)+".wasm"))
-		}
-		dir, err := os.MkdirTemp("", "reactor")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "guest.wasm")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-buildmode=c-shared", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-		}
-		return os.ReadFile(out)
-	}))
-	wasm, err := f.(func() ([]byte, error))()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wasm
-}
 
 var testKey = [32]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}
 
@@ -88,7 +55,7 @@ func startCounter(t *testing.T, n *node.Node, spec node.ActorSpec) node.ActorInf
 	if spec.Owner == "" {
 		spec.Owner = "alice"
 	}
-	info, err := n.StartActor(context.Background(), reactorWasm(t, counterActor), spec)
+	info, err := n.StartActor(context.Background(), guesttest.BuildReactor(t, counterActor), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +305,7 @@ func TestActorCountLimits(t *testing.T) {
 	n, _ := actorNode(t, t.TempDir(), testKey, node.ActorLimits{MaxActors: 3, MaxPerOwner: 2, MaxQueue: 2})
 	a1 := startCounter(t, n, node.ActorSpec{Owner: "alice"})
 	startCounter(t, n, node.ActorSpec{Owner: "alice"})
-	wasm := reactorWasm(t, counterActor)
+	wasm := guesttest.BuildReactor(t, counterActor)
 	if _, err := n.StartActor(context.Background(), wasm, node.ActorSpec{Owner: "alice"}); !errors.Is(err, node.ErrActorLimit) {
 		t.Errorf("third of alice's: err = %v, want ErrActorLimit", err)
 	}
@@ -416,14 +383,14 @@ func TestStartActorRefuses(t *testing.T) {
 	if _, err := n.StartActor(context.Background(), []byte("not wasm"), node.ActorSpec{Owner: "alice"}); !errors.Is(err, engine.ErrMalformedModule) {
 		t.Errorf("garbage: err = %v, want ErrMalformedModule", err)
 	}
-	if _, err := n.StartActor(context.Background(), reactorWasm(t, counterActor), node.ActorSpec{}); err == nil {
+	if _, err := n.StartActor(context.Background(), guesttest.BuildReactor(t, counterActor), node.ActorSpec{}); err == nil {
 		t.Error("an actor without owner started")
 	}
 	if got := n.ListActors("alice"); len(got) != 0 {
 		t.Errorf("refused starts left %d actors", len(got))
 	}
 	plain := open(t, node.Config{Backend: "ref"})
-	if _, err := plain.StartActor(context.Background(), reactorWasm(t, counterActor), node.ActorSpec{Owner: "alice"}); !errors.Is(err, node.ErrNoActors) {
+	if _, err := plain.StartActor(context.Background(), guesttest.BuildReactor(t, counterActor), node.ActorSpec{Owner: "alice"}); !errors.Is(err, node.ErrNoActors) {
 		t.Errorf("node without a store: err = %v, want ErrNoActors", err)
 	}
 	d, err := store.Open(t.TempDir(), store.Options{})
