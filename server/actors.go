@@ -6,12 +6,18 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/node"
 	"github.com/accelnode/accelnode/server/api"
@@ -161,12 +167,48 @@ func (s *Server) callActor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	allowWrite(w, 24*time.Hour) // bounded by the call's own deadline
-	res, err := s.cfg.Node.CallActor(r.Context(), caller(r.Context()).Name, id, method, payload)
+	owner := caller(r.Context()).Name
+	res, err := s.cfg.Node.CallActor(r.Context(), owner, id, method, payload)
 	if err != nil {
 		writeProblem(w, r, actorProblem(err, "actor "+id+" method "+method))
 		return
 	}
-	writeJSON(w, http.StatusOK, callView(res))
+	c := callView(res)
+	if c.Receipt, err = s.signCall(owner, id, method, payload, res); err != nil {
+		writeProblem(w, r, newProblem("internal", "sign the receipt of actor %s: %v", id, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// signCall makes the receipt of an actor's call that returned.
+func (s *Server) signCall(owner, id, method string, payload []byte, res node.CallResult) (json.RawMessage, error) {
+	info, err := s.cfg.Node.ActorInfo(owner, id)
+	if err != nil {
+		return nil, err
+	}
+	in, out := sha256.Sum256(payload), sha256.Sum256(res.Reply)
+	signed, err := s.cfg.Identity.SignReceipt(crypto.Receipt{
+		Version:  1,
+		Job:      fmt.Sprintf("actor/%s/call/%d", id, info.Calls),
+		Module:   info.ModuleSHA256,
+		Stdin:    hex.EncodeToString(in[:]),
+		Models:   []crypto.ModelHash{},
+		Args:     []string{method},
+		Backend:  info.Backend,
+		Device:   backendStatus(s.cfg.Node, info.Backend).Device,
+		Mode:     info.Mode.String(),
+		Contract: accel.ContractVersion,
+		Output:   hex.EncodeToString(out[:]),
+		Outcome:  string(res.Outcome),
+		ExitCode: res.Code,
+		Units:    strconv.FormatUint(res.Units, 10),
+		Issued:   time.Now().UTC().Truncate(time.Second).Format(time.RFC3339),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(signed)
 }
 
 // callView is the answer of an actor call.
@@ -211,6 +253,11 @@ func (s *Server) sealedCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := callView(res)
+	if c.Receipt, err = s.signCall(owner, id, method, payload, res); err != nil {
+		p := newProblem("internal", "sign the receipt of actor %s: %v", id, err)
+		answer(p.Status, api.SealedAnswer{Problem: &p.Problem})
+		return
+	}
 	answer(http.StatusOK, api.SealedAnswer{Call: &c})
 }
 

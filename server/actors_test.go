@@ -2,11 +2,13 @@ package server_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"net/http"
 	"sync"
 	"testing"
 
+	"github.com/accelnode/accelnode/crypto"
 	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/server"
 	"github.com/accelnode/accelnode/server/api"
@@ -101,6 +103,17 @@ func TestActorsHTTP(t *testing.T) {
 	count, sum := ts.counterState(a.ID)
 	if count != callers*calls || sum[0] != callers*calls || sum[1] != 2*callers*calls || sum[3] != 0.5*callers*calls {
 		t.Errorf("after %d adds: count %d, sum %v", callers*calls, count, sum)
+	}
+
+	// Each call that returned has a receipt for its payload and reply.
+	_, got := ts.call(a.ID, "get", nil)
+	rc, err := crypto.VerifyReceipt(got.Receipt)
+	if err != nil {
+		t.Fatalf("receipt of a call: %v", err)
+	}
+	if rc.Receipt.Output != hash(got.Reply) || rc.Receipt.Stdin != hash(nil) || len(rc.Receipt.Args) != 1 || rc.Receipt.Args[0] != "get" ||
+		rc.Receipt.Module != module || rc.Receipt.Job != fmt.Sprintf("actor/%s/call/%d", a.ID, callers*calls+2) {
+		t.Errorf("receipt %+v of get, reply sha256 %s", rc.Receipt, hash(got.Reply))
 	}
 
 	// The method's own error: code 42, state kept (fail counts itself).

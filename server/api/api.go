@@ -196,6 +196,11 @@ type ActorCall struct {
 	MemoryBytes    int64   `json:"memory_bytes"`
 	Stdout         []byte  `json:"stdout,omitempty"`
 	Stderr         []byte  `json:"stderr,omitempty"`
+	// Receipt is the node's signed statement of the call (a
+	// crypto.SignedReceipt): its job is "actor/{id}/call/{n}", its
+	// input the payload's sha256, its args the method, its output the
+	// reply's sha256 and its exit code the method's code.
+	Receipt json.RawMessage `json:"receipt,omitempty"`
 }
 
 // Ended reports whether the job has finished, failed or been cancelled.
