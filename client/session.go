@@ -138,53 +138,63 @@ func (s *Session) Invoke(ctx context.Context, req api.JobRequest) (Sealed, error
 	if err != nil {
 		return Sealed{}, fmt.Errorf("client: %w", err)
 	}
-	sealed, err := s.seal(plain)
-	if err != nil {
-		return Sealed{}, fmt.Errorf("client: session %s: %w", s.ID, err)
-	}
-	body, _ := json.Marshal(api.Sealed{Sealed: sealed})
-	path := "/v1/sessions/" + seg(s.ID) + "/invoke"
-	hreq, err := s.c.newRequest(ctx, http.MethodPost, s.c.base+path, bytes.NewReader(body), nil, "application/json, application/problem+json")
+	a, job, err := s.exchange(ctx, "/v1/sessions/"+seg(s.ID)+"/invoke", plain)
 	if err != nil {
 		return Sealed{}, err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := s.c.hc.Do(hreq)
-	if err != nil {
-		return Sealed{}, err
-	}
-	defer resp.Body.Close()
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" && resp.StatusCode >= 400 {
-		// Refused before the request could be opened (nothing to seal
-		// with), or by a proxy.
-		return Sealed{}, readProblem(http.MethodPost, path, resp)
-	}
-	var ans api.Sealed
-	if err := decodeJSON(resp, &ans); err != nil {
-		return Sealed{}, err
-	}
-	data, err := s.open(ans.Sealed)
-	if err != nil {
-		return Sealed{}, fmt.Errorf("client: session %s: %w", s.ID, err)
-	}
-	var a api.SealedAnswer
-	if err := json.Unmarshal(data, &a); err != nil {
-		return Sealed{}, fmt.Errorf("client: session %s: the sealed answer is not the JSON expected: %w", s.ID, err)
-	}
-	if a.Problem != nil {
-		return Sealed{}, &Error{Method: http.MethodPost, Path: path, Problem: a.Problem}
 	}
 	if a.Result == nil || a.Receipt == nil {
 		return Sealed{}, fmt.Errorf("client: session %s: the sealed answer has no result or no receipt", s.ID)
 	}
 	receipt, err := crypto.VerifyReceipt(a.Receipt)
 	if err != nil {
-		return Sealed{}, fmt.Errorf("client: job %s: %w", ans.Job, err)
+		return Sealed{}, fmt.Errorf("client: job %s: %w", job, err)
 	}
-	if receipt.Receipt.Output != a.Result.StdoutSHA256 || receipt.Receipt.Job != ans.Job {
-		return Sealed{}, fmt.Errorf("client: job %s: the receipt speaks of another job or output", ans.Job)
+	if receipt.Receipt.Output != a.Result.StdoutSHA256 || receipt.Receipt.Job != job {
+		return Sealed{}, fmt.Errorf("client: job %s: the receipt speaks of another job or output", job)
 	}
-	return Sealed{Job: ans.Job, Result: *a.Result, Receipt: receipt}, nil
+	return Sealed{Job: job, Result: *a.Result, Receipt: receipt}, nil
+}
+
+// exchange seals plain, posts it to path, and opens the sealed answer,
+// returning it with the job it names, if any. A problem in it comes back
+// as an *Error.
+func (s *Session) exchange(ctx context.Context, path string, plain []byte) (api.SealedAnswer, string, error) {
+	sealed, err := s.seal(plain)
+	if err != nil {
+		return api.SealedAnswer{}, "", fmt.Errorf("client: session %s: %w", s.ID, err)
+	}
+	body, _ := json.Marshal(api.Sealed{Sealed: sealed})
+	hreq, err := s.c.newRequest(ctx, http.MethodPost, s.c.base+path, bytes.NewReader(body), nil, "application/json, application/problem+json")
+	if err != nil {
+		return api.SealedAnswer{}, "", err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := s.c.hc.Do(hreq)
+	if err != nil {
+		return api.SealedAnswer{}, "", err
+	}
+	defer resp.Body.Close()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" && resp.StatusCode >= 400 {
+		// Refused before the request could be opened (nothing to seal
+		// with), or by a proxy.
+		return api.SealedAnswer{}, "", readProblem(http.MethodPost, path, resp)
+	}
+	var ans api.Sealed
+	if err := decodeJSON(resp, &ans); err != nil {
+		return api.SealedAnswer{}, "", err
+	}
+	data, err := s.open(ans.Sealed)
+	if err != nil {
+		return api.SealedAnswer{}, "", fmt.Errorf("client: session %s: %w", s.ID, err)
+	}
+	var a api.SealedAnswer
+	if err := json.Unmarshal(data, &a); err != nil {
+		return api.SealedAnswer{}, "", fmt.Errorf("client: session %s: the sealed answer is not the JSON expected: %w", s.ID, err)
+	}
+	if a.Problem != nil {
+		return api.SealedAnswer{}, "", &Error{Method: http.MethodPost, Path: path, Problem: a.Problem}
+	}
+	return a, ans.Job, nil
 }
 
 // Close ends the session on the node and forgets its key here.

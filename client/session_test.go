@@ -9,6 +9,7 @@ import (
 
 	"github.com/accelnode/accelnode/client"
 	"github.com/accelnode/accelnode/crypto"
+	"github.com/accelnode/accelnode/internal/guesttest"
 	"github.com/accelnode/accelnode/server"
 	"github.com/accelnode/accelnode/server/api"
 )
@@ -76,3 +77,40 @@ func TestReceipt(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestActorCalls starts an actor and calls it in the clear and sealed:
+// both answers carry a checked receipt, and the state is shared.
+func TestActorCalls(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, serve(t, server.Limits{}))
+	wasm := guesttest.BuildReactor(t, "github.com/accelnode/accelnode/examples/counter-actor")
+	m, err := c.PutModule(ctx, bytes.NewReader(wasm))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.StartActor(ctx, api.ActorRequest{Module: m.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := make([]byte, 16) // four float32 zeros
+	if _, err := c.CallActor(ctx, a.ID, "add", add); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.OpenSession(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CallActor(ctx, a.ID, "add", add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Reply) != 8 || got.Reply[0] != 2 || got.Receipt.Receipt.Args[0] != "add" {
+		t.Errorf("second add: reply %v, receipt %+v", got.Reply, got.Receipt.Receipt)
+	}
+	if _, err := c.CallActor(ctx, a.ID, "trap", nil); !errors.As(err, new(*client.Error)) {
+		t.Errorf("trap: %v, want the node's actor-failed", err)
+	}
+	if err := c.StopActor(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+}
