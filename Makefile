@@ -37,6 +37,7 @@ build: deps
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	for e in $(REACTORS); do $(WASM_ENV) $(GO) build -buildmode=c-shared -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
+	$(GO) build -o $(BIN)/secure-ml ./examples/secure-ml
 
 # The gorgonia oracle of the training operations is a module of its own
 # (mnist/gorgonia), which ./... does not reach.

@@ -2,17 +2,19 @@
 # demo-serve.sh shows the node as a service: it starts `accelnode serve` on a
 # loopback port with a fresh data directory, then, through the CLI's client
 # verbs, uploads a model in chunks, runs a job that uses it, runs an
-# inference through the Open Inference Protocol, and stops the server with
-# SIGTERM.
+# inference through the Open Inference Protocol; then the seed application
+# (examples/secure-ml) runs a sealed t-SNE job and split learning through an
+# actor, checking every receipt; then the server stops with SIGTERM.
 #
-#   scripts/demo-serve.sh [BIN]     BIN holds accelnode, examples/ and mlp.onnx (default bin)
+#   scripts/demo-serve.sh [BIN]     BIN holds accelnode, secure-ml, examples/, mlp.onnx
+#                                   and mnist-weights.ant (default bin)
 set -euo pipefail
 
 bin=${1:-bin}
 data=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
 
-"$bin/accelnode" serve --data "$data" --listen 127.0.0.1:0 --log-format text 2>"$data/serve.log" &
+"$bin/accelnode" serve --data "$data" --listen 127.0.0.1:0 --log-format text --model mnist="$bin/mnist.onnx" 2>"$data/serve.log" &
 server=$!
 url=
 for _ in $(seq 100); do
@@ -34,7 +36,10 @@ set -x
 "$bin/accelnode" submit --wait "$bin/examples/mlp.wasm" -- -batch 16
 "$bin/accelnode" infer mlp
 curl -fsS "$url/metrics" 2>/dev/null | grep -E '^accelnode_jobs_total' || true
+"$bin/secure-ml" -node "$url" -examples "$bin/examples" -weights "$bin/mnist-weights.ant" -n 1000 -rounds 20
 { set +x; } 2>/dev/null
+echo "== the web page (t-SNE, digits, split learning) is at $url/ while this node runs."
+echo "   To keep one running: $bin/accelnode serve --model mnist=$bin/mnist.onnx, then open http://127.0.0.1:8080/"
 
 kill -TERM $server
 wait $server
