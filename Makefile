@@ -120,6 +120,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'HostCall$$' -benchtime 300000x -count 3 ./hostfn
 	$(GO) test -run '^$$' -bench 'GuestMatMul|GuestConv2D' -benchtime 2x -count 3 -timeout 60m ./hostfn
 	$(GO) test -run '^$$' -bench 'TinyJob' -benchtime 3s -count 3 ./server
+	$(GO) test -run '^$$' -bench 'Sealed|ActorCall' -benchtime 200x -count 3 ./server
 	$(GO) test -run '^$$' -bench 'CNNBatch1' -benchtime 2s -count 3 ./server/oip
 	$(GO) test -run '^TestLoad$$' -v -count 1 ./server -load.clients 64 -load.duration 60s
 
