@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/accelnode/accelnode/models"
 	"github.com/accelnode/accelnode/server/web"
 	"github.com/accelnode/accelnode/store"
 )
@@ -50,6 +51,7 @@ func (s *Server) webRoutes(mux *http.ServeMux, api func(string, http.HandlerFunc
 	mux.Handle("GET /web/", s.instrument("GET /web/", files))
 	api("GET /web/config", s.webConfig)
 	api("GET /web/mnist", s.webDigits)
+	api("GET /web/mnist-conv", s.webConv)
 	api("POST /web/modules/{name}", s.webStoreModule)
 }
 
@@ -89,6 +91,33 @@ func (s *Server) webDigits(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, sample)
+}
+
+// webConv answers GET /web/mnist-conv with the conv layers' weights of the
+// node's model mnist, for the page's split learning to compute in the
+// browser: web.ConvLen little-endian f32 (web.ConvBytes), the model's
+// sha256 as the ETag.
+func (s *Server) webConv(w http.ResponseWriter, r *http.Request) {
+	m, err := s.cfg.Node.Models().Lookup(web.ConvModel)
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+		writeProblem(w, r, newProblem("not-found", "this node has no model named %q, whose conv layers the page's split learning computes: "+
+			"its operator can load one with --model %s=bin/mnist.onnx (make demo writes it)", web.ConvModel, web.ConvModel))
+		return
+	case err != nil:
+		writeProblem(w, r, newProblem("internal", "model %s: %v", web.ConvModel, err))
+		return
+	}
+	conv, err := web.ConvBytes(m.Bytes)
+	if err != nil {
+		writeProblem(w, r, newProblem("invalid-model", "model %s (sha256 %s): %v", web.ConvModel, m.SHA256, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(conv)))
+	w.Header().Set("ETag", `"`+m.SHA256+`"`)
+	w.WriteHeader(http.StatusOK)
+	w.Write(conv)
 }
 
 // webStoreModule stores one of the page's guests for the caller, so that
