@@ -14,23 +14,25 @@ import (
 )
 
 // webFlags are serve's flags for the web page at /: the MNIST digits it
-// offers for t-SNE and the guests it runs.
+// offers for t-SNE and split learning, and the guests it runs.
 type webFlags struct {
 	data    *string
 	modules listFlag
 }
 
 // webGuests are the page's guests, by the name it runs them under, and the
-// file `make build` writes for each into bin/examples.
+// file `make build` writes for each into bin/examples: split is a reactor,
+// the actor of split learning.
 var webGuests = []struct{ name, file string }{
 	{"tsne", "tsne-mnist.wasm"},
 	{"mnist", "mnist-classify.wasm"},
+	{"split", "split-dense.wasm"},
 }
 
 func addWebFlags(flags *flag.FlagSet) *webFlags {
 	w := &webFlags{}
-	w.data = flags.String("web-data", "", "directory of the MNIST files whose test digits the web page offers for t-SNE; empty looks for .deps/mnist, off offers none")
-	flags.Var(&w.modules, "web-module", "a guest of the web page: NAME=PATH.wasm (repeatable), tsne (examples/tsne-mnist) and mnist (examples/mnist-classify); "+
+	w.data = flags.String("web-data", "", "directory of the MNIST files whose test digits the web page offers for t-SNE and split learning; empty looks for .deps/mnist, off offers none")
+	flags.Var(&w.modules, "web-module", "a guest of the web page: NAME=PATH.wasm (repeatable), tsne (examples/tsne-mnist), mnist (examples/mnist-classify) and split (examples/split-dense, a reactor); "+
 		"where none is given, each is looked for as examples/FILE beside the binary, in ../share/accelnode/examples, then in ./bin/examples")
 	return w
 }

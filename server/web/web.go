@@ -1,6 +1,7 @@
 // Package web is the page `accelnode serve` serves at /: static files
-// embedded in the binary (plain HTML, CSS and ES modules, no build step) and
-// the sample of MNIST digits the page offers for t-SNE. The server mounts
+// embedded in the binary (plain HTML, CSS and ES modules, no build step),
+// the sample of MNIST digits the page offers for t-SNE and split learning,
+// and the conv weights split learning reads from a model. The server mounts
 // them and answers their errors; this package knows no HTTP API of its own
 // beyond the static files.
 //
@@ -35,7 +36,8 @@ const NaClFile = "vendor/nacl-fast.min.js"
 
 // Files are the page's static files, as the page requests them under
 // /web/: index.html, app.js, style.css, canonical.js (a copy of
-// crypto/interop/canonical.js, which a test keeps identical) and
+// crypto/interop/canonical.js), split.js (a copy of
+// examples/split-dense/split.js; tests keep both copies identical) and
 // vendor/nacl-fast.min.js where the build put it there.
 func Files() fs.FS {
 	sub, err := fs.Sub(static, "static")

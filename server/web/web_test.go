@@ -36,7 +36,8 @@ import (
 // The page's tests run it in Debian's chromium (scripts/install-chromium.sh),
 // headless, against a real server on loopback, and check what it shows.
 // ACCELNODE_SCREENSHOTS=DIR (relative to the repository's root) writes a
-// screenshot of each tab there: page-tsne.png and page-digits.png.
+// screenshot of each tab there: page-tsne.png, page-digits.png and
+// page-split.png.
 
 var train = flag.Bool("web.train", false, "train the small stand-in model even where bin/mnist.onnx exists")
 
@@ -45,16 +46,28 @@ const chromium = "/usr/bin/chromium"
 // TestCanonicalCopy keeps the page's copy of canonical.js the file the
 // crypto package's interop test runs.
 func TestCanonicalCopy(t *testing.T) {
-	want, err := os.ReadFile(filepath.Join(root(t), "crypto", "interop", "canonical.js"))
+	sameAs(t, "canonical.js", "crypto/interop/canonical.js")
+}
+
+// TestSplitJSCopy keeps the page's copy of split.js the file
+// examples/split-dense's tests check against splitnet.
+func TestSplitJSCopy(t *testing.T) {
+	sameAs(t, "split.js", "examples/split-dense/split.js")
+}
+
+// sameAs checks that the static file name is the repository's file path.
+func sameAs(t *testing.T, name, path string) {
+	t.Helper()
+	want, err := os.ReadFile(filepath.Join(root(t), filepath.FromSlash(path)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := fs.ReadFile(web.Files(), "canonical.js")
+	got, err := fs.ReadFile(web.Files(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Error("server/web/static/canonical.js differs from crypto/interop/canonical.js: copy it again")
+		t.Errorf("server/web/static/%s differs from %s: copy it again", name, path)
 	}
 }
 
@@ -71,6 +84,7 @@ func TestFiles(t *testing.T) {
 		{"/web/app.js", 200, "text/javascript"},
 		{"/web/style.css", 200, "text/css"},
 		{"/web/canonical.js", 200, "text/javascript"},
+		{"/web/split.js", 200, "text/javascript"},
 		{"/web/", 404, ""},
 		{"/web/vendor/", 404, ""},
 		{"/web/nothing.js", 404, ""},
@@ -373,7 +387,7 @@ func TestPageWithoutTweetNaCl(t *testing.T) {
 	if got := p.text("banner"); !strings.Contains(got, "tweetnacl is missing from this build: run make deps") {
 		t.Errorf("banner %q", got)
 	}
-	if !eval[bool](p, `document.getElementById('tsne-run').disabled && document.getElementById('digit-run').disabled`) {
+	if !eval[bool](p, `document.getElementById('tsne-run').disabled && document.getElementById('digit-run').disabled && document.getElementById('split-run').disabled`) {
 		t.Error("the page lets jobs run without tweetnacl")
 	}
 	mu.Lock()

@@ -1,9 +1,13 @@
-// The page of `accelnode serve`: t-SNE and digit recognition on the node,
-// every job sent sealed in an encrypted session and every receipt checked
-// here, in the browser (docs/api.md, "Encrypted sessions and signed
-// receipts"). tweetnacl-js (vendor/nacl-fast.min.js) and canonical.js are
-// classic scripts loaded before this module: they define nacl and
-// verifyReceipt.
+// The page of `accelnode serve`: t-SNE, digit recognition and split
+// learning on the node, every job and actor call sent sealed in an
+// encrypted session and every receipt checked here, in the browser
+// (docs/api.md, "Encrypted sessions and signed receipts"). tweetnacl-js
+// (vendor/nacl-fast.min.js) and canonical.js are classic scripts loaded
+// before this module: they define nacl and verifyReceipt. split.js, a copy
+// of examples/split-dense/split.js, computes the conv layers of split
+// learning and codes the actor's payloads.
+
+import * as split from './split.js';
 
 const nacl = globalThis.nacl;
 const verifyReceipt = globalThis.verifyReceipt;
@@ -26,6 +30,7 @@ const state = {
 const GUESTS = {
   tsne: { what: 't-SNE guest', file: 'tsne-mnist' },
   mnist: { what: 'digit recognition guest', file: 'mnist-classify' },
+  split: { what: 'split learning actor', file: 'split-dense' },
 };
 
 // ---- bytes ----
@@ -95,6 +100,11 @@ function toError(res, p) {
       }
       return new NodeError(`The node cannot run this job: ${detail}`, kind);
     }
+    case 'actor-limit':
+      return new NodeError('The node runs as many actors as it allows, for your key or in all, or this actor has too many ' +
+        `calls waiting (${detail}). Stop an actor you no longer need (DELETE /v1/actors/{id}), or try again later.`, kind);
+    case 'actor-failed':
+      return new NodeError(`The actor’s call failed: ${detail}. The actor keeps its state from before the call.`, kind);
     case 'internal':
       return new NodeError(`The node failed: ${detail}`, kind);
   }
@@ -175,12 +185,14 @@ function unseal(msg, key) {
   return nacl.box.open.after(msg.subarray(n), msg.subarray(0, n), key);
 }
 
-// sealedInvoke sends one job request sealed and opens the answer.
-async function sealedInvoke(req) {
+// sealedPost seals plain to the session route path (under
+// /v1/sessions/{id}) and opens the answer, which is sealed once the node
+// has opened the request. A problem, sealed or not, is thrown in words; a
+// session the node no longer knows, as the kind 'session-gone'.
+async function sealedPost(path, plain) {
   const s = state.session;
   const started = performance.now();
-  const res = await send('POST', `/v1/sessions/${encodeURIComponent(s.id)}/invoke`,
-    { sealed: toBase64(seal(utf8.encode(JSON.stringify(req)), s.key)) });
+  const res = await send('POST', `/v1/sessions/${encodeURIComponent(s.id)}${path}`, { sealed: toBase64(seal(plain, s.key)) });
   const data = await readJSON(res);
   const ms = performance.now() - started;
   if (!data || typeof data.sealed !== 'string') {
@@ -191,23 +203,30 @@ async function sealedInvoke(req) {
     }
     throw toError(res, data);
   }
-  const plain = unseal(fromBase64(data.sealed), s.key);
-  if (!plain) {
+  const opened = unseal(fromBase64(data.sealed), s.key);
+  if (!opened) {
     throw new NodeError('The node’s answer failed authentication: it was altered on the way, or sealed with other keys. The page used nothing of it.');
   }
-  const answer = JSON.parse(text.decode(plain));
+  const answer = JSON.parse(text.decode(opened));
   if (answer.problem) throw toError(res, answer.problem);
+  return { data, answer, ms };
+}
+
+// sealedInvoke sends one job request sealed and opens the answer.
+async function sealedInvoke(req) {
+  const { data, answer, ms } = await sealedPost('/invoke', utf8.encode(JSON.stringify(req)));
   return { job: data.job, result: answer.result, receipt: answer.receipt, ms };
 }
 
-// runJob runs req in the session, opening one first where there is none,
-// and once more where the node says the session has ended.
-async function runJob(req, ui) {
+// inSession runs sendIt (a sealed request) in the session, opening one first
+// where there is none, and once more where the node says the session has
+// ended: a request refused so was not run.
+async function inSession(sendIt, ui) {
   let reopened = false;
   for (;;) {
     if (!state.session) await openSession();
     try {
-      return await sealedInvoke(req);
+      return await sendIt();
     } catch (e) {
       if (e.kind !== 'session-gone') throw e;
       state.session = null;
@@ -217,6 +236,11 @@ async function runJob(req, ui) {
       ui.notice('Your encrypted session had expired, so the page opened a new one and sent the request again.');
     }
   }
+}
+
+// runJob runs req sealed in the session.
+function runJob(req, ui) {
+  return inSession(() => sealedInvoke(req), ui);
 }
 
 // ensureModule stores the page's guest name for this key and returns its
@@ -325,6 +349,9 @@ function setBusy(on) {
   const ready = !!(nacl && state.node);
   $('tsne-run').disabled = on || !ready;
   $('digit-run').disabled = on || !ready || !pad.inked;
+  $('split-run').disabled = on || !ready;
+  $('split-reset').disabled = on || !ready;
+  $('split-stop').disabled = !sp.running || sp.stop;
 }
 
 function guestFailure(what, r, stderr) {
@@ -860,6 +887,392 @@ function showBars(p) {
   });
 }
 
+// ---- split learning ----
+
+// sp is the split learning tab's state: the actor on the node, the conv
+// weights, the digits, and each round trained since the last init.
+const sp = {
+  conv: null, // Float32Array of split.CONV_LEN, from GET /web/mnist-conv
+  convModel: '', // the sha256 of the model they came from
+  sample: null, // GET /web/mnist: the digits fetched so far
+  actor: null, // {id, module, backend: the init reply's node info}
+  holdout: 0, // the first digits, never trained on: fixed at init
+  cursor: 0, // the training digits used since init
+  history: [], // {step, loss, acc} a round
+  heldout: null, // {n, correct, loss} of the last eval
+  receipts: { ok: 0, bad: 0 },
+  running: false,
+  stop: false,
+};
+
+// splitCall calls the actor's method with payload, sealed in the session,
+// and returns the call ({reply, code, units, elapsed_seconds, receipt})
+// once its receipt checks; a method's own error is thrown in words.
+async function splitCall(method, payload, ui) {
+  const id = sp.actor.id;
+  let out;
+  try {
+    out = await inSession(() => sealedPost(`/actors/${encodeURIComponent(id)}/call/${method}`, payload), ui);
+  } catch (e) {
+    if (e.kind === 'not-found' && /actor/.test(e.message)) {
+      sp.actor = null;
+      showSplitFacts();
+      throw new NodeError('The node no longer has this page’s actor (it was stopped, or its state was lost). ' +
+        'Train again to start a new one.', 'actor-gone');
+    }
+    throw e;
+  }
+  const call = out.answer.call;
+  if (!call) throw new NodeError('The node answered the actor call with neither a reply nor a problem.');
+  call.reply = fromBase64(call.reply);
+  call.ms = out.ms;
+  await checkCallReceipt(call, payload, method);
+  if (call.code !== 0) {
+    throw new NodeError(`The split learning actor refused ${method} (code ${call.code}): ${text.decode(call.reply) || 'it said nothing'}`);
+  }
+  return call;
+}
+
+// checkCallReceipt checks an actor call's receipt here: its signature, the
+// signer against GET /v1/node, and that it names this actor, this method,
+// the payload sent, the reply received and the method's code.
+async function checkCallReceipt(call, payload, method) {
+  const bad = (why) => {
+    sp.receipts.bad++;
+    showCallReceipts(`Receipt NOT verified: ${why}`);
+    throw new NodeError(`The receipt of the ${method} call did not check: ${why} The page stopped training.`);
+  };
+  if (!call.receipt) bad('the node sent no receipt with the call.');
+  const r = verifyReceipt(JSON.stringify(call.receipt), nacl);
+  if (!r) bad('its signature does not match what it says.');
+  if (r.node !== state.node.public_key) bad('it is signed by another key than this node’s (GET /v1/node).');
+  if (!String(r.job).startsWith(`actor/${sp.actor.id}/call/`) || !Array.isArray(r.args) || r.args.length !== 1 || r.args[0] !== method) {
+    bad(`it names ${r.job} ${r.args}, not this actor’s ${method}.`);
+  }
+  if (r.exit_code !== call.code) bad(`it signs code ${r.exit_code}, not ${call.code}.`);
+  const [input, output] = await Promise.all([sha256Hex(payload), sha256Hex(call.reply)]);
+  if (input !== null && input !== r.stdin_sha256) bad('the payload sent is not the one it signs.');
+  if (output !== null && output !== r.stdout_sha256) bad('the reply received is not the one it signs.');
+  sp.receipts.ok++;
+  const note = output === null ? ' (the hashes were not checked: this browser computes SHA-256 only over HTTPS or on localhost)' : '';
+  showCallReceipts(`Receipts verified: ${sp.receipts.ok} of ${sp.receipts.ok + sp.receipts.bad} calls, signed by ${state.node.fingerprint}${note}`,
+    `Last: ${r.job} · ${r.args[0]} · ${r.backend}, ${r.mode} mode · reply sha256 ${r.stdout_sha256.slice(0, 16)}… · ${r.units} units`);
+}
+
+function showCallReceipts(head, line) {
+  const el = $('split-receipt');
+  el.hidden = false;
+  el.className = 'receipt ' + (sp.receipts.bad ? 'bad' : 'ok');
+  el.replaceChildren();
+  const strong = document.createElement('strong');
+  strong.textContent = head;
+  el.append(strong);
+  if (line) {
+    const span = document.createElement('span');
+    span.textContent = line;
+    el.append(span);
+  }
+}
+
+// loadConv fetches the conv layers' weights of the node's model mnist.
+async function loadConv(ui) {
+  if (sp.conv) return;
+  ui.busy('Fetching the conv layers of the node’s model “mnist”…');
+  const res = await send('GET', '/web/mnist-conv');
+  if (!res.ok) {
+    const p = await readJSON(res);
+    const kind = problemKind(p);
+    if (kind === 'not-found' && /no model named/.test((p && p.detail) || '')) {
+      throw new NodeError('This node has no model named “mnist”, whose conv layers this page computes. Its operator can load one ' +
+        'at start with --model mnist=bin/mnist.onnx (make demo writes that file).', 'missing-model');
+    }
+    if (kind === 'invalid-model') {
+      throw new NodeError(`The node’s model “mnist” is not the MNIST network this page splits: ${p.detail}.`, kind);
+    }
+    throw toError(res, p);
+  }
+  sp.conv = split.convFromBytes(await res.arrayBuffer());
+  sp.convModel = (res.headers.get('ETag') || '').replaceAll('"', '');
+}
+
+// loadDigits makes sure the first n test digits are at hand.
+async function loadDigits(n, ui) {
+  if (sp.sample && sp.sample.n >= n) return;
+  ui.busy(`Fetching ${n} MNIST test digits from the node…`);
+  const s = await api('GET', `/web/mnist?n=${n}`);
+  if (s.rows * s.cols !== split.PIXELS) throw new NodeError(`The node’s digits are ${s.rows}×${s.cols}, not 28×28.`);
+  sp.sample = { n: s.n, labels: s.labels, pixels: fromBase64(s.pixels) };
+}
+
+// batchOf returns digits [from, from+count) of the sample as pixels/255
+// and labels.
+function batchOf(from, count) {
+  const px = new Float32Array(count * split.PIXELS);
+  const src = sp.sample.pixels.subarray(from * split.PIXELS, (from + count) * split.PIXELS);
+  for (let i = 0; i < px.length; i++) px[i] = src[i] / 255;
+  return { px, labels: Int32Array.from(sp.sample.labels.slice(from, from + count)) };
+}
+
+// startActor stores the split-dense guest for this key and starts an
+// actor of it. On a node that serves on cuda, whose kernels do not train
+// yet, the actor runs on ref where the node has it.
+async function startActor(ui) {
+  const module = await ensureModule('split');
+  ui.busy('Starting an actor on the node…');
+  const req = { module, snapshot: 'on-evict' };
+  const ref = (state.info.backends || []).find((b) => b.name === 'ref' && b.available);
+  if (state.info.backend === 'cuda' && ref) {
+    req.backend = 'ref';
+    ui.notice('The node serves on cuda, whose kernels do not train yet: the actor runs on ref.');
+  }
+  const a = await api('POST', '/v1/actors', req);
+  sp.actor = { id: a.id, module: a.module, snapshot: a.snapshot, backend: null };
+}
+
+// initActor calls init: the dense layers drawn again, the momentum and
+// the counters zeroed. The held-out digits are fixed from here.
+async function initActor(ui) {
+  ui.busy('Drawing the dense layers on the node (init)…');
+  const call = await splitCall('init', new Uint8Array(0), ui);
+  try {
+    sp.actor.backend = JSON.parse(text.decode(call.reply));
+  } catch (e) {
+    sp.actor.backend = null;
+  }
+  sp.holdout = numberField('split-holdout', 'Held-out digits', 0, 2000, true);
+  sp.cursor = 0;
+  sp.history = [];
+  sp.heldout = null;
+  drawSplit();
+  showHeldout();
+  showSplitFacts();
+}
+
+async function runSplit(ev) {
+  ev.preventDefault();
+  if (state.busy) return;
+  const ui = panelUI('split');
+  ui.reset();
+  sp.running = true;
+  sp.stop = false;
+  setBusy(true);
+  try {
+    const rounds = numberField('split-rounds', 'Rounds', 1, 1000, true);
+    const B = numberField('split-batch', 'Digits a round', 1, split.MAX_BATCH, true);
+    const lr = numberField('split-lr', 'Learning rate', 0.0001, 1, false);
+    const holdout = numberField('split-holdout', 'Held-out digits', 0, 2000, true);
+    await loadConv(ui);
+    if (!sp.actor) {
+      await startActor(ui);
+      await initActor(ui);
+    } else if (holdout !== sp.holdout) {
+      ui.notice(`The held-out digits changed from ${sp.holdout} to ${holdout}: the actor starts again, so that none of them was trained on.`);
+      await initActor(ui);
+    }
+    await loadDigits(Math.min(10000, sp.holdout + sp.cursor + rounds * B), ui);
+    const available = sp.sample.n - sp.holdout; // the training digits, used in turn
+    if (available < 1) throw new NodeError(`The node offers ${sp.sample.n} digits: none is left to train on beside the ${sp.holdout} held out.`);
+    let done = 0;
+    for (; done < rounds && !sp.stop; done++) {
+      ui.busy(`Round ${done + 1} of ${rounds}: conv layers here, dense layers on the node…`);
+      const at = sp.holdout + (sp.cursor % available);
+      const count = Math.min(B, sp.holdout + available - at);
+      const { px, labels } = batchOf(at, count);
+      const t0 = performance.now();
+      const acts = split.features(sp.conv, px, count);
+      const convMs = performance.now() - t0;
+      const payload = split.trainPayload(acts, labels, lr);
+      const call = await splitCall('train', payload, ui);
+      const r = split.decodeTrainReply(call.reply);
+      sp.cursor += count;
+      let norm = 0;
+      for (const g of r.grad) norm += g * g;
+      sp.history.push({ step: r.steps, loss: r.loss, acc: r.correct / count });
+      drawSplit();
+      showSplitFacts();
+      setFacts($('split-round'), [
+        ['Round', `${done + 1} of ${rounds} (step ${r.steps} since init)`],
+        ['Loss', r.loss.toFixed(4)],
+        ['Accuracy', `${r.correct} of ${count} (${(100 * r.correct / count).toFixed(1)} %)`],
+        ['Gradient back', `${count} × ${split.FLAT} f32, ${(4 * r.grad.length).toLocaleString('en')} bytes, ‖g‖ ${norm === 0 ? '0' : Math.sqrt(norm).toExponential(3)}`],
+        ['Sent', `${(payload.length / 1024).toFixed(0)} KiB of activations and labels, sealed`],
+        ['Conv layers here', seconds(convMs)],
+        ['Call on the node', `${seconds(1000 * call.elapsed_seconds)}, ${call.units.toLocaleString('en')} units`],
+        ['Round trip', seconds(call.ms)],
+      ]);
+      await new Promise((resolve) => requestAnimationFrame(() => resolve())); // let the chart show
+    }
+    if (sp.stop) {
+      ui.done(`Stopped after ${done} of ${rounds} rounds.`);
+      return;
+    }
+    if (sp.holdout > 0) {
+      ui.busy(`Scoring ${sp.holdout} held-out digits (eval)…`);
+      let correct = 0, loss = 0;
+      for (let at = 0; at < sp.holdout; at += split.MAX_BATCH) {
+        const count = Math.min(split.MAX_BATCH, sp.holdout - at);
+        const { px, labels } = batchOf(at, count);
+        const call = await splitCall('eval', split.evalPayload(split.features(sp.conv, px, count), labels), ui);
+        const e = split.decodeEvalReply(call.reply);
+        correct += e.correct;
+        loss += e.loss * count;
+      }
+      sp.heldout = { n: sp.holdout, correct, loss: loss / sp.holdout, step: sp.history.length ? sp.history[sp.history.length - 1].step : 0 };
+      showHeldout();
+      drawSplit();
+    }
+    ui.done(`Done: ${done} rounds of ${B} digits.`);
+  } catch (e) {
+    fail(ui, e);
+  } finally {
+    sp.running = false;
+    sp.stop = false;
+    setBusy(false);
+  }
+}
+
+// resetSplit calls init on the actor: its dense layers drawn again.
+async function resetSplit() {
+  if (state.busy) return;
+  const ui = panelUI('split');
+  ui.reset();
+  setBusy(true);
+  try {
+    if (!sp.actor) {
+      sp.history = [];
+      sp.heldout = null;
+      drawSplit();
+      showHeldout();
+      ui.done('Nothing trained yet: Train starts an actor.');
+      return;
+    }
+    await initActor(ui);
+    ui.done(`Reset: the actor’s dense layers are drawn again (init, seed 1).`);
+  } catch (e) {
+    fail(ui, e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+function showHeldout() {
+  const el = $('split-heldout');
+  const h = sp.heldout;
+  el.hidden = !h;
+  if (!h) return;
+  el.replaceChildren();
+  const strong = document.createElement('strong');
+  strong.textContent = `Held-out accuracy ${(100 * h.correct / h.n).toFixed(1)} %`;
+  el.append(strong, ` · ${h.correct} of ${h.n} digits never trained on, loss ${h.loss.toFixed(4)}, after ${h.step} steps`);
+  el.dataset.correct = String(h.correct);
+  el.dataset.n = String(h.n);
+}
+
+function showSplitFacts() {
+  const a = sp.actor;
+  if (!a) {
+    setFacts($('split-facts'), [['Actor', 'none yet']]);
+    return;
+  }
+  const b = a.backend;
+  const seen = sp.history.length;
+  setFacts($('split-facts'), [
+    ['Actor', a.id],
+    ['Backend', b ? `${b.backend}${b.device ? ' on ' + b.device : ''}, ${b.mode} mode` : '–'],
+    ['Snapshot', a.snapshot],
+    ['Module', `split-dense ${a.module.slice(0, 12)}…`],
+    ['Conv weights', `model mnist ${sp.convModel.slice(0, 12)}…, ${split.CONV_LEN.toLocaleString('en')} values`],
+    ['Trained', `${seen} rounds since init, ${sp.cursor.toLocaleString('en')} digits`],
+  ]);
+}
+
+// drawSplit draws each round's loss (left axis) and accuracy (right axis,
+// 0 to 100 %).
+function drawSplit() {
+  const canvas = $('split-chart');
+  const { ctx, w, h } = fit(canvas);
+  const pts = sp.history;
+  canvas.dataset.rounds = String(pts.length);
+  ctx.clearRect(0, 0, w, h);
+  const left = 46, right = 46, top = 12, bottom = 30;
+  const n = Math.max(pts.length, 10);
+  const hi = Math.max(2.5, ...pts.map((p) => p.loss)) * 1.05;
+  const X = (i) => left + (n <= 1 ? 0 : (i / (n - 1)) * (w - left - right));
+  const YL = (v) => top + (1 - v / hi) * (h - top - bottom);
+  const YA = (v) => top + (1 - v) * (h - top - bottom);
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.strokeStyle = '#eef0f4';
+  ctx.lineWidth = 1;
+  for (const f of [0.25, 0.5, 0.75]) {
+    ctx.beginPath();
+    ctx.moveTo(left, YA(f)); ctx.lineTo(w - right, YA(f));
+    ctx.stroke();
+  }
+  ctx.strokeStyle = '#c9cfd9';
+  ctx.beginPath();
+  ctx.moveTo(left, top); ctx.lineTo(left, h - bottom); ctx.lineTo(w - right, h - bottom); ctx.lineTo(w - right, top);
+  ctx.stroke();
+  ctx.fillStyle = '#2563eb';
+  ctx.textAlign = 'right';
+  ctx.fillText(hi.toFixed(1), left - 6, top + 8);
+  ctx.fillText('0', left - 6, h - bottom);
+  ctx.fillStyle = '#c0661a';
+  ctx.textAlign = 'left';
+  ctx.fillText('100 %', w - right + 6, top + 8);
+  ctx.fillText('50 %', w - right + 6, YA(0.5) + 4);
+  ctx.fillText('0 %', w - right + 6, h - bottom);
+  ctx.fillStyle = '#5d6778';
+  ctx.textAlign = 'center';
+  ctx.fillText('1', X(0), h - 10);
+  ctx.fillText(String(n), X(n - 1), h - 10);
+  ctx.fillText('round', (left + w - right) / 2, h - 10);
+  if (sp.heldout) {
+    const y = YA(sp.heldout.correct / sp.heldout.n);
+    ctx.strokeStyle = '#c0661a';
+    ctx.setLineDash([5, 4]);
+    ctx.beginPath();
+    ctx.moveTo(left, y); ctx.lineTo(w - right, y);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = '#c0661a';
+    ctx.textAlign = 'left';
+    ctx.fillText('held out', left + 6, y - 5);
+  }
+  const line = (colour, Y, key) => {
+    if (pts.length === 0) return;
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    pts.forEach((p, i) => (i ? ctx.lineTo(X(i), Y(p[key])) : ctx.moveTo(X(i), Y(p[key]))));
+    ctx.stroke();
+    ctx.fillStyle = colour;
+    pts.forEach((p, i) => {
+      ctx.beginPath();
+      ctx.arc(X(i), Y(p[key]), 2.4, 0, 2 * Math.PI);
+      ctx.fill();
+    });
+  };
+  line('#f28e2b', YA, 'acc');
+  line('#2563eb', YL, 'loss');
+  const last = pts[pts.length - 1];
+  $('split-summary').textContent = last
+    ? `${pts.length} rounds · loss ${pts[0].loss.toFixed(3)} → ${last.loss.toFixed(3)} · accuracy ${(100 * pts[0].acc).toFixed(0)} % → ${(100 * last.acc).toFixed(0)} %`
+    : 'Train to see each round.';
+}
+
+function setupSplit() {
+  $('split-form').addEventListener('submit', runSplit);
+  $('split-stop').addEventListener('click', () => {
+    if (!sp.running) return;
+    sp.stop = true;
+    setBusy(state.busy);
+    panelUI('split').busy('Stopping after this round…');
+  });
+  $('split-reset').addEventListener('click', resetSplit);
+  showSplitFacts();
+  drawSplit();
+}
+
 // ---- start ----
 
 function banner(msg) {
@@ -917,6 +1330,13 @@ async function connect() {
   }
   if (!state.models.includes('mnist')) {
     panelUI('digit').notice('This node has no model named “mnist” loaded yet: recognition will fail until its operator loads one (--model mnist=bin/mnist.onnx).');
+    panelUI('split').notice('This node has no model named “mnist” loaded yet, whose conv layers this page computes: training will fail until its operator loads one (--model mnist=bin/mnist.onnx).');
+  }
+  if (!state.config.digits) {
+    panelUI('split').notice('This node offers no MNIST digits to train on (its operator can start it with --web-data DIR).');
+  }
+  if (!state.config.modules.split) {
+    panelUI('split').notice('This node has no split learning actor loaded (its operator can start it with --web-module split=bin/examples/split-dense.wasm).');
   }
   setBusy(false);
 }
@@ -929,6 +1349,7 @@ function start() {
     document.querySelector('input[name="source"][value="csv"]').checked = true;
   });
   setupPad();
+  setupSplit();
   $('key-form').addEventListener('submit', (e) => {
     e.preventDefault();
     state.token = $('key-input').value.trim();
@@ -947,13 +1368,20 @@ function start() {
       'Without it the page can neither seal requests nor check receipts, so it sends nothing.');
     $('tsne-run').disabled = true;
     $('digit-run').disabled = true;
+    $('split-run').disabled = true;
+    $('split-reset').disabled = true;
     state.busy = true; // nothing may run
     return;
   }
   connect();
 }
 
-// The test paints a digit onto the pad itself, then asks the page to look.
-globalThis.accelnodePage = { padChanged };
+// The test paints a digit onto the pad itself, then asks the page to look;
+// it reads split learning's rounds as the chart draws them.
+globalThis.accelnodePage = {
+  padChanged,
+  splitRounds: () => sp.history.map((p) => ({ ...p })),
+  splitActor: () => (sp.actor ? sp.actor.id : ''),
+};
 
 start();
