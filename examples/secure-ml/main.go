@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 // Command secure-ml is the seed application, ic-secure-ml, as a client of
 // a node: it opens an encrypted session, runs t-SNE on real MNIST digits
 // sent sealed, and runs split learning (the MNIST network's conv layers
