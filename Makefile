@@ -37,7 +37,6 @@ build: deps
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	for e in $(REACTORS); do $(WASM_ENV) $(GO) build -buildmode=c-shared -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
-	$(GO) build -o $(BIN)/secure-ml ./examples/secure-ml
 
 # The gorgonia oracle of the training operations is a module of its own
 # (mnist/gorgonia), which ./... does not reach.
@@ -108,6 +107,7 @@ demo: build
 	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/tsne-mnist.wasm -- -n 3000 -out /out/tsne-mnist.csv
 	$(BIN)/accelnode plot -o $(BIN)/tsne-mnist.png $(BIN)/tsne-mnist.csv
 	@echo
+	$(GO) build -o $(BIN)/secure-ml ./examples/secure-ml
 	scripts/demo-serve.sh $(BIN)
 
 # The figures in docs/benchmarks.md (about forty minutes on two cores): the
