@@ -64,10 +64,77 @@ type Registry struct {
 	mu     sync.RWMutex
 	byName map[string]*Model
 	byHash map[string]*Model
+	// interned are the nameless models that guests pass as bytes, by
+	// sha256, held while some guest uses them (Intern).
+	interned map[string]*internedModel
+}
+
+type internedModel struct {
+	m    *Model
+	refs int
 }
 
 func NewRegistry() *Registry {
-	return &Registry{byName: map[string]*Model{}, byHash: map[string]*Model{}}
+	return &Registry{byName: map[string]*Model{}, byHash: map[string]*Model{}, interned: map[string]*internedModel{}}
+}
+
+// Intern decodes data as an ONNX model without naming it, or returns the
+// model already held for the same bytes, so that guests that pass the same
+// model share one decoding. Such a model is not found by Lookup, by name
+// or hash: only those who hold its bytes can run it. It stays held until
+// every caller has called release.
+func (r *Registry) Intern(data []byte) (m *Model, release func(), err error) {
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+	r.mu.Lock()
+	if named := r.byHash[hash]; named != nil {
+		r.mu.Unlock()
+		return named, func() {}, nil
+	}
+	if in := r.interned[hash]; in != nil {
+		in.refs++
+		r.mu.Unlock()
+		return in.m, r.releaser(hash), nil
+	}
+	r.mu.Unlock()
+	// Decoded outside the lock: a large model takes a while.
+	m, err = decode(bytes.Clone(data), hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Name = "sha256:" + hash[:12]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := r.interned[hash]
+	if in == nil { // or another caller decoded it meanwhile: share theirs
+		in = &internedModel{m: m}
+		r.interned[hash] = in
+	}
+	in.refs++
+	return in.m, r.releaser(hash), nil
+}
+
+// releaser drops one reference to the interned model of hash, once.
+func (r *Registry) releaser(hash string) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if in := r.interned[hash]; in != nil {
+				if in.refs--; in.refs == 0 {
+					delete(r.interned, hash)
+				}
+			}
+		})
+	}
+}
+
+// Interned is the number of nameless models held for guests.
+func (r *Registry) Interned() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.interned)
 }
 
 // LoadFile reads an ONNX file, a regular file of at most MaxModelBytes,
