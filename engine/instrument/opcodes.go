@@ -9,35 +9,35 @@ import (
 type imm uint8
 
 const (
-	immNone      imm = iota
-	immBlock         // blocktype: 0x40, a value type or an s33 type index
-	immU32           // one u32 (label, index)
-	immU32x2         // two u32 (call_indirect, table.copy, memory.init, ...)
-	immBrTable       // vec(u32) then u32
-	immMemarg        // u32 align, u32 offset
-	immI32           // s32
-	immI64           // s64
-	immF32           // 4 bytes
-	immF64           // 8 bytes
-	immSelectT       // vec(valtype)
-	immByte          // one byte (ref.null's reftype, a lane index)
-	immBytes16       // v128.const, i8x16.shuffle
-	immMemargLane    // memarg then a lane byte
+	immNone       imm = iota
+	immBlock          // blocktype: 0x40, a value type or an s33 type index
+	immU32            // one u32 (label, index)
+	immU32x2          // two u32 (call_indirect, table.copy, memory.init, ...)
+	immBrTable        // vec(u32) then u32
+	immMemarg         // u32 align, u32 offset
+	immI32            // s32
+	immI64            // s64
+	immF32            // 4 bytes
+	immF64            // 8 bytes
+	immSelectT        // vec(valtype)
+	immByte           // one byte (ref.null's reftype, a lane index)
+	immBytes16        // v128.const, i8x16.shuffle
+	immMemargLane     // memarg then a lane byte
 )
 
 // flow says how an instruction moves control, which is what cuts basic blocks.
 type flow uint8
 
 const (
-	flowNext   flow = iota
-	flowBlock       // block
-	flowLoop        // loop
-	flowIf          // if
-	flowElse        // else
-	flowEnd         // end
-	flowBrIf        // br_if: conditional, falls through
-	flowJump        // br, br_table: never falls through
-	flowStop        // return, unreachable, return_call*: never falls through
+	flowNext  flow = iota
+	flowBlock      // block
+	flowLoop       // loop
+	flowIf         // if
+	flowElse       // else
+	flowEnd        // end
+	flowBrIf       // br_if: conditional, falls through
+	flowJump       // br, br_table: never falls through
+	flowStop       // return, unreachable, return_call*: never falls through
 )
 
 // nanKind says which canonical NaN, if any, an instruction's result is rewritten to.
