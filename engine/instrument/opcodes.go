@@ -478,3 +478,48 @@ func (r *reader) immediates(in *instr) error {
 	}
 	return err
 }
+
+// Cost is the fuel one instruction is charged, given its opcode: one byte,
+// or a 0xFC or 0xFD prefix and its LEB128 sub-opcode; any immediates after
+// the opcode are ignored.
+func Cost(opcode []byte) (int64, error) {
+	r := reader{b: opcode}
+	op, err := r.byte()
+	if err != nil {
+		return 0, errors.New("cost: empty opcode")
+	}
+	info := singleOps[op]
+	if op == prefixFC || op == prefixFD {
+		sub, err := r.u32()
+		if err != nil {
+			return 0, fmt.Errorf("cost: opcode 0x%x: %w", op, err)
+		}
+		if op == prefixFC {
+			info = fcOps[sub]
+		} else {
+			info = fdOps[sub]
+		}
+	}
+	if info == nil {
+		return 0, fmt.Errorf("cost: unknown opcode % x", opcode)
+	}
+	return info.cost, nil
+}
+
+// CanonicalisedOps lists, in opcode order, the instructions whose results
+// CanonicalNaNs rewrites: those whose NaN results may carry a payload or
+// sign that depends on the machine.
+func CanonicalisedOps() []string {
+	var names []string
+	for _, o := range singleOps {
+		if o != nil && o.nan != nanNone {
+			names = append(names, o.name)
+		}
+	}
+	for i := range simdNames {
+		if o := fdOps[uint32(i)]; o != nil && o.nan != nanNone {
+			names = append(names, o.name)
+		}
+	}
+	return names
+}
