@@ -2,7 +2,9 @@
  * wasi_nn.h: the wasi-nn API (the witx version, import module
  * "wasi_ephemeral_nn") for C guests built with clang --target=wasm32-wasi,
  * declared as the published wasi-nn C headers declare it, with the
- * numbering of WasmEdge and of the Rust wasi-nn crate 0.6. accelnode serves
+ * numbering of the current witx (Wasmtime; the Rust crates wasi-nn and
+ * wasmedge-wasi-nn), as docs/abi.md ("wasi-nn") gives it; the node also
+ * reads the old witx tensor types of WasmEdge's plugin. accelnode serves
  * it for ONNX graphs; a guest written against WasmEdge's wasi-nn runs on
  * accelnode unchanged, with the graph given by name (load_by_name) or as
  * bytes (load). Copy it into your guest; it needs nothing but <stdint.h>.
@@ -48,14 +50,15 @@ typedef enum {
 	tensorflow = 2,
 	pytorch = 3,
 	tensorflowlite = 4,
-	ggml = 5,
-	autodetect = 6,
+	autodetect = 5,
+	ggml = 6, /* WasmEdge's; refused by accelnode */
 } graph_encoding;
 
 typedef enum {
 	cpu = 0,
 	gpu = 1,
 	tpu = 2,
+	auto_target = 3, /* WasmEdge's AUTO: the node's backend */
 } execution_target;
 
 typedef uint32_t graph;

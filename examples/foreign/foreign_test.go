@@ -1,0 +1,447 @@
+//go:build !wasip1
+
+// Package foreign tests the guests written in C and Rust (examples/c,
+// examples/rust): each is built with Debian's toolchains
+// (scripts/install-wasm-toolchains.sh), run on the node on ref and on ort,
+// and must answer as the Go guests do. A test whose toolchain, data or
+// host module is missing skips and says why.
+package foreign
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/accelnode/accelnode/accel"
+	_ "github.com/accelnode/accelnode/accel/ort"
+	_ "github.com/accelnode/accelnode/accel/ref"
+	"github.com/accelnode/accelnode/engine"
+	"github.com/accelnode/accelnode/examples/internal/mnistnet"
+	"github.com/accelnode/accelnode/internal/guesttest"
+	"github.com/accelnode/accelnode/mnist"
+	"github.com/accelnode/accelnode/models/onnx"
+	"github.com/accelnode/accelnode/node"
+)
+
+// rustc is Debian's rustc, whose wasm32-wasi standard library
+// libstd-rust-dev-wasm32 provides; a rustup toolchain first on PATH may
+// lack that target.
+const rustc = "/usr/bin/rustc"
+
+// root is the module's root, where the guests' sources lie.
+var root = func() string {
+	wd, _ := os.Getwd()
+	return filepath.Join(wd, "..", "..")
+}()
+
+var (
+	buildMu sync.Mutex
+	built   = map[string][]byte{}
+)
+
+// buildC builds a C guest with clang and wasi-libc, or skips.
+func buildC(t *testing.T, src string) []byte {
+	t.Helper()
+	clang, err := exec.LookPath("clang")
+	if err != nil {
+		t.Skip("clang is missing (scripts/install-wasm-toolchains.sh installs it): ", err)
+	}
+	return build(t, src, func(out string) *exec.Cmd {
+		return exec.Command(clang, "--target=wasm32-wasi", "-O2", "-Wall", "-Werror",
+			"-I", filepath.Join(root, "hostfn", "guest", "c"), "-o", out, filepath.Join(root, src))
+	})
+}
+
+// buildRust builds a Rust guest with Debian's rustc for wasm32-wasi, or
+// skips.
+func buildRust(t *testing.T, src string) []byte {
+	t.Helper()
+	if _, err := os.Stat(rustc); err != nil {
+		t.Skip("Debian's rustc is missing (scripts/install-wasm-toolchains.sh installs it): ", err)
+	}
+	return build(t, src, func(out string) *exec.Cmd {
+		return exec.Command(rustc, "--edition", "2021", "--target", "wasm32-wasi", "-O",
+			"-C", "strip=debuginfo", "-D", "warnings", "-o", out, filepath.Join(root, src))
+	})
+}
+
+// build runs the compiler once per source in this test binary. A compiler
+// that lacks the wasm32-wasi target or its C library skips the test; any
+// other failure fails it.
+func build(t *testing.T, src string, cmd func(out string) *exec.Cmd) []byte {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if b, ok := built[src]; ok {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "guest.wasm")
+	c := cmd(out)
+	msg, err := c.CombinedOutput()
+	if err != nil {
+		s := string(msg)
+		for _, missing := range []string{"can't find crate for `std`", "can't find crate for `core`", "stdio.h' file not found",
+			"unable to find library -lc", "cannot open crt1", "wasm-ld", "libclang_rt.builtins-wasm32.a"} {
+			if strings.Contains(s, missing) {
+				t.Skipf("%s cannot build for wasm32-wasi (scripts/install-wasm-toolchains.sh installs what it needs): %s", filepath.Base(c.Path), s)
+			}
+		}
+		t.Fatalf("%s: %v\n%s", strings.Join(c.Args, " "), err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built[src] = b
+	return b
+}
+
+// digits returns a folder holding the uncompressed MNIST test files, which
+// the C and Rust guests read (the Go guests read them too), or skips.
+func digits(t *testing.T) string {
+	t.Helper()
+	dir, err := mnist.FindDir(".")
+	if err != nil {
+		t.Skip(err)
+	}
+	out := t.TempDir()
+	for _, name := range []string{"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} {
+		if err := gunzip(filepath.Join(dir, name+".gz"), filepath.Join(out, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func gunzip(src, dst string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	var b bytes.Buffer
+	if _, err := io.Copy(&b, z); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return os.WriteFile(dst, b.Bytes(), 0o644)
+}
+
+// network writes the seed's MNIST network with He-initialised weights from
+// seed: the weights as a tensors file (what examples/mnist-train writes)
+// and the ONNX model examples/mnist/model makes of them. Untrained
+// weights classify badly but deterministically, which is what a
+// comparison of guests needs.
+func network(t *testing.T, seed uint64) (weights, model string) {
+	t.Helper()
+	dir := t.TempDir()
+	ts := mnistnet.Init(seed)
+	var b bytes.Buffer
+	if err := mnist.WriteTensors(&b, ts); err != nil {
+		t.Fatal(err)
+	}
+	weights = filepath.Join(dir, "mnist-weights.ant")
+	if err := os.WriteFile(weights, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := mnistnet.Model(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model = filepath.Join(dir, "mnist.onnx")
+	if err := os.WriteFile(model, onnx.Marshal(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return weights, model
+}
+
+// backends are the CPU backends the guests run on: ref in strict mode and
+// ort in fast mode, the only mode it serves.
+var backends = []struct {
+	name string
+	mode accel.Mode
+}{
+	{"ref", accel.Strict},
+	{"ort", accel.Fast},
+}
+
+func open(t *testing.T, backend string, mode accel.Mode, models ...node.ModelFile) *node.Node {
+	t.Helper()
+	n, err := node.Open(context.Background(), node.Config{Backend: backend, Mode: mode, Require: []string{backend}, Models: models})
+	if err != nil {
+		if backend == "ort" {
+			t.Skipf("ort: %v (make deps fetches ONNX Runtime into .deps)", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// errNoNN says that the node does not offer wasi_ephemeral_nn.
+var errNoNN = errors.New("the node offers no wasi_ephemeral_nn module")
+
+func invoke(t *testing.T, n *node.Node, wasm []byte, mounts []engine.Mount, args ...string) (string, error) {
+	t.Helper()
+	m, err := n.Compile(context.Background(), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.Invoke(context.Background(), m, node.Invocation{Args: args, Mounts: mounts})
+	if err != nil && strings.Contains(err.Error(), "wasi_ephemeral_nn") {
+		return "", fmt.Errorf("%w: %v", errNoNN, err)
+	}
+	if err != nil || res.ExitCode != 0 {
+		return "", fmt.Errorf("%v, exit code %d\n%s%s", err, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	return string(res.Stdout), nil
+}
+
+var (
+	accuracyLine = regexp.MustCompile(`(?m)^accuracy [0-9.]+% \(\d+ of \d+\)`)
+	confusion    = regexp.MustCompile(`(?ms)^confusion matrix.*?\n(?:(?: +\d+)+\n){11}`)
+	predictions  = regexp.MustCompile(`(?m)^first predictions:(?: \d)+$`)
+)
+
+// answers is what must agree between guests: the accuracy line without
+// the speed, and the confusion matrix.
+func answers(t *testing.T, who, out string) string {
+	t.Helper()
+	a, c := accuracyLine.FindString(out), confusion.FindString(out)
+	if a == "" || c == "" {
+		t.Fatalf("%s printed no accuracy line or confusion matrix:\n%s", who, out)
+	}
+	return a + "\n" + c
+}
+
+// TestMNIST classifies test digits with the Go guest examples/mnist, the
+// Rust guest examples/rust/mnist-accel (model_run, then single host calls
+// on the same weights) and the C guest examples/c/mnist-wasinn (wasi-nn),
+// on ref and on ort: each must print the Go guest's accuracy and confusion
+// matrix, and the C and Rust guests the same first predictions. On ref,
+// in strict mode, the host-call network is bit for bit the model's, so it
+// must agree too; on ort, whose model runs in ONNX Runtime's own kernels,
+// it may differ in a digit or two of a thousand.
+func TestMNIST(t *testing.T) {
+	data := digits(t)
+	weights, model := network(t, 7)
+	goWasm := guesttest.Build(t, "github.com/accelnode/accelnode/examples/mnist")
+	rust := buildRust(t, "examples/rust/mnist-accel/main.rs")
+	cGuest := buildC(t, "examples/c/mnist-wasinn/main.c")
+	count := "1000"
+	if testing.Short() {
+		count = "300"
+	}
+	args := []string{"-data", "/data", "-n", count, "-batch", "100"}
+	mounts := []engine.Mount{
+		{HostPath: data, GuestPath: "/data", ReadOnly: true},
+		{HostPath: filepath.Dir(weights), GuestPath: "/w", ReadOnly: true},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			n := open(t, b.name, b.mode, node.ModelFile{Name: "mnist", Path: model})
+			goOut, err := invoke(t, n, goWasm, mounts, args...)
+			if err != nil {
+				t.Fatalf("go guest: %v", err)
+			}
+			want := answers(t, "the Go guest", goOut)
+			t.Logf("go guest:\n%s", goOut)
+			if strings.Count(want, "\n") < 12 {
+				t.Fatalf("the Go guest's answers are short:\n%s", want)
+			}
+
+			rustOut, err := invoke(t, n, rust, mounts, args...)
+			if err != nil {
+				t.Fatalf("rust guest, model_run: %v", err)
+			}
+			if got := answers(t, "the Rust guest", rustOut); got != want {
+				t.Errorf("the Rust guest (model_run) answers\n%s\nthe Go guest\n%s", got, want)
+			}
+			if first := strings.SplitN(rustOut, "\n", 2)[0]; first != strings.SplitN(goOut, "\n", 2)[0] {
+				t.Errorf("the Rust guest's first line %q, the Go guest's %q", first, strings.SplitN(goOut, "\n", 2)[0])
+			}
+			wantPred := predictions.FindString(rustOut)
+			if wantPred == "" {
+				t.Fatalf("the Rust guest printed no predictions:\n%s", rustOut)
+			}
+
+			opsOut, err := invoke(t, n, rust, mounts, append(args, "-mode", "ops", "-weights", "/w/mnist-weights.ant")...)
+			if err != nil {
+				t.Fatalf("rust guest, host calls: %v", err)
+			}
+			t.Logf("rust guest, host calls:\n%s", opsOut)
+			if b.mode == accel.Strict {
+				if got := answers(t, "the Rust guest (host calls)", opsOut); got != want {
+					t.Errorf("the Rust guest (host calls) answers\n%s\nthe Go guest (model_run)\n%s", got, want)
+				}
+				if got := predictions.FindString(opsOut); got != wantPred {
+					t.Errorf("host calls predict %q, model_run %q", got, wantPred)
+				}
+			} else if d := differ(t, opsOut, rustOut); d > 2 {
+				t.Errorf("on %s the host-call network and the model disagree on %d digits", b.name, d)
+			}
+
+			t.Run("wasi-nn", func(t *testing.T) {
+				cOut, err := invoke(t, n, cGuest, mounts[:1], args...)
+				if errors.Is(err, errNoNN) {
+					t.Skip(err)
+				}
+				if err != nil {
+					t.Fatalf("C guest (wasi-nn): %v", err)
+				}
+				t.Logf("C guest (wasi-nn):\n%s", cOut)
+				if got := answers(t, "the C guest", cOut); got != want {
+					t.Errorf("the C guest (wasi-nn) answers\n%s\nthe Go guest\n%s", got, want)
+				}
+				if got := predictions.FindString(cOut); got != wantPred {
+					t.Errorf("the C guest predicts %q, the Rust guest %q", got, wantPred)
+				}
+			})
+		})
+	}
+}
+
+// differ counts the digits on which two outputs' confusion matrices
+// disagree: half the sum of the absolute differences of their cells.
+func differ(t *testing.T, a, b string) int {
+	t.Helper()
+	cells := func(s string) []int {
+		var v []int
+		for _, line := range strings.Split(confusion.FindString(s), "\n")[2:] {
+			for _, f := range strings.Fields(line)[min(1, len(strings.Fields(line))):] {
+				n, _ := strconv.Atoi(f)
+				v = append(v, n)
+			}
+		}
+		return v
+	}
+	x, y := cells(a), cells(b)
+	if len(x) != 100 || len(y) != 100 {
+		t.Fatalf("confusion matrices of %d and %d cells", len(x), len(y))
+	}
+	d := 0
+	for i := range x {
+		d += max(x[i]-y[i], y[i]-x[i])
+	}
+	return d / 2
+}
+
+// TestErrors checks the wrappers' errors: a model the node lacks makes the
+// Rust guest exit 1 naming the model and the node's ENOENT sentence, and
+// the C wasi-nn guest naming not_found.
+func TestErrors(t *testing.T) {
+	data := digits(t)
+	rust := buildRust(t, "examples/rust/mnist-accel/main.rs")
+	cGuest := buildC(t, "examples/c/mnist-wasinn/main.c")
+	n := open(t, "ref", accel.Strict)
+	mounts := []engine.Mount{{HostPath: data, GuestPath: "/data", ReadOnly: true}}
+	for _, c := range []struct {
+		name string
+		wasm []byte
+		want []string
+	}{
+		{"rust", rust, []string{`mnist-accel: model "absent": accel model_open: no such model: "absent"`}},
+		{"c", cGuest, []string{`mnist-wasinn: load_by_name("absent"): not_found (wasi-nn error 8)`}},
+	} {
+		m, err := n.Compile(context.Background(), c.wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := n.Invoke(context.Background(), m, node.Invocation{Mounts: mounts, Args: []string{"-n", "10", "-model", "absent"}})
+		if err != nil && strings.Contains(err.Error(), "wasi_ephemeral_nn") {
+			t.Logf("%s: %v", c.name, err)
+			continue
+		}
+		if res.ExitCode != 1 {
+			t.Errorf("%s: exit code %d (%v), want 1\n%s", c.name, res.ExitCode, err, res.Stderr)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(res.Stderr), w) {
+				t.Errorf("%s: stderr %q lacks %q", c.name, res.Stderr, w)
+			}
+		}
+	}
+}
+
+// topFive is the WasmEdge examples' way of printing the five best classes.
+var topFive = regexp.MustCompile(`(?m)^   ([1-5])\.\) \[(\d+)\]\((-?[0-9.]+)\)$`)
+
+// TestClassifyMobileNet runs examples/c/wasinn-classify, written as
+// WasmEdge's wasi-nn examples are, on the MobileNetV2 of
+// testdata/models preloaded as "default": it must print WasmEdge's lines
+// and five distinct classes with falling scores, the same on ref and ort
+// (where ref runs the graph), and another image must change them.
+func TestClassifyMobileNet(t *testing.T) {
+	model := filepath.Join(root, "testdata", "models", "mobilenet_v2.onnx")
+	if _, err := os.Stat(model); err != nil {
+		t.Skip("no MobileNetV2 to classify with: ", err)
+	}
+	wasm := buildC(t, "examples/c/wasinn-classify/main.c")
+	var top []string
+	for _, b := range []struct {
+		name string
+		mode accel.Mode
+	}{{"ort", accel.Fast}, {"ref", accel.Strict}} {
+		n := open(t, b.name, b.mode, node.ModelFile{Name: "default", Path: model})
+		out, err := invoke(t, n, wasm, nil)
+		if errors.Is(err, errNoNN) {
+			t.Skip(err)
+		}
+		if err != nil && b.name == "ref" && strings.Contains(err.Error(), "unsupported_operation") {
+			t.Logf("ref cannot run the graph: %v", err)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", b.name, err)
+		}
+		t.Logf("%s:\n%s", b.name, out)
+		for _, line := range []string{"Loaded graph into wasi-nn with ID: ", "Created wasi-nn execution context with ID: ",
+			"Read input tensor, size in bytes: 602112\n", "Executed graph inference\n"} {
+			if !strings.Contains(out, line) {
+				t.Errorf("%s: no %q in\n%s", b.name, line, out)
+			}
+		}
+		rows := topFive.FindAllStringSubmatch(out, -1)
+		if len(rows) != 5 {
+			t.Fatalf("%s: %d top-5 rows in\n%s", b.name, len(rows), out)
+		}
+		var classes []string
+		prev := 0.0
+		for i, r := range rows {
+			s, _ := strconv.ParseFloat(r[3], 64)
+			c, _ := strconv.Atoi(r[2])
+			if r[1] != strconv.Itoa(i+1) || c >= 1000 || slices.Contains(classes, r[2]) || (i > 0 && s > prev) {
+				t.Errorf("%s: row %q out of order or repeated", b.name, r[0])
+			}
+			classes, prev = append(classes, r[2]), s
+		}
+		if top == nil {
+			top = classes
+		} else if classes[0] != top[0] {
+			t.Errorf("ref's best class %s, ort's %s", classes[0], top[0])
+		}
+		if b.name == "ort" {
+			other, err := invoke(t, n, wasm, nil, "default", "seed:2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(topFive.FindAllString(other, -1), "\n") == strings.Join(topFive.FindAllString(out, -1), "\n") {
+				t.Errorf("images from seeds 1 and 2 score the same:\n%s", other)
+			}
+		}
+	}
+}
