@@ -206,6 +206,10 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		return accel.EmbeddingQualityParams{K: int(w[0])}, true
 	},
 	"add": func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"clip": func(w []uint32) (any, bool) {
+		return accel.ClipParams{Min: math.Float32frombits(w[0]), Max: math.Float32frombits(w[1])}, true
+	},
+	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"conv2d_backward_data": func(w []uint32) (any, bool) {
 		return accel.Conv2DBackwardDataParams{Conv2DParams: specConv2D(w), InputH: int(w[9]), InputW: int(w[10])}, true
 	},
@@ -283,6 +287,9 @@ var exampleShapes = map[string][][]int{
 	"softmax":   {{2, 3}},
 	"tsne_step": {{4}, {4}, {4}, {3, 2}, {3, 2}, {3, 2}},
 	"add":       {{2, 3}, {2, 3}},
+
+	"clip":           {{2, 3}},
+	"global_avgpool": {{2, 3, 4, 5}},
 
 	"tsne_affinities":   {{5, 3}},
 	"embedding_quality": {{5, 3}, {5, 2}, {5}},
@@ -586,6 +593,33 @@ var shapeSpecs = map[string]shapeSpec{
 			return bigSum(big.NewInt(64), bigProd(append([]int{13}, in[0]...)...))
 		},
 	},
+}
+
+func init() {
+	// clip is elementwise over two tensors; its bounds may be anything
+	// but NaN (docs/determinism.md).
+	shapeSpecs["clip"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			c := p.(accel.ClipParams)
+			return [][]int{in[0]}, validIf(c.Min == c.Min && c.Max == c.Max)
+		},
+		units: elementwise(1 + 8).units,
+	}
+	// global_avgpool: an addition per element of x and a division per
+	// plane, and 4 bytes of each moved.
+	shapeSpecs["global_avgpool"] = shapeSpec{
+		rule: func(in [][]int, _ any) ([][]int, verdict) {
+			x := in[0]
+			if len(x) != 4 {
+				return nil, refuse
+			}
+			return [][]int{{x[0], x[1], 1, 1}}, accept
+		},
+		units: func(in, _ [][]int, _ any) *big.Int {
+			x := in[0]
+			return bigSum(big.NewInt(64), bigProd(append([]int{5}, x...)...), bigProd(5, x[0], x[1]))
+		},
+	}
 }
 
 // The training operations (docs/abi.md, "Training"). Their shape rules

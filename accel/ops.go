@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -662,4 +662,71 @@ var Add = define(opDef[NoParams]{
 // Add returns a + b elementwise for tensors of one shape.
 func (s *Session) Add(ctx context.Context, a, b *Tensor) (*Tensor, error) {
 	return s.run1(ctx, Add, NoParams{}, a, b)
+}
+
+// ---- clip ------------------------------------------------------------------
+
+// ClipParams are the bounds of a clip. Neither is NaN; Min above Max gives
+// Max everywhere but at NaN, as the formula says.
+type ClipParams struct{ Min, Max float32 }
+
+// Clip is y = min(max(x, Min), Max) elementwise, NaN preserved: ReLU6 is
+// Clip{0, 6}.
+var Clip = define(opDef[ClipParams]{
+	Op: Op{
+		Name: "clip", Contract: "clip",
+		Inputs:     []Input{{Name: "x", DType: F32}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"min", "max"},
+	},
+	decode: func(w []uint32) (ClipParams, error) {
+		return ClipParams{Min: math.Float32frombits(w[0]), Max: math.Float32frombits(w[1])}, nil
+	},
+	shape: func(in [][]int, p ClipParams) ([][]int, error) {
+		if p.Min != p.Min || p.Max != p.Max {
+			return nil, fmt.Errorf("%w: bounds must not be NaN: min %g, max %g", ErrInvalid, p.Min, p.Max)
+		}
+		return [][]int{slices.Clone(in[0])}, nil
+	},
+	units: func(in, _ [][]int, _ ClipParams) uint64 { return elementwiseUnits(product(in[0]), 2) },
+})
+
+// Clip returns min(max(x, lo), hi) elementwise.
+func (s *Session) Clip(ctx context.Context, x *Tensor, lo, hi float32) (*Tensor, error) {
+	return s.run1(ctx, Clip, ClipParams{Min: lo, Max: hi}, x)
+}
+
+// ---- global_avgpool --------------------------------------------------------
+
+// GlobalAvgPool is the mean of each plane of x [N,C,H,W], y [N,C,1,1]: the
+// blocksum of the plane in row-major order, divided once by H·W.
+var GlobalAvgPool = define(opDef[NoParams]{
+	Op: Op{
+		Name: "global_avgpool", Contract: "global_avgpool",
+		Inputs:  []Input{{Name: "x", DType: F32}},
+		Outputs: []string{"y"},
+		// The H·W terms of the sum, and the division.
+		Tolerance: Tolerance{Scale: ScaleAbs, Terms: func(c *Call) int {
+			s := c.In[0].Shape()
+			return s[2]*s[3] + 1
+		}},
+	},
+	shape: func(in [][]int, _ NoParams) ([][]int, error) {
+		x := in[0]
+		if len(x) != 4 {
+			return nil, fmt.Errorf("%w: global_avgpool needs an NCHW input, got %s", ErrShape, ShapeString(x))
+		}
+		return [][]int{{x[0], x[1], 1, 1}}, nil
+	},
+	// An addition per element and a division per plane; x in, y out.
+	units: func(in, out [][]int, _ NoParams) uint64 {
+		n, planes := product(in[0]), product(out[0])
+		return CallUnits + n + planes + 4*(n+planes)
+	},
+})
+
+// GlobalAvgPool returns the mean of each H×W plane of x [N,C,H,W] as
+// [N,C,1,1].
+func (s *Session) GlobalAvgPool(ctx context.Context, x *Tensor) (*Tensor, error) {
+	return s.run1(ctx, GlobalAvgPool, NoParams{}, x)
 }

@@ -176,3 +176,48 @@ func (b *Kernels) Softmax(ctx context.Context, out, x *accel.Tensor) error {
 		}
 	})
 }
+
+// Clip computes out = canon(min(max(x, lo), hi)) elementwise, each bound
+// taken only where it compares beyond x: t = lo if x < lo else x, then
+// y = hi if t > hi else t. A NaN x fails both comparisons and gives the
+// canonical NaN; a -0 or +0 x equal to a zero bound keeps its own sign.
+func (b *Kernels) Clip(ctx context.Context, out, x *accel.Tensor, p accel.ClipParams) error {
+	X, Y := f32(x), f32(out)
+	lo, hi := p.Min, p.Max
+	count, step := chunks(len(X), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		start, end := c*step, min((c+1)*step, len(X))
+		xs, ys := X[start:end], Y[start:end]
+		ys = ys[:len(xs)]
+		for i, v := range xs {
+			if v < lo {
+				v = lo
+			}
+			if v > hi {
+				v = hi
+			}
+			ys[i] = v
+		}
+		strictmath.CanonSlice(ys)
+	})
+}
+
+// GlobalAvgPool computes each plane's mean of x [N,C,H,W] into out
+// [N,C,1,1]: canon(blocksum(plane, row-major) / float32(H·W)), one division
+// and no reciprocal. The sums are reduce_sum's over axes 2 and 3, which
+// gives the same canonical blocksums on every one of its paths.
+func (b *Kernels) GlobalAvgPool(ctx context.Context, out, x *accel.Tensor) error {
+	s := x.Shape()
+	if err := b.ReduceSum(ctx, out, x, 1<<2|1<<3); err != nil {
+		return err
+	}
+	d := float32(s[2] * s[3])
+	Y := f32(out)
+	count, step := chunks(len(Y), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		ys := Y[c*step : min((c+1)*step, len(Y))]
+		for i, v := range ys {
+			ys[i] = strictmath.Canon(v / d)
+		}
+	})
+}

@@ -84,6 +84,12 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.Relu:    func(ctx context.Context, c *accel.Call) error { return b.Relu(ctx, c.Out[0], c.In[0]) },
 		accel.Softmax: func(ctx context.Context, c *accel.Call) error { return b.Softmax(ctx, c.Out[0], c.In[0]) },
 		accel.Add:     func(ctx context.Context, c *accel.Call) error { return b.Add(ctx, c.Out[0], c.In[0], c.In[1]) },
+		accel.Clip: func(ctx context.Context, c *accel.Call) error {
+			return b.Clip(ctx, c.Out[0], c.In[0], c.Params.(accel.ClipParams))
+		},
+		accel.GlobalAvgPool: func(ctx context.Context, c *accel.Call) error {
+			return b.GlobalAvgPool(ctx, c.Out[0], c.In[0])
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.MaxPool2D(ctx, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
