@@ -106,6 +106,28 @@ func softmaxGraph() *onnx.Model {
 		onnx.IntAttr("axis", -1))
 }
 
+// clipGraph is Y = Clip(X, min, max) for X of any rank, the bounds scalar
+// initializers.
+func clipGraph(p accel.ClipParams) *onnx.Model {
+	m := singleOp("Clip",
+		[]onnx.ValueInfo{floatValue("X", nil)},
+		[]onnx.ValueInfo{floatValue("Y", nil)})
+	m.Graph.Nodes[0].Inputs = []string{"X", "min", "max"}
+	m.Graph.Initializers = []onnx.Tensor{
+		{Name: "min", Dims: []int64{}, DataType: onnx.Float, Floats: []float32{p.Min}},
+		{Name: "max", Dims: []int64{}, DataType: onnx.Float, Floats: []float32{p.Max}},
+	}
+	return m
+}
+
+// globalAvgPoolGraph is the mean of each plane: input "X" [n,c,h,w],
+// output "Y" [n,c,1,1].
+func globalAvgPoolGraph() *onnx.Model {
+	return singleOp("GlobalAveragePool",
+		[]onnx.ValueInfo{floatValue("X", onnx.Sym("n", "c", "h", "w"))},
+		[]onnx.ValueInfo{floatValue("Y", nil)})
+}
+
 // addGraph is Y = X + B, broadcasting, for any ranks: add of two tensors of
 // one shape, and add_bias with the bias shaped to broadcast.
 func addGraph() *onnx.Model {

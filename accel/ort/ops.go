@@ -16,13 +16,15 @@ import (
 // CPU kernel.
 func (b *Backend) kernels() accel.Kernels {
 	b.viaORT = accel.Kernels{
-		accel.MatMul:    b.matMul,
-		accel.Conv2D:    b.conv2D,
-		accel.AddBias:   b.addBias,
-		accel.Relu:      b.relu,
-		accel.MaxPool2D: b.maxPool2D,
-		accel.Softmax:   b.softmax,
-		accel.Add:       b.add,
+		accel.MatMul:        b.matMul,
+		accel.Conv2D:        b.conv2D,
+		accel.AddBias:       b.addBias,
+		accel.Relu:          b.relu,
+		accel.MaxPool2D:     b.maxPool2D,
+		accel.Softmax:       b.softmax,
+		accel.Add:           b.add,
+		accel.Clip:          b.clip,
+		accel.GlobalAvgPool: b.globalAvgPool,
 	}
 	strict := b.strict.Table()
 	table := accel.Kernels{
@@ -436,6 +438,33 @@ func (b *Backend) relu(ctx context.Context, c *accel.Call) error {
 
 func (b *Backend) add(ctx context.Context, c *accel.Call) error {
 	return b.rows(ctx, "add", addGraph, c, 1)
+}
+
+// clip runs Clip with the bounds as the graph's constants, on blocks of
+// rows of one element.
+func (b *Backend) clip(ctx context.Context, c *accel.Call) error {
+	p := c.Params.(accel.ClipParams)
+	key := fmt.Sprintf("clip %#x %#x", math.Float32bits(p.Min), math.Float32bits(p.Max))
+	return b.rows(ctx, key, func() *onnx.Model { return clipGraph(p) }, c, 1)
+}
+
+// globalAvgPool runs GlobalAveragePool on blocks of the input's planes,
+// each an image of one channel, [planes, 1, H, W].
+func (b *Backend) globalAvgPool(ctx context.Context, c *accel.Call) error {
+	xs := c.In[0].Shape()
+	X, Y := hostmem.F32(c.In[0]), hostmem.F32(c.Out[0])
+	plane := xs[2] * xs[3]
+	pieces := func(yield func(piece) bool) {
+		for lo, hi := range split(xs[0]*xs[1], float64(plane), pieceElems) {
+			if !yield(piece{
+				in: [][]float32{X[lo*plane : hi*plane]}, inShapes: [][]int{{hi - lo, 1, xs[2], xs[3]}},
+				out: [][]float32{Y[lo:hi]}, outShapes: [][]int{{hi - lo, 1, 1, 1}},
+			}) {
+				return
+			}
+		}
+	}
+	return b.runPieces(ctx, graph{"global_avgpool", globalAvgPoolGraph}, pieces)
 }
 
 // softmax works along the last axis: its rows are the pieces' rows.

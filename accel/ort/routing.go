@@ -31,6 +31,10 @@ var smallBelow = map[*accel.Op]int{
 	accel.Add:     1 << 13,
 	accel.AddBias: 1 << 10,
 	accel.Softmax: 1 << 9,
+	// Elements of x; not measured apart: clip streams as relu does, and
+	// global_avgpool reads its input once as they do.
+	accel.Clip:          1 << 13,
+	accel.GlobalAvgPool: 1 << 13,
 }
 
 // small reports whether a call is below its operation's threshold.
@@ -53,6 +57,8 @@ func callSize(c *accel.Call) int {
 	case accel.MaxPool2D:
 		p := c.Params.(accel.Pool2DParams)
 		return mulSat(out, mulSat(p.KernelH, p.KernelW))
+	case accel.GlobalAvgPool:
+		return c.In[0].Len()
 	}
 	return out
 }
