@@ -148,7 +148,9 @@ var opInputs = map[*accel.Op]struct {
 	accel.Softmax:   {accel.NoParams{}, map[int][]int{0: {2, 4}}, nil},
 	accel.TSNEStep: {accel.TSNEParams{LearningRate: 1, Momentum: 0.5, Exaggeration: 1, MinGain: 0.01, ComputeKL: true},
 		map[int][]int{2: {2}, 3: {2, 2}, 4: {2, 2}, 5: {2, 2}}, map[int][]int32{0: {0, 1, 2}, 1: {1, 0}}},
-	accel.Add: {accel.NoParams{}, map[int][]int{0: {2, 3}, 1: {2, 3}}, nil},
+	accel.Add:           {accel.NoParams{}, map[int][]int{0: {2, 3}, 1: {2, 3}}, nil},
+	accel.Clip:          {accel.ClipParams{Min: 0, Max: 6}, map[int][]int{0: {2, 3}}, nil},
+	accel.GlobalAvgPool: {accel.NoParams{}, map[int][]int{0: {1, 2, 3, 3}}, nil},
 }
 
 // callOf builds a call of op in mode on tensors of s, with its outputs

@@ -38,6 +38,12 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Relu:    func(ctx context.Context, c *accel.Call) error { return b.relu(ctx, v, c.Out[0], c.In[0]) },
 		accel.Softmax: func(ctx context.Context, c *accel.Call) error { return b.softmax(ctx, v, c.Out[0], c.In[0]) },
 		accel.Add:     func(ctx context.Context, c *accel.Call) error { return b.add(ctx, v, c.Out[0], c.In[0], c.In[1]) },
+		accel.Clip: func(ctx context.Context, c *accel.Call) error {
+			return b.clip(ctx, v, c.Out[0], c.In[0], c.Params.(accel.ClipParams))
+		},
+		accel.GlobalAvgPool: func(ctx context.Context, c *accel.Call) error {
+			return b.globalAvgPool(ctx, v, c.Out[0], c.In[0])
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
@@ -250,6 +256,24 @@ func (b *Backend) add(ctx context.Context, v variant, out, x, y *accel.Tensor) e
 	n := int64(out.Len())
 	return b.run(ctx, "add", []*accel.Tensor{out}, func(d *device) error {
 		return d.launch1D(v, "add", n, blockThreads, args(ptr(x), ptr(y), ptr(out), n))
+	})
+}
+
+// clip computes out = min(max(x, lo), hi), NaN preserved.
+func (b *Backend) clip(ctx context.Context, v variant, out, x *accel.Tensor, p accel.ClipParams) error {
+	n := int64(x.Len())
+	return b.run(ctx, "clip", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(v, "clip", n, blockThreads, args(ptr(x), ptr(out), n, p.Min, p.Max))
+	})
+}
+
+// globalAvgPool computes the mean of each H×W plane of x, one thread a
+// plane.
+func (b *Backend) globalAvgPool(ctx context.Context, v variant, out, x *accel.Tensor) error {
+	s := x.Shape()
+	planes, hw := int64(s[0])*int64(s[1]), int64(s[2])*int64(s[3])
+	return b.run(ctx, "global_avgpool", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(v, "global_avgpool", planes, blockThreads, args(ptr(x), ptr(out), planes, hw, float32(hw)))
 	})
 }
 

@@ -249,6 +249,56 @@ extern "C" __global__ void add(const float* __restrict__ a, const float* __restr
     }
 }
 
+// clip computes y[i] = canon(min(max(x[i], lo), hi)) in the contract's
+// comparisons: lo where x < lo, then hi where that is > hi. A NaN fails both
+// and gives the canonical NaN; a zero equal to a zero bound keeps its sign.
+extern "C" __global__ void clip(const float* __restrict__ x, float* __restrict__ y, long long n,
+                                float lo, float hi) {
+    FOR_EACH(i, n) {
+        float v = x[i];
+        if (v < lo) v = lo;
+        if (v > hi) v = hi;
+        y[i] = canon(v);
+    }
+}
+
+// global_avgpool computes the mean of each of planes planes of hw values:
+// canon(blocksum(plane) / d), d the f32 value of hw, one thread a plane.
+// The blocksum's runs of 256 are summed in order from +0; their sums go
+// into the treesum as a binary counter carries (strictcpu's runTree): a
+// complete subtree per set bit of the count of runs so far, left + right
+// on each carry, and at the end the subtrees added from the right.
+#define BLOCK_LEN 256
+extern "C" __global__ void global_avgpool(const float* __restrict__ x, float* __restrict__ y,
+                                          long long planes, long long hw, float d) {
+    FOR_EACH(p, planes) {
+        const float* xp = x + p * hw;
+        float level[40];  // 2^40 runs is beyond any tensor
+        long long runs = 0;
+        for (long long r0 = 0; r0 < hw; r0 += BLOCK_LEN) {
+            const long long r1 = r0 + BLOCK_LEN < hw ? r0 + BLOCK_LEN : hw;
+            float s = 0.0f;
+            for (long long k = r0; k < r1; k++) {
+                s = ADD(s, xp[k]);
+            }
+            int l = 0;
+            for (; (runs >> l) & 1; l++) {
+                s = ADD(level[l], s);
+            }
+            level[l] = s;
+            runs++;
+        }
+        float s = 0.0f;
+        bool first = true;
+        for (int l = 0; l < 40; l++) {
+            if (((runs >> l) & 1) == 0) continue;
+            s = first ? level[l] : ADD(level[l], s);
+            first = false;
+        }
+        y[p] = canon(DIV(canon(s), d));
+    }
+}
+
 // relu: the canonical NaN for NaN, x for x > 0, +0 otherwise (so -0 gives +0).
 extern "C" __global__ void relu(const float* __restrict__ x, float* __restrict__ y, long long n) {
     FOR_EACH(i, n) {
