@@ -10,6 +10,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/accelnode/accelnode/accel"
@@ -20,9 +21,10 @@ import (
 type onnxOp struct {
 	// attrs are the attributes the op reads; any other is unsupported.
 	attrs []string
-	// minIn and maxIn bound the node's inputs. The last consts of them
-	// are constants read at compile time (Reshape's shape); the others
-	// are tensors.
+	// minIn and maxIn bound the node's inputs. The last consts of the
+	// maxIn are constants read at compile time (Reshape's shape, Clip's
+	// bounds), each of them optional where minIn allows; the others are
+	// tensors.
 	minIn, maxIn, consts int
 	// compile parses the attributes and checks what the graph shows before
 	// any run: the ranks it knows and the initializers. It returns what
@@ -278,6 +280,38 @@ var onnxOps = map[string]*onnxOp{
 			return nodePlan{}, fmt.Errorf("adding %s and %s is %w (only two tensors of one shape, or a bias along one axis)", accel.ShapeString(a), accel.ShapeString(b), accel.ErrUnsupported)
 		},
 	}),
+	// Clip is a clip. Its bounds are constants: the min and max inputs
+	// from opset 11 on (initializers or Constant nodes), attributes
+	// before; an absent one is the lowest or the highest float, as ONNX
+	// says.
+	"Clip": define(rule[accel.ClipParams]{
+		attrs: []string{"min", "max"},
+		minIn: 1, maxIn: 3, consts: 2,
+		compile: compileClip,
+		plan: func(p accel.ClipParams, in [][]int) (nodePlan, error) {
+			c, err := plan1(accel.Clip, p, []int{0}, tensorShape(in[0]))
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: in[0], calls: []opCall{c}}, nil
+		},
+	}),
+	// GlobalAveragePool is a global_avgpool, of 2-d planes only.
+	"GlobalAveragePool": define(rule[none]{
+		minIn: 1, maxIn: 1,
+		compile: func(c *compiler, st *step, _ attrs) (none, int, error) {
+			if c.knownRank(st.in[0], 4) {
+				return none{}, 0, fmt.Errorf("input of rank %d is %w (only 2-d pooling, NCHW)", c.rank[st.in[0]], accel.ErrUnsupported)
+			}
+			return none{}, 4, nil
+		},
+		plan: func(_ none, in [][]int) (nodePlan, error) {
+			if len(in[0]) != 4 {
+				return nodePlan{}, fmt.Errorf("global average pooling of %s is %w (only 2-d, NCHW)", accel.ShapeString(in[0]), accel.ErrUnsupported)
+			}
+			return single(plan1(accel.GlobalAvgPool, accel.NoParams{}, []int{0}, in[0]))
+		},
+	}),
 	// Reshape, Flatten and Identity give their input's data a new shape,
 	// and cost nothing beyond the run.
 	"Reshape": define(rule[[]int64]{
@@ -489,6 +523,47 @@ func compileAdd(c *compiler, st *step, _ attrs) (int, int, error) {
 		return 0, 0, fmt.Errorf("adding initializer %q of dims %v to a value of rank %d is %w (only a bias along one axis, or a tensor of the same shape)", b.Name, b.Dims, r, accel.ErrUnsupported)
 	}
 	return bias, rank, nil
+}
+
+func compileClip(c *compiler, st *step, a attrs) (accel.ClipParams, int, error) {
+	p := accel.ClipParams{Min: -math.MaxFloat32, Max: math.MaxFloat32}
+	if c.opset > 0 && c.opset < 11 {
+		var err error
+		if p.Min, err = a.float("min", p.Min); err != nil {
+			return p, 0, err
+		}
+		if p.Max, err = a.float("max", p.Max); err != nil {
+			return p, 0, err
+		}
+		if len(st.consts) > 0 {
+			return p, 0, fmt.Errorf("%w: before opset 11 Clip takes one input, its bounds as attributes", accel.ErrInvalid)
+		}
+	} else {
+		if len(a.n.Attrs) > 0 {
+			return p, 0, fmt.Errorf("attribute %q is %w from opset 11 on (bounds are inputs)", a.n.Attrs[0].Name, accel.ErrUnsupported)
+		}
+		for i, name := range st.consts {
+			if name == "" {
+				continue
+			}
+			t, ok := c.inits[name]
+			if !ok {
+				return p, 0, fmt.Errorf("bound %q that is not a constant (an initializer or a Constant node) is %w", name, accel.ErrUnsupported)
+			}
+			if t.DataType != onnx.Float || len(t.Floats) != 1 || len(t.Dims) > 1 {
+				return p, 0, fmt.Errorf("%w: bound %q must be one FLOAT, got element type %d and dims %v", accel.ErrInvalid, name, t.DataType, t.Dims)
+			}
+			if i == 0 {
+				p.Min = t.Floats[0]
+			} else {
+				p.Max = t.Floats[0]
+			}
+		}
+	}
+	if p.Min != p.Min || p.Max != p.Max {
+		return p, 0, fmt.Errorf("%w: bounds must not be NaN: min %g, max %g", accel.ErrInvalid, p.Min, p.Max)
+	}
+	return p, c.rank[st.in[0]], nil
 }
 
 func compileReshape(c *compiler, st *step, a attrs) ([]int64, int, error) {

@@ -107,13 +107,43 @@ func Compile(m *onnx.Model) (*Program, error) {
 		p.inputs = append(p.inputs, cloneValueInfo(in))
 	}
 
-	order, err := topoSort(g.Nodes, defined)
+	// Constant nodes are folded here, as initializers of their outputs.
+	nodes := make([]onnx.Node, 0, len(g.Nodes))
+	index := make([]int, 0, len(g.Nodes)) // each node's index in the graph, for messages
+	var folded []onnx.Tensor
+	for i := range g.Nodes {
+		n := &g.Nodes[i]
+		if n.OpType != "Constant" || (n.Domain != "" && n.Domain != "ai.onnx") {
+			nodes = append(nodes, *n)
+			index = append(index, i)
+			continue
+		}
+		t, err := constantTensor(n)
+		if err != nil {
+			return nil, fmt.Errorf("onnx op %q (%s): %w", n.OpType, nodeDesc(n, i), err)
+		}
+		if defined[t.Name] || slices.ContainsFunc(folded, func(f onnx.Tensor) bool { return f.Name == t.Name }) {
+			return nil, fmt.Errorf("%w: value %q is defined twice (again by %s)", accel.ErrInvalid, t.Name, nodeDesc(n, i))
+		}
+		folded = append(folded, t)
+	}
+	for i := range folded {
+		t := &folded[i]
+		if t.DataType == onnx.Float {
+			p.weights += uint64(len(t.Floats))
+		}
+		c.inits[t.Name] = t
+		c.rank[t.Name] = len(t.Dims)
+		defined[t.Name] = true
+	}
+
+	order, err := topoSort(nodes, defined)
 	if err != nil {
 		return nil, err
 	}
 	used := map[string]bool{} // float initializers read by a node or output
 	for _, i := range order {
-		st, err := c.compile(&g.Nodes[i], i)
+		st, err := c.compile(&nodes[i], index[i])
 		if err != nil {
 			return nil, err
 		}
@@ -146,8 +176,7 @@ func Compile(m *onnx.Model) (*Program, error) {
 	}
 
 	// Upload in graph order, so that runs allocate the same way every time.
-	for i := range g.Initializers {
-		t := &g.Initializers[i]
+	for _, t := range slices.Concat(ptrs(g.Initializers), ptrs(folded)) {
 		if !used[t.Name] || t.DataType != onnx.Float {
 			continue
 		}
@@ -178,6 +207,51 @@ func cloneValueInfos(v []onnx.ValueInfo) []onnx.ValueInfo {
 func cloneValueInfo(v onnx.ValueInfo) onnx.ValueInfo {
 	v.Dims = slices.Clone(v.Dims)
 	return v
+}
+
+func ptrs(ts []onnx.Tensor) []*onnx.Tensor {
+	p := make([]*onnx.Tensor, len(ts))
+	for i := range ts {
+		p[i] = &ts[i]
+	}
+	return p
+}
+
+// constantTensor reads a Constant node as the initializer of its output:
+// its value attribute (a tensor of FLOAT, INT64 or INT32 elements), or
+// value_float, value_floats, value_int or value_ints.
+func constantTensor(n *onnx.Node) (onnx.Tensor, error) {
+	outs := n.Outputs
+	if len(n.Inputs) != 0 || len(outs) != 1 || outs[0] == "" {
+		return onnx.Tensor{}, fmt.Errorf("%w: a Constant takes no inputs and gives one output", accel.ErrInvalid)
+	}
+	if len(n.Attrs) != 1 {
+		return onnx.Tensor{}, fmt.Errorf("%w: a Constant has exactly one value attribute, got %d attributes", accel.ErrInvalid, len(n.Attrs))
+	}
+	a := n.Attrs[0]
+	t := onnx.Tensor{Name: outs[0]}
+	switch {
+	case a.Name == "value" && a.Type == onnx.AttrTensor && a.T != nil:
+		t.Dims, t.DataType = slices.Clone(a.T.Dims), a.T.DataType
+		t.Floats, t.Int64s, t.Int32s = slices.Clone(a.T.Floats), slices.Clone(a.T.Int64s), slices.Clone(a.T.Int32s)
+		if t.DataType != onnx.Float && t.DataType != onnx.Int64 && t.DataType != onnx.Int32 {
+			return onnx.Tensor{}, fmt.Errorf("a value of element type %d (%s) is %w (only FLOAT, INT64 and INT32)", t.DataType, elemTypeName(t.DataType), accel.ErrUnsupported)
+		}
+	case a.Name == "value_float" && a.Type == onnx.AttrFloat:
+		t.DataType, t.Floats = onnx.Float, []float32{a.F}
+	case a.Name == "value_floats" && a.Type == onnx.AttrFloats:
+		t.DataType, t.Dims, t.Floats = onnx.Float, []int64{int64(len(a.Floats))}, slices.Clone(a.Floats)
+	case a.Name == "value_int" && a.Type == onnx.AttrInt:
+		t.DataType, t.Int64s = onnx.Int64, []int64{a.I}
+	case a.Name == "value_ints" && a.Type == onnx.AttrInts:
+		t.DataType, t.Dims, t.Int64s = onnx.Int64, []int64{int64(len(a.Ints))}, slices.Clone(a.Ints)
+	default:
+		return onnx.Tensor{}, fmt.Errorf("attribute %q of kind %d is %w (only value, value_float(s), value_int(s))", a.Name, a.Type, accel.ErrUnsupported)
+	}
+	if err := checkInitializer(&t); err != nil {
+		return onnx.Tensor{}, err
+	}
+	return t, nil
 }
 
 // checkInitializer checks that an initializer's data fills its dims.
@@ -385,7 +459,7 @@ func (c *compiler) inputs(st *step, n *onnx.Node, rule *onnxOp) error {
 		}
 		return fmt.Errorf("%w: %d inputs, want %s", accel.ErrInvalid, len(n.Inputs), want)
 	}
-	tensors := len(ins) - rule.consts
+	tensors := min(len(ins), rule.maxIn-rule.consts)
 	for j, in := range ins {
 		if in == "" && j < lo {
 			return fmt.Errorf("%w: required input %d is omitted", accel.ErrInvalid, j)
@@ -534,9 +608,11 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 // Each node's output shape follows from its input shapes by the rules the
 // run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul
 // (a vector as a one-row or one-column matrix); Conv a conv2d; Relu, Softmax
-// and MaxPool their operations; Add an add, or an add_bias where one
-// operand broadcasts along one axis; Reshape, Flatten and Identity nothing.
-// A scalar counts as one element.
+// and MaxPool their operations; Clip a clip; GlobalAveragePool a
+// global_avgpool; Add an add, or an add_bias where one operand broadcasts
+// along one axis; Reshape, Flatten and Identity nothing. Constant nodes are
+// folded at compile time and count as initializers. A scalar counts as one
+// element.
 func (p *Program) Units(inputShapes [][]int) (uint64, error) {
 	pl, err := p.plan(inputShapes)
 	if err != nil {
