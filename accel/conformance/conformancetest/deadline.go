@@ -126,6 +126,14 @@ var longCases = []longCase{
 		shapes: tsneShapes(tsneN, 1), small: tsneShapes(4, 3), fill: oneRow},
 	{name: "3x2^25", op: accel.Add, params: accel.NoParams{},
 		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
+	{name: "2^27", op: accel.Clip, params: accel.ClipParams{Min: 0, Max: 6},
+		shapes: [][]int{{elemCount}}, small: [][]int{{7}}, deadline: shortDeadline},
+	// 1 GiB of planes of 16, and one plane of
+	// 2^28 terms (on one thread).
+	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
+		shapes: [][]int{{1 << 14, 1 << 10, 4, 4}}, small: [][]int{{1, 2, 3, 3}}, deadline: shortDeadline},
+	{name: "one plane", op: accel.GlobalAvgPool, params: accel.NoParams{},
+		shapes: [][]int{{1, 1, 1 << 14, 1 << 14}}, small: [][]int{{1, 2, 3, 3}}, deadline: shortDeadline},
 	// The gradients of the ResNet layer above: 118 G multiply-adds, on the
 	// contract's CPU kernels as the forward convolution of the gradient,
 	// and with a NaN weight, term by term as the contract writes it.
