@@ -22,3 +22,9 @@ func TestDeadlinePortable(t *testing.T) { conformancetest.TestDeadline(t, ref.Ne
 func TestConformanceOneThread(t *testing.T) {
 	conformancetest.TestCases(t, ref.New(1), conformance.Corpus(true))
 }
+
+// TestConformancePortable runs the quick corpus on the portable loops
+// alone, which strict mode's ref-portable serves from.
+func TestConformancePortable(t *testing.T) {
+	conformancetest.TestCases(t, ref.NewPortable(0), conformance.Corpus(true))
+}
