@@ -31,7 +31,7 @@ var (
 func TestMain(m *testing.M) {
 	ctx := context.Background()
 	var err error
-	node, err = engine.New(ctx, engine.Config{HostModules: []engine.HostModule{hostfn.Module{}}, CacheDir: guesttest.CacheDir()})
+	node, err = engine.New(ctx, engine.Config{HostModules: []engine.HostModule{hostfn.Module{}, hostfn.NN{}}, CacheDir: guesttest.CacheDir()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

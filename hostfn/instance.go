@@ -34,6 +34,15 @@ type Config struct {
 	// live tensors together with other guests', for a node's metrics.
 	Calls     *Calls
 	Occupancy *accel.Occupancy
+
+	// NNBackend returns the backend that serves wasi-nn graphs for an
+	// execution target (TargetCPU, TargetGPU, TargetTPU) in Mode, or an
+	// error saying why none does. nil serves the target Backend computes
+	// on, from Backend, and no other.
+	NNBackend func(target string) (accel.Backend, error)
+	// NNTargets are the targets of named graphs preloaded for wasi-nn, by
+	// name; a graph not here runs on Backend.
+	NNTargets map[string]string
 }
 
 // Calls counts host calls by function name. It is safe for concurrent use.
@@ -85,13 +94,20 @@ type Instance struct {
 	// whose tensors may have changed since its last Commit (actor.go).
 	actor   *actorCall
 	touched map[uint32]struct{}
+
+	// nn is the guest's wasi-nn state (wasinn.go).
+	nn        nnState
+	nnBackend func(string) (accel.Backend, error)
+	nnTargets map[string]string
+	limits    accel.Limits
 }
 
 // NewInstance prepares the accel state for one guest invocation. It fails
 // when cfg's backend cannot serve cfg's mode.
 func NewInstance(cfg Config) (*Instance, error) {
 	in := &Instance{handles: map[uint32]*accel.Tensor{}, next: 1, log: cfg.Logger, ctx: context.Background(),
-		models: cfg.Models, opened: map[uint32]*models.Model{}, nextModel: 1, calls: cfg.Calls}
+		models: cfg.Models, opened: map[uint32]*models.Model{}, nextModel: 1, calls: cfg.Calls,
+		nnBackend: cfg.NNBackend, nnTargets: cfg.NNTargets, limits: cfg.Limits}
 	if in.models == nil {
 		in.models = models.NewRegistry()
 	}
@@ -130,8 +146,9 @@ func (in *Instance) charge(units uint64) error { return engine.Charge(in.ctx, un
 // Session is the instance's session on its backend.
 func (in *Instance) Session() *accel.Session { return in.session }
 
-// Close frees every tensor the guest still holds.
+// Close frees every tensor the guest still holds, and its wasi-nn graphs.
 func (in *Instance) Close() {
+	in.nn.close()
 	in.session.Close()
 	clear(in.handles)
 }
