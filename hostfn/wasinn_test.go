@@ -195,7 +195,7 @@ func TestWasiNNTensorTypes(t *testing.T) {
 	cast := modeltest.Unary("Cast", onnx.Int32, modeltest.Batch4, onnx.IntAttr("to", onnx.Float))
 	for _, code := range []int{abi.NNTensorI32, abi.NNTensorI32Old} {
 		t.Run(fmt.Sprint("type ", code), func(t *testing.T) {
-			o := runNN(t, cast, []string{"-int", "-type", fmt.Sprint(code), "-accel", "", "-batch", "3"},
+			o := runNN(t, cast, []string{"-int", "-width", "4", "-type", fmt.Sprint(code), "-accel", "", "-batch", "3"},
 				hostfn.Config{Backend: modelORT(t), Mode: accel.Fast})
 			got := o.values["nn"]
 			if len(got) != 12 {

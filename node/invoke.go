@@ -144,6 +144,8 @@ func (n *Node) Invoke(ctx context.Context, m *engine.Module, inv Invocation) (Re
 		Logger:    n.log,
 		Calls:     &n.calls,
 		Occupancy: n.occupancy(backend.Name()),
+		NNBackend: n.nnBackend(backend, res.Mode),
+		NNTargets: n.nnTargets,
 	})
 	res.Units, res.MemoryPages, res.Elapsed = r.UnitsUsed, r.MemoryPages, r.Elapsed
 	res.StdinSHA256 = hex.EncodeToString(stdinHash.Sum(nil))

@@ -63,6 +63,9 @@ type Config struct {
 
 	// Models are the ONNX models guests may open by name.
 	Models []ModelFile
+	// NNGraphs are the models preloaded for wasi-nn guests, with the
+	// execution target their graphs run on (wasinn.go).
+	NNGraphs []NNGraph
 	// MaxOutput bounds the standard output and error an invocation
 	// captures when the caller gives no writer; 0 means DefaultMaxOutput.
 	MaxOutput int64
@@ -146,6 +149,8 @@ type Node struct {
 	occ   sync.Map // backend name → *accel.Occupancy
 
 	actors actorTable
+
+	nnTargets map[string]string // wasi-nn targets of NNGraphs, by name
 }
 
 // Open assembles a node. It fails if a setting is out of range, the
@@ -194,8 +199,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	if err := n.loadNNGraphs(); err != nil {
+		return nil, err
+	}
 	n.engine, err = engine.New(ctx, engine.Config{
-		HostModules:     []engine.HostModule{hostfn.Module{}},
+		HostModules:     []engine.HostModule{hostfn.Module{}, hostfn.NN{}},
 		CacheDir:        cfg.CacheDir,
 		Uninterruptible: cfg.Uninterruptible,
 	})

@@ -172,6 +172,7 @@ func main() {
 	encoding := flag.Uint("encoding", abi.NNEncodingONNX, "the graph encoding")
 	typ := flag.Uint("type", abi.NNTensorF32, "the input's tensor type code")
 	single := flag.Bool("single", false, "use compute_single and get_output_single")
+	width := flag.Int("width", 3, "the output's second dimension")
 	ints := flag.Bool("int", false, "set x[i] = int32(i) as 4-byte integers, for a graph whose output has x's shape")
 	errorsMode := flag.Bool("errors", false, "exercise the error paths instead")
 	fill := flag.Bool("fill", false, "load and unload until load fails")
@@ -194,11 +195,11 @@ func main() {
 			must("unload", unload(g))
 		}
 	default:
-		good(model, *name, *config, *accelName, *batch, uint32(*target), uint32(*encoding), uint32(*typ), *single, *ints)
+		good(model, *name, *config, *accelName, *batch, uint32(*target), uint32(*encoding), uint32(*typ), *single, *ints, *width)
 	}
 }
 
-func good(model []byte, name string, config bool, accelName string, batch int, target, encoding, typ uint32, single, ints bool) {
+func good(model []byte, name string, config bool, accelName string, batch int, target, encoding, typ uint32, single, ints bool, width int) {
 	var g, ctx uint32
 	switch {
 	case name != "" && config:
@@ -213,9 +214,9 @@ func good(model []byte, name string, config bool, accelName string, batch int, t
 	must("init_execution_context", initExecutionContext(g, addr(&ctx)))
 	x := input(batch * 4)
 	dims := []uint32{uint32(batch), 4}
-	data, width := f32bytes(x), 3
+	data := f32bytes(x)
 	if ints {
-		data, width = make([]byte, 4*len(x)), 4
+		data = make([]byte, 4*len(x))
 		for i := range x {
 			data[4*i], data[4*i+1] = byte(i), byte(i>>8)
 		}
@@ -259,7 +260,7 @@ func good(model []byte, name string, config bool, accelName string, batch int, t
 		return tensorWrite(xh, 0, xp, uint32(len(x)))
 	}))
 	fmt.Println("units model_run", measured(func() uint32 { return modelRun(m, xhp, 1, yhp, 1) }))
-	y := make([]float32, batch*3)
+	y := make([]float32, batch*width)
 	yp := addr(&y[0])
 	fmt.Println("units accel_read", measured(func() uint32 { return tensorRead(yh, 0, yp, uint32(len(y))) }))
 	for i, v := range y {
