@@ -185,3 +185,7 @@ func instantiate(t testing.TB, bin []byte, host *meterHost, hosts ...hostFn) (*i
 }
 
 func unlimited() *meterHost { return &meterHost{budget: math.MaxInt64 / 2, chunk: 1 << 40} }
+
+var i64s = []api.ValueType{api.ValueTypeI64}
+
+func goRefill(h *meterHost) api.GoModuleFunc { return h.refill }
