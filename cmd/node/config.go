@@ -28,6 +28,8 @@ type settings struct {
 	// values by variable name; only registered ones are present.
 	values map[string]*string
 	models listFlag
+	// nnGraphs are --nn-graph and --nn-preload, in order (wasinn.go).
+	nnGraphs []func() (node.NNGraph, error)
 }
 
 // group is a set of settings registered together.
@@ -60,6 +62,14 @@ func newSettings(fs *flag.FlagSet, groups ...group) *settings {
 // withModels adds the repeatable --model flag.
 func (s *settings) withModels() *settings {
 	s.fs.Var(&s.models, "model", "load an ONNX model for guests to open: NAME=PATH.onnx (repeatable); PATH must be a regular file")
+	s.fs.Func("nn-graph", "preload an ONNX model for wasi-nn guests' load_by_name: NAME=PATH.onnx (repeatable)", func(v string) error {
+		s.nnGraphs = append(s.nnGraphs, func() (node.NNGraph, error) { return parseNNGraph(v) })
+		return nil
+	})
+	s.fs.Func("nn-preload", "preload a wasi-nn graph as WasmEdge does: NAME:ONNX|AUTO:CPU|GPU|TPU|AUTO:PATH (repeatable)", func(v string) error {
+		s.nnGraphs = append(s.nnGraphs, func() (node.NNGraph, error) { return parseNNPreload(v) })
+		return nil
+	})
 	return s
 }
 
@@ -120,6 +130,13 @@ func (s *settings) config(log *slog.Logger) (node.Config, error) {
 			return cfg, fmt.Errorf("--model: invalid %q (want NAME=PATH.onnx)", spec)
 		}
 		cfg.Models = append(cfg.Models, node.ModelFile{Name: name, Path: path})
+	}
+	for _, parse := range s.nnGraphs {
+		g, err := parse()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.NNGraphs = append(cfg.NNGraphs, g)
 	}
 	return cfg, nil
 }
