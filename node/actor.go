@@ -440,6 +440,8 @@ func (a *actor) instantiate(ctx context.Context, wasm []byte, st *hostfn.State, 
 		Logger:    n.log,
 		Calls:     &n.calls,
 		Occupancy: n.occupancy(backend.Name()),
+		NNBackend: n.nnBackend(backend, hdr.Mode),
+		NNTargets: n.nnTargets,
 	}
 	// A module forgotten by the last actor that ran it, while this one
 	// was compiling it, is compiled again.
