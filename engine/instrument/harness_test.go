@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/tetratelabs/wabin/binary"
 	"github.com/tetratelabs/wabin/wasm"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -189,3 +190,5 @@ func unlimited() *meterHost { return &meterHost{budget: math.MaxInt64 / 2, chunk
 var i64s = []api.ValueType{api.ValueTypeI64}
 
 func goRefill(h *meterHost) api.GoModuleFunc { return h.refill }
+
+func decodeForTest(bin []byte) (*wasm.Module, error) { return binary.DecodeModule(bin, features) }
