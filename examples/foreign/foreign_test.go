@@ -516,3 +516,31 @@ func TestPublishedBindings(t *testing.T) {
 		}
 	}
 }
+
+// TestAccelHeader runs a C guest of hostfn/guest/c/accelnode.h
+// (testdata/accel-c) on ref: every wrapper must give the results worked
+// out here by hand, and a refused call its errno and the node's sentence.
+func TestAccelHeader(t *testing.T) {
+	wasm := buildC(t, "examples/foreign/testdata/accel-c/main.c")
+	_, model := network(t, 5)
+	n := open(t, "ref", accel.Strict, node.ModelFile{Name: "mnist", Path: model})
+	out, err := invoke(t, n, wasm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", out)
+	// The 2×2 window sums of 0..15 less 12: -2 2 6 / 14 18 22 / 30 34 38,
+	// the -2 a 0 after relu; their 2×2 maxima: 18 22 34 38. The softmax
+	// of those plus (0, 0, 0, 0.001), worked out in float64.
+	for _, want := range []string{
+		"matmul 7 10 15 22\n",
+		"pool rank 4 dims 1x1x2x2: 18 22 34 38\n",
+		"softmax 0.000000 0.000000 0.017969 0.982031\n",
+		"refused ESHAPE: matmul",
+		"model_run probabilities sum 1.0000\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}
