@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/accelnode/accelnode/engine/instrument"
 )
 
 // HostModule is a module of host functions that guests import by Name.
@@ -35,19 +38,51 @@ type Config struct {
 	// CacheDir, if set, keeps compiled code on disk across processes.
 	// Empty means compiled code lives in memory only.
 	CacheDir string
-	// Uninterruptible compiles guests without the check at every loop
-	// iteration that lets a deadline or cancellation stop a guest that never
-	// calls the host. In wazero 1.12 that check (an indirect call) makes
-	// tight WebAssembly loops about five times slower. Without it a guest
-	// stuck in a loop cannot be stopped, so this is for benchmarks and
-	// trusted guests only.
+	// Guest says how guests are rewritten at load (package
+	// engine/instrument): GuestStrict, the default, meters their
+	// instructions against the invocation's budget and canonicalises their
+	// NaNs; GuestOff only counts their instructions, so that a deadline can
+	// still stop them.
+	Guest GuestDeterminism
+	// Uninterruptible runs guests as they are, without instrumentation: no
+	// instruction count, no canonical NaNs, and nothing that lets a
+	// deadline or cancellation stop a guest that never calls the host. It
+	// is the baseline of the benchmarks, and for trusted guests only.
 	Uninterruptible bool
+}
+
+// GuestDeterminism is how an engine instruments guests.
+type GuestDeterminism string
+
+const (
+	// GuestStrict meters every instruction against the budget and rewrites
+	// every NaN a float instruction makes to the canonical NaN, so that
+	// the count, the point where a budget runs out and the guest's float
+	// bits are the same on every machine.
+	GuestStrict GuestDeterminism = "strict"
+	// GuestOff counts instructions only to check deadlines; they are
+	// reported but not charged, and NaNs are left as the CPU makes them.
+	GuestOff GuestDeterminism = "off"
+)
+
+// ParseGuestDeterminism reads "strict" or "off".
+func ParseGuestDeterminism(s string) (GuestDeterminism, error) {
+	switch g := GuestDeterminism(s); g {
+	case GuestStrict, GuestOff:
+		return g, nil
+	}
+	return "", fmt.Errorf("guest determinism %q is not strict or off", s)
 }
 
 // Engine compiles and runs guests. It is safe for concurrent use.
 type Engine struct {
 	rt    wazero.Runtime
 	cache wazero.CompilationCache // nil without CacheDir
+	// instr is how guests are instrumented, nil if they are not; instrDir
+	// keeps instrumented binaries across processes (empty: in memory only).
+	instr       *instrument.Options
+	chargeGuest bool
+	instrDir    string
 
 	mu       sync.Mutex
 	closed   bool
@@ -70,13 +105,16 @@ type compilation struct {
 // cfg.HostModules instantiated in it.
 func New(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	// The default config picks the compiler where wazero supports it and
-	// the interpreter elsewhere. Closing on context done is what stops a
-	// guest stuck in a loop that never calls the host.
-	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(!cfg.Uninterruptible)
+	// the interpreter elsewhere. A guest stuck in a loop is stopped by its
+	// instrumentation, which crosses into the host to check the context
+	// every deadlineChunk units; wazero's own check at every loop
+	// iteration (WithCloseOnContextDone) costs about nine times that.
+	rc := wazero.NewRuntimeConfig()
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
-		// wazero's cache key includes whether loop checks were compiled
-		// in, so engines with and without them can share a directory.
+		// wazero's cache is keyed by the bytes it compiles, which differ
+		// with the instrumentation, so engines configured differently can
+		// share a directory.
 		cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("open compilation cache in %s: %w", cfg.CacheDir, err)
@@ -96,7 +134,25 @@ func New(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		return nil, fmt.Errorf("instantiate wasi: %w", err)
 	}
-	seen := map[string]bool{wasi_snapshot_preview1.ModuleName: true}
+	seen := map[string]bool{wasi_snapshot_preview1.ModuleName: true, instrument.ImportModule: true}
+	e := &Engine{rt: rt, cache: cache, modules: map[string]*compilation{}}
+	if !cfg.Uninterruptible {
+		guest := cfg.Guest
+		if guest == "" {
+			guest = GuestStrict
+		}
+		if _, err := ParseGuestDeterminism(string(guest)); err != nil {
+			return nil, err
+		}
+		e.instr = &instrument.Options{Meter: true, CanonicalNaNs: guest == GuestStrict}
+		e.chargeGuest = guest == GuestStrict
+		if cfg.CacheDir != "" {
+			e.instrDir = filepath.Join(cfg.CacheDir, "instrumented")
+		}
+		if err := instantiateMeter(ctx, rt); err != nil {
+			return nil, err
+		}
+	}
 	for _, hm := range cfg.HostModules {
 		if hm == nil {
 			return nil, errors.New("nil host module")
@@ -114,7 +170,6 @@ func New(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		}
 	}
 
-	e := &Engine{rt: rt, cache: cache, modules: map[string]*compilation{}}
 	e.stop, e.stopRuns = context.WithCancelCause(context.Background())
 	return e, nil
 }
@@ -300,6 +355,12 @@ func (e *Engine) compile(ctx context.Context, key, hash string, wasm []byte, rea
 		}
 		wasm, globals = rb.bin, rb.globals
 	}
+	if e.instr != nil {
+		var err error
+		if wasm, err = e.instrument(key, wasm); err != nil {
+			return nil, newError(ErrMalformedModule, err, "invalid guest module")
+		}
+	}
 	var compiled wazero.CompiledModule
 	err := safely(func() (err error) {
 		compiled, err = e.rt.CompileModule(ctx, wasm)
@@ -324,6 +385,9 @@ func (e *Engine) compile(ctx context.Context, key, hash string, wasm []byte, rea
 	}
 	for _, f := range compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
+		if mod == instrument.ImportModule {
+			continue // the instrumentation's own
+		}
 		m.imports = append(m.imports, Import{Module: mod, Name: name})
 	}
 	for name := range compiled.ExportedFunctions() {

@@ -273,18 +273,21 @@ func TestRun(t *testing.T) {
 			inv:     engine.Invocation{Budget: 999},
 			wantErr: engine.ErrBudgetExhausted,
 			want: func(t *testing.T, res engine.Result, _ *output, _ error) {
-				if res.UnitsUsed != 0 {
-					t.Errorf("UnitsUsed = %d, want 0", res.UnitsUsed)
+				// The refused host charge costs nothing; the guest's own
+				// instructions before it do.
+				if res.UnitsUsed != res.GuestUnits || res.GuestUnits == 0 {
+					t.Errorf("UnitsUsed = %d with %d guest units, want only the guest's", res.UnitsUsed, res.GuestUnits)
 				}
 			},
 		},
 		{
 			name:   "budget enough",
 			module: wasmMod(chargeWasm),
-			inv:    engine.Invocation{Budget: 1000},
+			// 1000 host units and the 2 of the guest's one block.
+			inv: engine.Invocation{Budget: 1002},
 			want: func(t *testing.T, res engine.Result, _ *output, _ error) {
-				if res.UnitsUsed != 1000 {
-					t.Errorf("UnitsUsed = %d, want 1000", res.UnitsUsed)
+				if res.UnitsUsed != 1002 || res.GuestUnits != 2 {
+					t.Errorf("UnitsUsed = %d with %d guest units, want 1002 with 2", res.UnitsUsed, res.GuestUnits)
 				}
 			},
 		},
@@ -292,8 +295,8 @@ func TestRun(t *testing.T) {
 			name:   "no budget",
 			module: wasmMod(chargeWasm),
 			want: func(t *testing.T, res engine.Result, _ *output, _ error) {
-				if res.UnitsUsed != 1000 {
-					t.Errorf("UnitsUsed = %d, want 1000", res.UnitsUsed)
+				if res.UnitsUsed != 1000+res.GuestUnits || res.GuestUnits == 0 {
+					t.Errorf("UnitsUsed = %d with %d guest units, want 1000 more than the guest's", res.UnitsUsed, res.GuestUnits)
 				}
 			},
 		},
@@ -428,7 +431,7 @@ func TestBudgetExhaustedThoughGuestSucceeded(t *testing.T) {
 	defer e.Close(ctx)
 	res, err := e.Run(ctx, compile(t, e, chargeWasm), engine.Invocation{Budget: 10})
 	checkErr(t, err, engine.ErrBudgetExhausted)
-	if res.ExitCode != 0 || res.UnitsUsed != 0 {
+	if res.ExitCode != 0 || res.UnitsUsed != res.GuestUnits {
 		t.Errorf("result = %+v", res)
 	}
 }

@@ -138,6 +138,7 @@ func (e *Engine) StartReactor(ctx context.Context, m *Module, cfg ReactorConfig,
 			return err
 		}
 		r.mod = mod
+		bindFuel(ctx, mod)
 		if snap != nil {
 			return r.restore(snap)
 		}
@@ -206,7 +207,7 @@ func (r *Reactor) guard(ctx context.Context, lim CallLimits, f func(context.Cont
 		ctx, cancelTimeout = context.WithTimeoutCause(ctx, lim.Timeout, errTimeout)
 		defer cancelTimeout()
 	}
-	mtr := &meter{budget: lim.Budget}
+	mtr := &meter{budget: lim.Budget, chargeGuest: r.e.chargeGuest}
 	r.alloc.refused.Store(false)
 	inv := Invocation{Timeout: lim.Timeout}
 
@@ -214,6 +215,7 @@ func (r *Reactor) guard(ctx context.Context, lim CallLimits, f func(context.Cont
 	defer func() {
 		res.Elapsed = time.Since(start)
 		res.UnitsUsed = mtr.used.Load()
+		res.GuestUnits = mtr.guest.Load()
 		res.MemoryPages = r.alloc.pages.Load()
 	}()
 	if ctx.Err() != nil {
@@ -221,7 +223,14 @@ func (r *Reactor) guard(ctx context.Context, lim CallLimits, f func(context.Cont
 		return res, err
 	}
 	res.Started = true
-	callErr := safely(func() error { return f(withMeter(ctx, mtr)) })
+	ctx = withMeter(ctx, mtr)
+	if r.mod != nil {
+		// The instance keeps its fuel global from call to call; this
+		// call's meter starts it empty.
+		bindFuel(ctx, r.mod)
+	}
+	callErr := safely(func() error { return f(ctx) })
+	mtr.finish()
 	var exit *sys.ExitError
 	exited := errors.As(callErr, &exit) && exit.ExitCode() != sys.ExitCodeDeadlineExceeded && exit.ExitCode() != sys.ExitCodeContextCanceled
 	res.ExitCode, err = classify(ctx, callErr, mtr, r.alloc, r.limit, inv)

@@ -62,9 +62,14 @@ type Result struct {
 	// Started is true once the guest was instantiated: it ran, however it
 	// ended. A guest refused before (its module, its memory at start) did
 	// not.
-	Started     bool
-	ExitCode    uint32 // the guest's exit code, when it exited by itself
-	UnitsUsed   uint64
+	Started   bool
+	ExitCode  uint32 // the guest's exit code, when it exited by itself
+	UnitsUsed uint64
+	// GuestUnits are the units of the guest's own instructions, counted
+	// by its instrumentation (docs/determinism.md, "Guest instructions").
+	// Under GuestStrict they are part of UnitsUsed; under GuestOff they
+	// are reported only.
+	GuestUnits  uint64
 	Elapsed     time.Duration
 	MemoryPages uint32 // size of the guest's memory at the end
 }
@@ -129,7 +134,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 	if err != nil {
 		return res, err
 	}
-	mtr := &meter{budget: inv.Budget}
+	mtr := &meter{budget: inv.Budget, chargeGuest: e.chargeGuest}
 	alloc := &limitedAllocator{limit: uint64(limit) * pageSize}
 	callCtx := experimental.WithMemoryAllocator(withMeter(ctx, mtr), alloc)
 
@@ -137,6 +142,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 	defer func() {
 		res.Elapsed = time.Since(start)
 		res.UnitsUsed = mtr.used.Load()
+		res.GuestUnits = mtr.guest.Load()
 		res.MemoryPages = alloc.pages.Load()
 	}()
 
@@ -155,6 +161,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 		// The module may already be closed by an exit or the deadline;
 		// closing again is harmless.
 		defer mod.Close(context.WithoutCancel(ctx))
+		bindFuel(callCtx, mod)
 		callErr = safely(func() error {
 			_, err := mod.ExportedFunction(entry).Call(callCtx)
 			return err
@@ -172,6 +179,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, inv Invocation) (res Result
 		}
 		callErr = instErr
 	}
+	mtr.finish()
 	res.ExitCode, err = classify(ctx, callErr, mtr, alloc, limit, inv)
 	return res, err
 }

@@ -169,7 +169,10 @@ type CallResult struct {
 	Code    uint32
 	Outcome Outcome
 	Units   uint64
-	Elapsed time.Duration // the guest's time, without queueing or the snapshot
+	// GuestUnits are the units of the method's own instructions, as
+	// Result.GuestUnits.
+	GuestUnits uint64
+	Elapsed    time.Duration // the guest's time, without queueing or the snapshot
 	// MemoryPages is the size of the actor's memory after the call.
 	MemoryPages uint32
 	// Stdout and Stderr hold what the call wrote, up to the node's
@@ -614,7 +617,7 @@ func (n *Node) CallActor(ctx context.Context, owner, id, method string, payload 
 	a.mu.Lock()
 	a.cancelCall = nil
 	a.mu.Unlock()
-	res.Units, res.Elapsed, res.MemoryPages = r.UnitsUsed, r.Elapsed, r.MemoryPages
+	res.Units, res.GuestUnits, res.Elapsed, res.MemoryPages = r.UnitsUsed, r.GuestUnits, r.Elapsed, r.MemoryPages
 	if err != nil {
 		res.Outcome, res.Code = outcome(r, err)
 		// The instance is gone; the actor returns to its last state.

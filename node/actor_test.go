@@ -127,8 +127,8 @@ func TestActorKeepsState(t *testing.T) {
 		if !bytes.Equal(res.Reply, payload) {
 			t.Errorf("echo of %d bytes replied %d bytes", size, len(res.Reply))
 		}
-		if want := uint64(2 * (64 + size)); res.Units != want {
-			t.Errorf("echo of %d bytes: %d units, want %d", size, res.Units, want)
+		if want := uint64(2 * (64 + size)); res.Units-res.GuestUnits != want || res.GuestUnits == 0 {
+			t.Errorf("echo of %d bytes: %d units, %d of them the guest's own; want %d host units", size, res.Units, res.GuestUnits, want)
 		}
 	}
 
@@ -241,7 +241,9 @@ func TestActorLimits(t *testing.T) {
 		code    uint32 // where the method reports the limit itself
 	}{
 		{name: "deadline", limits: node.Limits{Timeout: 300 * time.Millisecond}, method: "spin", wantErr: engine.ErrDeadline, outcome: node.Deadline},
-		{name: "budget", limits: node.Limits{Budget: 300}, method: "add", wantErr: engine.ErrBudgetExhausted, outcome: node.Budget},
+		// The budget counts the guest's own instructions: it stops a
+		// method that spins without calling the host, as a deadline does.
+		{name: "budget", limits: node.Limits{Budget: 20_000_000}, method: "spin", wantErr: engine.ErrBudgetExhausted, outcome: node.Budget},
 		{name: "memory", limits: node.Limits{Memory: 40 << 20}, method: "grow", repeat: -1, wantErr: engine.ErrMemoryLimit, outcome: node.Memory},
 		{name: "trap", method: "trap", wantErr: engine.ErrTrap, outcome: node.Trapped},
 		{name: "trap after an update in place", method: "badstep", wantErr: engine.ErrTrap, outcome: node.Trapped},
@@ -252,10 +254,8 @@ func TestActorLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := startCounter(t, n, node.ActorSpec{Limits: tt.limits}).ID
-			if tt.name != "budget" {
-				call(t, n, "alice", id, "add", f32s(5, 5, 5, 5))
-				call(t, n, "alice", id, "step", f32s(1, -2, 0.25, 8))
-			}
+			call(t, n, "alice", id, "add", f32s(5, 5, 5, 5))
+			call(t, n, "alice", id, "step", f32s(1, -2, 0.25, 8))
 			for i := 0; i < tt.repeat; i++ {
 				call(t, n, "alice", id, tt.method, f32s(1, 1, 1, 1))
 			}

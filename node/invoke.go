@@ -63,7 +63,11 @@ type Result struct {
 	Stdout, Stderr                   []byte
 	StdoutTruncated, StderrTruncated bool
 
-	Units       uint64 // compute units charged
+	Units uint64 // compute units charged
+	// GuestUnits are the units of the guest's own instructions
+	// (docs/determinism.md, "Guest instructions"): part of Units under
+	// strict guest determinism, reported only under off.
+	GuestUnits  uint64
 	MemoryPages uint32 // size of the guest's memory at the end
 	Elapsed     time.Duration
 	Backend     string // the backend that served the guest
@@ -147,7 +151,7 @@ func (n *Node) Invoke(ctx context.Context, m *engine.Module, inv Invocation) (Re
 		NNBackend: n.nnBackend(backend, res.Mode),
 		NNTargets: n.nnTargets,
 	})
-	res.Units, res.MemoryPages, res.Elapsed = r.UnitsUsed, r.MemoryPages, r.Elapsed
+	res.Units, res.GuestUnits, res.MemoryPages, res.Elapsed = r.UnitsUsed, r.GuestUnits, r.MemoryPages, r.Elapsed
 	res.StdinSHA256 = hex.EncodeToString(stdinHash.Sum(nil))
 	res.StdoutSHA256 = hex.EncodeToString(stdoutHash.Sum(nil))
 	if outCap != nil {

@@ -60,6 +60,11 @@ type Config struct {
 	// deadline stop a guest in a loop that never calls the host: faster
 	// loops, for benchmarks of trusted guests only (engine.Config).
 	Uninterruptible bool
+	// GuestDeterminism is how guests are instrumented at load: strict
+	// meters every instruction against the budget and canonicalises NaNs;
+	// off only counts instructions so that deadlines hold. Empty means
+	// strict in strict mode and off in the others (engine.Config).
+	GuestDeterminism engine.GuestDeterminism
 
 	// Models are the ONNX models guests may open by name.
 	Models []ModelFile
@@ -84,6 +89,18 @@ type Config struct {
 
 	// Logger receives the node's log; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// guestDeterminism is the configured GuestDeterminism, or the mode's
+// default.
+func (cfg *Config) guestDeterminism() engine.GuestDeterminism {
+	switch {
+	case cfg.GuestDeterminism != "":
+		return cfg.GuestDeterminism
+	case cfg.Mode == accel.Strict:
+		return engine.GuestStrict
+	}
+	return engine.GuestOff
 }
 
 // ModelFile is an ONNX model to load: a regular file read whole, at most
@@ -206,6 +223,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		HostModules:     []engine.HostModule{hostfn.Module{}, hostfn.NN{}},
 		CacheDir:        cfg.CacheDir,
 		Uninterruptible: cfg.Uninterruptible,
+		Guest:           cfg.guestDeterminism(),
 	})
 	if err != nil {
 		return nil, err

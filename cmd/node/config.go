@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/accelnode/accelnode/accel"
+	"github.com/accelnode/accelnode/engine"
 	"github.com/accelnode/accelnode/internal/bytesize"
 	"github.com/accelnode/accelnode/node"
 )
@@ -43,7 +44,7 @@ var (
 	// limits bound each guest.
 	limits = group{env.Memory, env.TensorMemory, env.Timeout, env.Budget}
 	// guests set what guests see and where their code is kept.
-	guests = group{env.Clock, env.CacheDir}
+	guests = group{env.Clock, env.GuestDeterminism, env.CacheDir}
 	// logging sets the log level.
 	logging = group{env.LogLevel}
 )
@@ -116,6 +117,13 @@ func (s *settings) config(log *slog.Logger) (node.Config, error) {
 			cfg.SystemClock = c == "system"
 		default:
 			return cfg, fmt.Errorf("%s: invalid clock %q (want system or deterministic)", flagName(env.Clock), c)
+		}
+	}
+	if s.has(env.GuestDeterminism) {
+		if g := s.get(env.GuestDeterminism); g != "" {
+			if cfg.GuestDeterminism, err = engine.ParseGuestDeterminism(g); err != nil {
+				return cfg, fmt.Errorf("%s: %w", flagName(env.GuestDeterminism), err)
+			}
 		}
 	}
 	if s.has(env.CacheDir) {

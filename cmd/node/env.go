@@ -28,7 +28,7 @@ func (v envVar) Value() string {
 
 // envVars are every variable the node reads.
 type envVars struct {
-	Backend, Determinism, CheckRate, Threads, Memory, TensorMemory, Timeout, Budget, Clock, CacheDir, LogLevel, CUDAPath, CUDADevice, CUDADetectTimeout, TF32, ORTLibrary, Data, Listen, Node, APIKey envVar
+	Backend, Determinism, CheckRate, Threads, Memory, TensorMemory, Timeout, Budget, Clock, GuestDeterminism, CacheDir, LogLevel, CUDAPath, CUDADevice, CUDADetectTimeout, TF32, ORTLibrary, Data, Listen, Node, APIKey envVar
 }
 
 var env = envVars{
@@ -41,6 +41,7 @@ var env = envVars{
 	Timeout:           envVar{"ACCELNODE_TIMEOUT", "timeout", "1h", "deadline of each guest invocation; 0 means none"},
 	Budget:            envVar{"ACCELNODE_BUDGET", "budget", "0", "compute units each invocation may use (FLOPs plus bytes moved); 0 means unlimited"},
 	Clock:             envVar{"ACCELNODE_CLOCK", "clock", "system", "clock guests read: system (the host's, so guests can time themselves) or deterministic"},
+	GuestDeterminism:  envVar{"ACCELNODE_GUEST_DETERMINISM", "guest-determinism", "", "how guests' own code is instrumented at load: strict (every instruction metered against the budget, NaNs canonical) or off (instructions counted for deadlines only); empty means strict in strict mode and off otherwise"},
 	CacheDir:          envVar{"ACCELNODE_CACHE_DIR", "cache-dir", defaultCacheDir(), "directory for compiled guest code and GPU kernels; \"off\" keeps them in memory"},
 	LogLevel:          envVar{"ACCELNODE_LOG_LEVEL", "log-level", "info", "log level on stderr: debug, info, warn or error"},
 	CUDAPath:          envVar{"ACCELNODE_CUDA_PATH", "cuda-path", "", "directories (colon-separated) searched first for the CUDA driver, cuBLAS, cuDNN and NVRTC; $CUDA_HOME and $CUDA_PATH follow"},
@@ -56,7 +57,7 @@ var env = envVars{
 
 // all lists every variable, for the top-level --help.
 func (e envVars) all() []envVar {
-	return []envVar{e.Backend, e.Determinism, e.CheckRate, e.Threads, e.Memory, e.TensorMemory, e.Timeout, e.Budget, e.Clock, e.CacheDir, e.LogLevel, e.CUDAPath, e.CUDADevice, e.CUDADetectTimeout, e.TF32, e.ORTLibrary, e.Data, e.Listen, e.Node, e.APIKey}
+	return []envVar{e.Backend, e.Determinism, e.CheckRate, e.Threads, e.Memory, e.TensorMemory, e.Timeout, e.Budget, e.Clock, e.GuestDeterminism, e.CacheDir, e.LogLevel, e.CUDAPath, e.CUDADevice, e.CUDADetectTimeout, e.TF32, e.ORTLibrary, e.Data, e.Listen, e.Node, e.APIKey}
 }
 
 // defaultCacheDir is accelnode's folder in the user's cache directory

@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/accelnode/accelnode/engine/instrument"
+)
+
+// instantiateMeter defines the host function instrumented guests import
+// (instrument.ImportModule, instrument.ImportName): the crossing where the
+// meter settles the guest's fuel, checks its deadline and budget, and
+// grants the next chunk. A host function stops the guest by panicking;
+// wazero turns the panic into the error of the guest's call.
+func instantiateMeter(ctx context.Context, rt wazero.Runtime) error {
+	refill := api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		m := meterFrom(ctx)
+		if m == nil {
+			panic(errors.New("guest fuel ran out outside an invocation"))
+		}
+		g, err := m.refill(ctx, mod, int64(stack[0]))
+		if err != nil {
+			panic(err)
+		}
+		stack[0] = uint64(g)
+	})
+	_, err := rt.NewHostModuleBuilder(instrument.ImportModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(refill, []api.ValueType{api.ValueTypeI64}, []api.ValueType{api.ValueTypeI64}).
+		WithParameterNames("fuel").
+		Export(instrument.ImportName).
+		Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("instantiate %s: %w", instrument.ImportModule, err)
+	}
+	return nil
+}
+
+// bindFuel attaches the invocation's meter in ctx to mod's fuel global, if
+// mod is instrumented, before any of its code runs.
+func bindFuel(ctx context.Context, mod api.Module) {
+	m := meterFrom(ctx)
+	if m == nil {
+		return
+	}
+	if g := mod.ExportedGlobal(instrument.FuelExport); g != nil {
+		m.bind(g)
+	}
+}
+
+// finish settles what the guest spent after its last crossing into the
+// host, and marks the budget exhausted if that took it over: the guest's
+// last straight-line instructions count as much as any.
+func (m *meter) finish() {
+	used := m.settle()
+	if m.chargeGuest {
+		m.over(used)
+	}
+}
+
+// instrument rewrites a guest's binary with the engine's instrumentation.
+// With a cache directory the result is kept there, named by the original's
+// key, the options and the rewrite's version, so that a later process
+// loads it instead of rewriting again. A kept file starts with the SHA-256
+// of the rest; one that does not match is rewritten.
+func (e *Engine) instrument(key string, wasm []byte) ([]byte, error) {
+	var path string
+	if e.instrDir != "" {
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|meter=%t|nans=%t|%d", key, instrument.Version, e.instr.Meter, e.instr.CanonicalNaNs, len(wasm))))
+		path = filepath.Join(e.instrDir, hex.EncodeToString(sum[:16])+".wasm")
+		if b, err := os.ReadFile(path); err == nil && len(b) > sha256.Size {
+			if sum := sha256.Sum256(b[sha256.Size:]); string(sum[:]) == string(b[:sha256.Size]) {
+				return b[sha256.Size:], nil
+			}
+		}
+	}
+	var out []byte
+	err := safely(func() (err error) {
+		out, err = instrument.Instrument(wasm, *e.instr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("instrument guest: %w", err)
+	}
+	if path != "" {
+		// A failure to keep it costs only a rewrite next time.
+		sum := sha256.Sum256(out)
+		_ = writeFileAtomic(path, append(sum[:], out...))
+	}
+	return out, nil
+}
+
+// writeFileAtomic writes b to path through a temporary file in its
+// directory, so that a reader never sees half a file.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
