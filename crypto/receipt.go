@@ -16,13 +16,15 @@ import (
 // match the receipt and its node key.
 var ErrBadSignature = errors.New("bad signature")
 
-// receiptVersion is the only Receipt.Version this package signs.
-const receiptVersion = 1
+// ReceiptVersion is the only Receipt.Version this package signs. Version 2
+// added guest_units; VerifyReceipt still accepts version 1 receipts, which
+// have none.
+const ReceiptVersion = 2
 
 // Receipt records what a job ran and what it produced. Hashes are lowercase
 // hex SHA-256.
 type Receipt struct {
-	Version  int         `json:"version"`       // 1
+	Version  int         `json:"version"`       // 2 (1: without guest_units)
 	Node     string      `json:"node"`          // standard padded base64 of the node's Ed25519 public key
 	Job      string      `json:"job"`           // the node's job id
 	Module   string      `json:"module_sha256"` // the guest module
@@ -36,8 +38,11 @@ type Receipt struct {
 	Output   string      `json:"stdout_sha256"`
 	Outcome  string      `json:"outcome"`
 	ExitCode uint32      `json:"exit_code"`
-	Units    string      `json:"units"`     // decimal: a uint64 exceeds JSON's exact integers
-	Issued   string      `json:"issued_at"` // RFC 3339, UTC, whole seconds
+	Units    string      `json:"units"` // decimal: a uint64 exceeds JSON's exact integers
+	// GuestUnits are the units of the guest's own instructions, decimal;
+	// part of Units where the guest ran under strict guest determinism.
+	GuestUnits string `json:"guest_units,omitempty"`
+	Issued     string `json:"issued_at"` // RFC 3339, UTC, whole seconds
 }
 
 // ModelHash names a model and the SHA-256 of its bytes.
@@ -58,10 +63,13 @@ type SignedReceipt struct {
 // lists, so that the receipt encodes as it was signed.
 func (id *Identity) SignReceipt(r Receipt) (SignedReceipt, error) {
 	if r.Version == 0 {
-		r.Version = receiptVersion
+		r.Version = ReceiptVersion
 	}
-	if r.Version != receiptVersion {
-		return SignedReceipt{}, fmt.Errorf("%w: receipt version %d, want %d", ErrInvalid, r.Version, receiptVersion)
+	if r.Version != ReceiptVersion {
+		return SignedReceipt{}, fmt.Errorf("%w: receipt version %d, want %d", ErrInvalid, r.Version, ReceiptVersion)
+	}
+	if r.GuestUnits == "" {
+		r.GuestUnits = "0"
 	}
 	r.Node = base64.StdEncoding.EncodeToString(id.PublicKey())
 	if r.Issued == "" {
@@ -118,6 +126,9 @@ func VerifyReceipt(data []byte) (SignedReceipt, error) {
 	again, err := Canonical(r)
 	if err != nil || !bytes.Equal(again, signed) || r.Models == nil || r.Args == nil {
 		return SignedReceipt{}, fmt.Errorf("%w: receipt fields differ from those a node signs", ErrInvalid)
+	}
+	if (r.Version == 1) != (r.GuestUnits == "") || r.Version < 1 || r.Version > ReceiptVersion {
+		return SignedReceipt{}, fmt.Errorf("%w: receipt version %d with guest_units %q", ErrInvalid, r.Version, r.GuestUnits)
 	}
 	pub, err := decodeBase64(r.Node, ed25519.PublicKeySize)
 	if err != nil {

@@ -62,7 +62,7 @@ func TestReceiptRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sr.Receipt.Version != 1 || sr.Receipt.Node != base64.StdEncoding.EncodeToString(id.PublicKey()) {
+	if sr.Receipt.Version != 2 || sr.Receipt.GuestUnits != "0" || sr.Receipt.Node != base64.StdEncoding.EncodeToString(id.PublicKey()) {
 		t.Fatalf("version %d, node %q", sr.Receipt.Version, sr.Receipt.Node)
 	}
 	if sr.Receipt.Models[0].Name != "mnist" || in.Models[0].Name != "resnet" {
@@ -191,5 +191,47 @@ func TestReceiptBitFlip(t *testing.T) {
 		if _, err := crypto.VerifyReceipt(m); err == nil {
 			t.Fatalf("bit %d flipped, still verifies:\n%s", bit, m)
 		}
+	}
+}
+
+// Version 2 added guest_units. A version 1 receipt, which has none, still
+// verifies; a receipt whose version and guest_units disagree does not,
+// even correctly signed.
+func TestReceiptVersions(t *testing.T) {
+	id := testIdentity(t)
+	signAs := func(t *testing.T, version int, guestUnits string) []byte {
+		r := testReceipt()
+		r.Version, r.GuestUnits = version, guestUnits
+		r.Node = base64.StdEncoding.EncodeToString(id.PublicKey())
+		msg, err := crypto.Canonical(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.Marshal(crypto.SignedReceipt{Receipt: r, Signature: base64.StdEncoding.EncodeToString(id.Sign(msg))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	tests := []struct {
+		name       string
+		version    int
+		guestUnits string
+		want       error
+	}{
+		{"version 1 without guest units", 1, "", nil},
+		{"version 2 with guest units", 2, "12345", nil},
+		{"version 1 with guest units", 1, "12345", crypto.ErrInvalid},
+		{"version 2 without guest units", 2, "", crypto.ErrInvalid},
+		{"version 3", 3, "1", crypto.ErrInvalid},
+		{"version 0", 0, "", crypto.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sr, err := crypto.VerifyReceipt(signAs(t, tt.version, tt.guestUnits))
+			if !errors.Is(err, tt.want) || (err == nil && sr.Receipt.GuestUnits != tt.guestUnits) {
+				t.Fatalf("got %v (guest units %q), want %v", err, sr.Receipt.GuestUnits, tt.want)
+			}
+		})
 	}
 }

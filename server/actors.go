@@ -189,21 +189,22 @@ func (s *Server) signCall(owner, id, method string, payload []byte, res node.Cal
 	}
 	in, out := sha256.Sum256(payload), sha256.Sum256(res.Reply)
 	signed, err := s.cfg.Identity.SignReceipt(crypto.Receipt{
-		Version:  1,
-		Job:      fmt.Sprintf("actor/%s/call/%d", id, info.Calls),
-		Module:   info.ModuleSHA256,
-		Stdin:    hex.EncodeToString(in[:]),
-		Models:   []crypto.ModelHash{},
-		Args:     []string{method},
-		Backend:  info.Backend,
-		Device:   backendStatus(s.cfg.Node, info.Backend).Device,
-		Mode:     info.Mode.String(),
-		Contract: accel.ContractVersion,
-		Output:   hex.EncodeToString(out[:]),
-		Outcome:  string(res.Outcome),
-		ExitCode: res.Code,
-		Units:    strconv.FormatUint(res.Units, 10),
-		Issued:   time.Now().UTC().Truncate(time.Second).Format(time.RFC3339),
+		Version:    crypto.ReceiptVersion,
+		Job:        fmt.Sprintf("actor/%s/call/%d", id, info.Calls),
+		Module:     info.ModuleSHA256,
+		Stdin:      hex.EncodeToString(in[:]),
+		Models:     []crypto.ModelHash{},
+		Args:       []string{method},
+		Backend:    info.Backend,
+		Device:     backendStatus(s.cfg.Node, info.Backend).Device,
+		Mode:       info.Mode.String(),
+		Contract:   accel.ContractVersion,
+		Output:     hex.EncodeToString(out[:]),
+		Outcome:    string(res.Outcome),
+		ExitCode:   res.Code,
+		Units:      strconv.FormatUint(res.Units, 10),
+		GuestUnits: strconv.FormatUint(res.GuestUnits, 10),
+		Issued:     time.Now().UTC().Truncate(time.Second).Format(time.RFC3339),
 	})
 	if err != nil {
 		return nil, err
@@ -213,7 +214,7 @@ func (s *Server) signCall(owner, id, method string, payload []byte, res node.Cal
 
 // callView is the answer of an actor call.
 func callView(res node.CallResult) api.ActorCall {
-	return api.ActorCall{Reply: res.Reply, Code: res.Code, Outcome: string(res.Outcome), Units: res.Units,
+	return api.ActorCall{Reply: res.Reply, Code: res.Code, Outcome: string(res.Outcome), Units: res.Units, GuestUnits: res.GuestUnits,
 		ElapsedSeconds: res.Elapsed.Seconds(), MemoryBytes: int64(res.MemoryPages) << 16, Stdout: res.Stdout, Stderr: res.Stderr}
 }
 

@@ -45,6 +45,8 @@ func (ts *testServer) call(actor, method string, payload []byte) (int, api.Actor
 	var c api.ActorCall
 	if r.Status == http.StatusOK {
 		r.decode(ts.t, &c)
+	} else {
+		ts.t.Logf("%s: %d %s", method, r.Status, r.Body)
 	}
 	return r.Status, c
 }

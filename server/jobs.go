@@ -538,6 +538,7 @@ func (s *Server) execute(ctx context.Context, job store.Job, p *plan) (record, s
 		StdoutTruncated: res.StdoutTruncated,
 		StderrTruncated: res.StderrTruncated,
 		Units:           res.Units,
+		GuestUnits:      res.GuestUnits,
 		Mode:            res.Mode.String(),
 		ModuleSHA256:    res.ModuleSHA256,
 		StdinSHA256:     res.StdinSHA256,

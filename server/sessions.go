@@ -238,21 +238,22 @@ func (s *Server) sign(jobID string, req api.JobRequest, res node.Result, r *api.
 		args = []string{}
 	}
 	signed, err := s.cfg.Identity.SignReceipt(crypto.Receipt{
-		Version:  1,
-		Job:      jobID,
-		Module:   r.ModuleSHA256,
-		Stdin:    input,
-		Models:   models,
-		Args:     args,
-		Backend:  res.Backend,
-		Device:   res.Device,
-		Mode:     r.Mode,
-		Contract: accel.ContractVersion,
-		Output:   r.StdoutSHA256,
-		Outcome:  r.Outcome,
-		ExitCode: r.ExitCode,
-		Units:    strconv.FormatUint(r.Units, 10),
-		Issued:   time.Now().UTC().Truncate(time.Second).Format(time.RFC3339),
+		Version:    crypto.ReceiptVersion,
+		Job:        jobID,
+		Module:     r.ModuleSHA256,
+		Stdin:      input,
+		Models:     models,
+		Args:       args,
+		Backend:    res.Backend,
+		Device:     res.Device,
+		Mode:       r.Mode,
+		Contract:   accel.ContractVersion,
+		Output:     r.StdoutSHA256,
+		Outcome:    r.Outcome,
+		ExitCode:   r.ExitCode,
+		Units:      strconv.FormatUint(r.Units, 10),
+		GuestUnits: strconv.FormatUint(r.GuestUnits, 10),
+		Issued:     time.Now().UTC().Truncate(time.Second).Format(time.RFC3339),
 	})
 	if err != nil {
 		return nil, err

@@ -243,10 +243,10 @@ func TestReceipts(t *testing.T) {
 	if rc.Receipt.Node != b64(id.PublicKey) || id.Fingerprint != crypto.Fingerprint(id.PublicKey) {
 		t.Errorf("receipt signed by %s, node publishes %s (%s)", rc.Receipt.Node, b64(id.PublicKey), id.Fingerprint)
 	}
-	want := crypto.Receipt{Version: 1, Node: rc.Receipt.Node, Job: done.ID, Module: module, Stdin: hash(nil),
+	want := crypto.Receipt{Version: crypto.ReceiptVersion, Node: rc.Receipt.Node, Job: done.ID, Module: module, Stdin: hash(nil),
 		Models: []crypto.ModelHash{}, Args: []string{}, Backend: "ref", Device: rc.Receipt.Device, Mode: "strict",
 		Contract: id.Contract, Output: done.Result.StdoutSHA256, Outcome: "exited", ExitCode: 0,
-		Units: rc.Receipt.Units, Issued: rc.Receipt.Issued}
+		Units: strconv.FormatUint(done.Result.Units, 10), GuestUnits: strconv.FormatUint(done.Result.GuestUnits, 10), Issued: rc.Receipt.Issued}
 	got, _ := json.Marshal(rc.Receipt)
 	if wantJSON, _ := json.Marshal(want); !bytes.Equal(got, wantJSON) {
 		t.Errorf("receipt\n%s\nwant\n%s", got, wantJSON)

@@ -47,9 +47,12 @@ type JobResult struct {
 	StderrSHA256    string `json:"stderr_sha256"`
 	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
 	Units           uint64 `json:"units"`
-	Mode            string `json:"mode"`
-	ModuleSHA256    string `json:"module_sha256"`
-	StdinSHA256     string `json:"stdin_sha256"`
+	// GuestUnits are the units of the guest's own instructions; part of
+	// Units under strict guest determinism.
+	GuestUnits   uint64 `json:"guest_units"`
+	Mode         string `json:"mode"`
+	ModuleSHA256 string `json:"module_sha256"`
+	StdinSHA256  string `json:"stdin_sha256"`
 }
 
 // JobFacts are what is local to the node and the run: where and when it
@@ -192,6 +195,7 @@ type ActorCall struct {
 	Code           uint32  `json:"code"`
 	Outcome        string  `json:"outcome"`
 	Units          uint64  `json:"units"`
+	GuestUnits     uint64  `json:"guest_units"`
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	MemoryBytes    int64   `json:"memory_bytes"`
 	Stdout         []byte  `json:"stdout,omitempty"`
