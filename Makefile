@@ -67,7 +67,8 @@ foreign:
 # After the whole suite, the race detector goes over the concurrent parts:
 # kernels, sessions, the engine's concurrent invocations, and guests sharing
 # a node.
-# Then each fuzz target of the guest ABI's decoders runs for a few seconds
+# Then each fuzz target of the guest ABI's decoders and of the load-time
+# instrumentation runs for a few seconds
 # (go test -fuzz takes one target at a time): about 20 seconds in all on two
 # cores once the instrumented build is cached. An input that fails is
 # written to the package's testdata/fuzz, where every go test runs it.
@@ -85,6 +86,8 @@ test: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeParams$$' -fuzztime 3s ./accel
 	$(GO) test -run '^$$' -fuzz '^FuzzShapes$$' -fuzztime 3s ./accel
 	$(GO) test -run '^$$' -fuzz '^FuzzTSNEIndexData$$' -fuzztime 3s ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime 3s ./engine/instrument
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrumentRaw$$' -fuzztime 3s ./engine/instrument
 	$(GO) test -run '^$$' -fuzz '^FuzzCallDecoders$$' -fuzztime 3s ./hostfn
 	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 4s ./hostfn
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 3s ./server
