@@ -16,7 +16,7 @@ RUSTC    ?= /usr/bin/rustc
 C_GUESTS := mnist-wasinn wasinn-classify
 RS_GUESTS := mnist-accel
 
-.PHONY: all build deps foreign test demo mnist tsne bench clean
+.PHONY: all build deps foreign test demo mnist tsne bench cross-arch clean
 
 all: build
 
@@ -152,6 +152,11 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Sealed|ActorCall' -benchtime 200x -count 3 ./server
 	$(GO) test -run '^$$' -bench 'CNNBatch1' -benchtime 2s -count 3 ./server/oip
 	$(GO) test -run '^TestLoad$$' -v -count 1 ./server -load.clients 64 -load.duration 60s
+
+# The nans guest and matmul on amd64 and, under qemu-user, on arm64: the
+# same output and guest units under --guest-determinism strict
+# (scripts/cross-arch.sh).
+cross-arch: ; scripts/cross-arch.sh
 
 # The binary and the compiled-code cache (`accelnode cache` says where).
 clean:

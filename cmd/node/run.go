@@ -84,7 +84,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	attrs := []any{"module", modulePath, "backend", res.Backend, "mode", res.Mode.String(),
 		"outcome", string(res.Outcome), "exit_code", code, "elapsed", res.Elapsed.Round(10_000),
-		"units", res.Units, "memory", bytesize.Format(int64(res.MemoryPages) << 16)}
+		"units", res.Units, "guest_units", res.GuestUnits, "memory", bytesize.Format(int64(res.MemoryPages) << 16)}
 	if err != nil && res.Outcome != node.Exited {
 		attrs = append(attrs, "err", err.Error())
 	}
