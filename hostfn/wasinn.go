@@ -465,21 +465,7 @@ func nnDType(code uint32, elems int, dataLen uint32) (accel.DType, error) {
 // fitsDecl reports whether shape has the declared rank and fixed
 // dimensions; a declared scalar takes a [1] tensor.
 func fitsDecl(shape []int, dims []onnx.Dim) bool {
-	if dims == nil {
-		return true
-	}
-	if len(dims) == 0 {
-		return len(shape) == 1 && shape[0] == 1
-	}
-	if len(shape) != len(dims) {
-		return false
-	}
-	for i, d := range dims {
-		if d.Param == "" && d.Value > 0 && int64(shape[i]) != d.Value {
-			return false
-		}
-	}
-	return true
+	return dims == nil || models.Fits(shape, dims)
 }
 
 func nnSetInput(c *call) error {

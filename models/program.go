@@ -767,9 +767,11 @@ func declared(v onnx.ValueInfo) string {
 // scalar reports whether v is declared rank 0.
 func scalar(v onnx.ValueInfo) bool { return v.Dims != nil && len(v.Dims) == 0 }
 
-// fits reports whether shape has the declared rank and fixed dimensions;
+// Fits reports whether shape has the declared rank and fixed dimensions;
 // symbolic and unknown dimensions take any size. A value declared rank 0
 // is passed as [1].
+func Fits(shape []int, dims []onnx.Dim) bool { return fits(shape, dims) }
+
 func fits(shape []int, dims []onnx.Dim) bool {
 	if len(dims) == 0 {
 		return len(shape) == 1 && shape[0] == 1
