@@ -49,6 +49,12 @@ type Config struct {
 	// deadline or cancellation stop a guest that never calls the host. It
 	// is the baseline of the benchmarks, and for trusted guests only.
 	Uninterruptible bool
+
+	// closeOnContextDone turns on wazero's check of the context at every
+	// loop iteration, the way the engine stopped guests before they were
+	// instrumented. Set only by the benchmarks (export_test.go), which
+	// compare it against the instrumentation.
+	closeOnContextDone bool
 }
 
 // GuestDeterminism is how an engine instruments guests.
@@ -110,6 +116,9 @@ func New(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	// every deadlineChunk units; wazero's own check at every loop
 	// iteration (WithCloseOnContextDone) costs about nine times that.
 	rc := wazero.NewRuntimeConfig()
+	if cfg.closeOnContextDone {
+		rc = rc.WithCloseOnContextDone(true)
+	}
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
 		// wazero's cache is keyed by the bytes it compiles, which differ
