@@ -59,7 +59,7 @@ type GPU struct {
 // plain-WebAssembly baselines are.
 const (
 	wasmBaseline              = "the reference kernels' portable Go loops compiled to WebAssembly (GOOS=wasip1), one thread, in wazero's compiler without loop interruption checks"
-	wasmInterruptibleBaseline = "the same loops in wazero's compiler with the loop checks that let a deadline stop a guest, as accelnode run runs every guest; those checks slow tight loops several times over"
+	wasmInterruptibleBaseline = "the same loops as accelnode run runs every guest: instrumented at load, so that a deadline can stop them and their instructions are metered (before 2026-12-05 wazero's check at every loop iteration, several times slower)"
 )
 
 // measureTime bounds the peak measurements: long enough to be stable, short
