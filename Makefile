@@ -152,6 +152,10 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Sealed|ActorCall' -benchtime 200x -count 3 ./server
 	$(GO) test -run '^$$' -bench 'CNNBatch1' -benchtime 2s -count 3 ./server/oip
 	$(GO) test -run '^TestLoad$$' -v -count 1 ./server -load.clients 64 -load.duration 60s
+	$(GO) test -run '^$$' -bench 'GuestLoopsInterleaved' -benchtime 5x -count 3 ./engine
+	$(GO) test -run '^$$' -bench 'GuestLoops$$' -benchtime 5x -count 5 ./engine
+	$(GO) test -run '^$$' -bench 'DeadlineOvershoot' -benchtime 20x -count 3 ./engine
+	$(GO) test -run '^$$' -bench 'CompileLarge' -benchtime 1x -count 5 ./engine
 
 # The nans guest and matmul on amd64 and, under qemu-user, on arm64: the
 # same output and guest units under --guest-determinism strict
