@@ -21,12 +21,12 @@ import (
 // grants the next chunk. A host function stops the guest by panicking;
 // wazero turns the panic into the error of the guest's call.
 func instantiateMeter(ctx context.Context, rt wazero.Runtime) error {
-	refill := api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+	refill := api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
 		m := meterFrom(ctx)
 		if m == nil {
 			panic(errors.New("guest fuel ran out outside an invocation"))
 		}
-		g, err := m.refill(ctx, mod, int64(stack[0]))
+		g, err := m.refill(ctx, int64(stack[0]))
 		if err != nil {
 			panic(err)
 		}

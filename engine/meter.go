@@ -102,7 +102,7 @@ const deadlineChunk = 1 << 22
 // refill is called by an instrumented guest whose fuel ran out, with the
 // fuel it has left (negative). It settles, stops the guest if its context
 // is done or its budget spent, and otherwise returns the next grant.
-func (m *meter) refill(ctx context.Context, mod api.Module, left int64) (int64, error) {
+func (m *meter) refill(ctx context.Context, left int64) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fuel == nil {
