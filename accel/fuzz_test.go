@@ -250,7 +250,7 @@ func specPool2D(w []uint32) accel.Pool2DParams {
 // NaN must keep its payload.
 func sameParams(a, b any) bool {
 	switch pa := a.(type) {
-	case accel.SGDParams, accel.AdamParams, accel.TSNEAffinitiesParams:
+	case accel.SGDParams, accel.AdamParams, accel.TSNEAffinitiesParams, accel.ClipParams:
 		return floatBits(pa) == floatBits(b)
 	}
 	ta, ok := a.(accel.TSNEParams)
