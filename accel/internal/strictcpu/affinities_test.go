@@ -398,7 +398,10 @@ func TestTSNEAffinitiesInterrupted(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("%s, deadline %v: got %v, want the deadline", level.name, wait, err)
 			}
-			if took > wait+200*time.Millisecond {
+			// The bound is loose because the race detector on a loaded
+			// two-core machine slows the stride between checks tenfold; a
+			// kernel that ignored the context would run for many seconds.
+			if took > wait+time.Second {
 				t.Errorf("%s, deadline %v: stopped after %v", level.name, wait, took)
 			}
 		}
