@@ -68,10 +68,13 @@ foreign:
 # kernels, sessions, the engine's concurrent invocations, and guests sharing
 # a node.
 # Then each fuzz target of the guest ABI's decoders and of the load-time
-# instrumentation runs for a few seconds
-# (go test -fuzz takes one target at a time): about 20 seconds in all on two
-# cores once the instrumented build is cached. An input that fails is
-# written to the package's testdata/fuzz, where every go test runs it.
+# instrumentation runs for a fixed number of inputs, about three seconds'
+# worth on two cores (go test -fuzz takes one target at a time): about 30
+# seconds in all once the instrumented build is cached. A count, not a
+# duration: Go 1.26's fuzzer can fail a target with "context deadline
+# exceeded" when its -fuzztime runs out on a loaded machine (Go issue 75804).
+# An input that fails is written to the package's testdata/fuzz, where
+# every go test runs it.
 # The web page's tests drive Debian's chromium, which install-chromium.sh
 # installs where it is missing; where it cannot, they skip and say why.
 test: deps
@@ -82,17 +85,17 @@ test: deps
 	cd mnist/gorgonia && $(GO) vet ./... && $(GO) test ./...
 	$(GO) test -race -short ./accel/... ./engine/... ./models/...
 	$(GO) test -race -run 'TestConcurrentGuests|TestForeignHandle|TestModelConcurrentGuests' ./hostfn
-	$(GO) test -run '^$$' -fuzz '^FuzzNumElements$$' -fuzztime 3s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeParams$$' -fuzztime 3s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzShapes$$' -fuzztime 3s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzTSNEIndexData$$' -fuzztime 3s ./accel
-	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime 3s ./engine/instrument
-	$(GO) test -run '^$$' -fuzz '^FuzzInstrumentRaw$$' -fuzztime 3s ./engine/instrument
-	$(GO) test -run '^$$' -fuzz '^FuzzCallDecoders$$' -fuzztime 3s ./hostfn
-	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 4s ./hostfn
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 3s ./server
-	$(GO) test -run '^$$' -fuzz '^FuzzContentRange$$' -fuzztime 2s ./server
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 3s ./server/oip
+	$(GO) test -run '^$$' -fuzz '^FuzzNumElements$$' -fuzztime 60000x ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeParams$$' -fuzztime 90000x ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzShapes$$' -fuzztime 45000x ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzTSNEIndexData$$' -fuzztime 6000x ./accel
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime 1500x ./engine/instrument
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrumentRaw$$' -fuzztime 20000x ./engine/instrument
+	$(GO) test -run '^$$' -fuzz '^FuzzCallDecoders$$' -fuzztime 30000x ./hostfn
+	$(GO) test -run '^$$' -fuzz '^FuzzHostCall$$' -fuzztime 10000x ./hostfn
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 12000x ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzContentRange$$' -fuzztime 5000x ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 22000x ./server/oip
 
 # The seed's MNIST network, trained on the 60,000 training digits for three
 # epochs with host calls (examples/mnist-train), exported as ONNX, and
