@@ -36,23 +36,36 @@ type segment struct {
 // refuses far fewer anyway.
 const maxLocals = 1 << 20
 
-// rewriteBody returns the new body and the scratch locals to append.
-func rewriteBody(body []byte, c funcCtx) ([]byte, []byte, error) {
-	ins, err := decodeBody(body)
+// rewriter rewrites bodies one after another, reusing its buffers: a Go
+// guest's code section decodes into millions of instructions.
+type rewriter struct {
+	c     funcCtx
+	ins   []instr
+	segs  []segment
+	stack []frame
+	arena []byte // the rewritten bodies, back to back
+}
+
+// body returns the rewritten body, which lives in w.arena, and the scratch
+// locals to append: one per NaN kind used, in first-use order.
+func (w *rewriter) body(body []byte) ([]byte, []byte, error) {
+	c := w.c
+	ins, err := decodeBody(body, w.ins[:0])
+	w.ins = ins
 	if err != nil {
 		return nil, nil, err
 	}
 	var segs []segment
+	var scratch []byte
 	if c.meter {
-		if segs, err = plan(ins); err != nil {
+		if segs, err = plan(ins, w.segs[:0], w.stack[:0]); err != nil {
 			return nil, nil, err
 		}
+		w.segs = segs
 	}
-
-	// Scratch locals: one per NaN kind used, in first-use order.
-	var scratch []byte
-	slot := map[nanKind]uint32{}
-	out := make([]byte, 0, len(body)+len(body)/4+16)
+	var slot [nanKinds]uint32 // a kind's local plus one; 0: none yet
+	start := len(w.arena)
+	out := w.arena
 	si := 0
 	for i, in := range ins {
 		for si < len(segs) && segs[si].at == i {
@@ -68,19 +81,18 @@ func rewriteBody(body []byte, c funcCtx) ([]byte, []byte, error) {
 		}
 		if c.nans && in.info.nan != nanNone {
 			k := in.info.nan
-			l, ok := slot[k]
-			if !ok {
+			if slot[k] == 0 {
 				if uint64(c.firstLocal)+uint64(len(scratch)) >= maxLocals {
 					return nil, nil, errors.New("too many locals")
 				}
-				l = c.firstLocal + uint32(len(scratch))
-				slot[k] = l
+				slot[k] = c.firstLocal + uint32(len(scratch)) + 1
 				scratch = append(scratch, nanValType[k])
 			}
-			out = appendCanon(out, k, l)
+			out = appendCanon(out, k, slot[k]-1)
 		}
 	}
-	return out, scratch, nil
+	w.arena = out
+	return out[start:len(out):len(out)], scratch, nil
 }
 
 func shift(idx, from uint32) uint32 {
@@ -92,9 +104,8 @@ func shift(idx, from uint32) uint32 {
 
 // decodeBody decodes every instruction and checks that blocks nest and the
 // body ends with the end of the function.
-func decodeBody(body []byte) ([]instr, error) {
+func decodeBody(body []byte, ins []instr) ([]instr, error) {
 	r := reader{b: body}
-	ins := make([]instr, 0, len(body)/2+1)
 	depth := 1
 	for r.pos < len(body) {
 		if depth == 0 {
@@ -127,10 +138,10 @@ func decodeBody(body []byte) ([]instr, error) {
 // the code before it, so what follows continues that segment. Unreachable
 // code (after br, br_table, return, unreachable, until its block ends) is
 // never charged.
-func plan(ins []instr) ([]segment, error) {
-	segs := []segment{{at: 0, check: true}}
+func plan(ins []instr, segs []segment, stack []frame) ([]segment, error) {
+	segs = append(segs, segment{at: 0, check: true})
 	live := true
-	stack := []frame{{flow: flowBlock, reachable: true}}
+	stack = append(stack, frame{flow: flowBlock, reachable: true})
 	open := func(at int, check bool) {
 		if live {
 			segs = append(segs, segment{at: at, check: check})
@@ -238,7 +249,7 @@ func appendCharge(out []byte, s segment, c funcCtx) []byte {
 	return append(out, 0x0B)
 }
 
-var nanValType = map[nanKind]byte{nanF32: 0x7D, nanF64: 0x7C, nanF32x4: 0x7B, nanF64x2: 0x7B}
+var nanValType = [nanKinds]byte{nanF32: 0x7D, nanF64: 0x7C, nanF32x4: 0x7B, nanF64x2: 0x7B}
 
 // appendCanon emits: local.tee t; canonical NaN; local.get t; local.get t; eq; select.
 func appendCanon(out []byte, k nanKind, l uint32) []byte {

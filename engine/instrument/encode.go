@@ -8,13 +8,16 @@ import (
 	"github.com/tetratelabs/wabin/wasm"
 )
 
-// encode writes m with wabin, then adds what wabin's encoder leaves out:
-// the element section in every form (it writes only active funcref lists)
-// and the data count section (it writes none, yet memory.init and data.drop
-// need it).
+// encode writes m with wabin, except for what wabin's encoder leaves out
+// or writes slowly, which it writes itself: the element section in every
+// form (wabin writes only active funcref lists), the data count section
+// (wabin writes none, yet memory.init and data.drop need it), and the code
+// and data sections, nearly all of a module's bytes, which wabin copies
+// several times over.
 func encode(m *wasm.Module) ([]byte, error) {
-	elems := m.ElementSection
-	m.ElementSection = nil
+	elems, code, data := m.ElementSection, m.CodeSection, m.DataSection
+	m.ElementSection, m.CodeSection, m.DataSection = nil, nil, nil
+	defer func() { m.ElementSection, m.CodeSection, m.DataSection = elems, code, data }()
 	for _, g := range m.GlobalSection {
 		// wabin decodes v128.const as the bare sub-opcode; put the prefix back.
 		if g.Init != nil && g.Init.Opcode == wasm.OpcodeVecV128Const && g.Type.ValType == wasm.ValueTypeV128 {
@@ -23,7 +26,30 @@ func encode(m *wasm.Module) ([]byte, error) {
 	}
 	raw := binary.EncodeModule(m)
 
-	var extra []byte
+	size := len(raw) + 64
+	for _, c := range code {
+		size += len(c.Body) + 16 + 2*len(c.LocalTypes)
+	}
+	for _, d := range data {
+		size += len(d.Init) + 32
+	}
+	out := make([]byte, 0, size)
+	// Everything goes right before the first custom section, which wabin
+	// writes after the sections it leaves out here.
+	r := reader{b: raw, pos: 8}
+	for r.pos < len(raw) {
+		at := r.pos
+		id, _ := r.byte()
+		n, err := r.u32()
+		if err != nil || r.skip(int(n)) != nil {
+			return nil, errors.New("instrument: encoder wrote a bad section")
+		}
+		if id == wasm.SectionIDCustom {
+			r.pos = at
+			break
+		}
+	}
+	out = append(out, raw[:r.pos]...)
 	if len(elems) > 0 {
 		payload := appendU32(nil, uint32(len(elems)))
 		for i, e := range elems {
@@ -32,30 +58,79 @@ func encode(m *wasm.Module) ([]byte, error) {
 				return nil, fmt.Errorf("instrument: element segment %d: %w", i, err)
 			}
 		}
-		extra = appendSection(extra, wasm.SectionIDElement, payload)
+		out = appendSection(out, wasm.SectionIDElement, payload)
 	}
 	if m.DataCountSection != nil {
-		extra = appendSection(extra, wasm.SectionIDDataCount, appendU32(nil, *m.DataCountSection))
+		out = appendSection(out, wasm.SectionIDDataCount, appendU32(nil, *m.DataCountSection))
 	}
-	if len(extra) == 0 {
-		return raw, nil
+	if len(code) > 0 {
+		out = appendSized(out, int(wasm.SectionIDCode), func(out []byte) []byte {
+			out = appendU32(out, uint32(len(code)))
+			for _, c := range code {
+				out = appendSized(out, -1, func(out []byte) []byte {
+					return append(appendLocals(out, c.LocalTypes), c.Body...)
+				})
+			}
+			return out
+		})
 	}
-	// Both go right before the code, data or first custom section.
-	r := reader{b: raw, pos: 8}
-	for r.pos < len(raw) {
-		at := r.pos
-		id, _ := r.byte()
-		size, err := r.u32()
-		if err != nil || r.skip(int(size)) != nil {
-			return nil, errors.New("instrument: encoder wrote a bad section")
+	if len(data) > 0 {
+		out = appendSized(out, int(wasm.SectionIDData), func(out []byte) []byte {
+			out = appendU32(out, uint32(len(data)))
+			for _, d := range data {
+				if d.OffsetExpression == nil {
+					out = append(out, 1) // passive
+				} else {
+					out = append(out, 0, d.OffsetExpression.Opcode) // active, memory 0
+					out = append(out, d.OffsetExpression.Data...)
+					out = append(out, wasm.OpcodeEnd)
+				}
+				out = appendU32(out, uint32(len(d.Init)))
+				out = append(out, d.Init...)
+			}
+			return out
+		})
+	}
+	return append(out, raw[r.pos:]...), nil
+}
+
+// appendSized appends what body writes, prefixed with its length as a
+// five-byte LEB128 (and with id first, unless id is negative), so that
+// nothing is written twice.
+func appendSized(out []byte, id int, body func([]byte) []byte) []byte {
+	if id >= 0 {
+		out = append(out, byte(id))
+	}
+	at := len(out)
+	out = append(out, 0x80, 0x80, 0x80, 0x80, 0x00)
+	out = body(out)
+	n := uint32(len(out) - at - 5)
+	for i := range 4 {
+		out[at+i] = byte(n>>(7*i)) | 0x80
+	}
+	out[at+4] = byte(n >> 28)
+	return out
+}
+
+// appendLocals writes a body's local declarations, runs of one type as one.
+func appendLocals(out []byte, types []wasm.ValueType) []byte {
+	runs := 0
+	for i := range types {
+		if i == 0 || types[i] != types[i-1] {
+			runs++
 		}
-		if id == wasm.SectionIDCode || id == wasm.SectionIDData || id == wasm.SectionIDCustom {
-			out := make([]byte, 0, len(raw)+len(extra))
-			out = append(append(append(out, raw[:at]...), extra...), raw[at:]...)
-			return out, nil
-		}
 	}
-	return append(raw, extra...), nil
+	out = appendU32(out, uint32(runs))
+	for i := 0; i < len(types); {
+		j := i
+		for j < len(types) && types[j] == types[i] {
+			j++
+		}
+		out = appendU32(out, uint32(j-i))
+		out = append(out, types[i])
+		i = j
+	}
+	return out
 }
 
 func appendSection(out []byte, id byte, payload []byte) []byte {

@@ -24,7 +24,7 @@ const (
 
 // Version names the rewrites; it changes whenever their output changes, so
 // that a cache of instrumented modules keys on it.
-const Version = "1"
+const Version = "2"
 
 // MaxInput bounds the binaries Instrument reads.
 const MaxInput = 1 << 30
@@ -73,6 +73,11 @@ func rewrite(m *wasm.Module, opt Options) error {
 		}
 	}
 	if opt.Meter || opt.CanonicalNaNs {
+		size := 0
+		for _, code := range m.CodeSection {
+			size += len(code.Body)
+		}
+		w := rewriter{c: c, arena: make([]byte, 0, size+size/4+1024)}
 		for i, code := range m.CodeSection {
 			fi := uint32(i)
 			if int(m.FunctionSection[i]) >= len(m.TypeSection) {
@@ -82,8 +87,8 @@ func rewrite(m *wasm.Module, opt Options) error {
 			if params+len(code.LocalTypes) > maxLocals {
 				return fmt.Errorf("function %d: too many locals", fi+nFuncImports)
 			}
-			c.firstLocal = uint32(params + len(code.LocalTypes))
-			body, scratch, err := rewriteBody(code.Body, c)
+			w.c.firstLocal = uint32(params + len(code.LocalTypes))
+			body, scratch, err := w.body(code.Body)
 			if err != nil {
 				return fmt.Errorf("function %d: %w", fi+nFuncImports, err)
 			}

@@ -49,6 +49,7 @@ const (
 	nanF64
 	nanF32x4
 	nanF64x2
+	nanKinds
 )
 
 // opInfo describes one opcode.
