@@ -44,6 +44,9 @@ type rewriter struct {
 	segs  []segment
 	stack []frame
 	arena []byte // the rewritten bodies, back to back
+
+	wrapped []wrap
+	frames  []int
 }
 
 // body returns the rewritten body, which lives in w.arena, and the scratch
@@ -63,19 +66,63 @@ func (w *rewriter) body(body []byte) ([]byte, []byte, error) {
 		}
 		w.segs = segs
 	}
+	// Loops whose header is checked, and that take and give no values, are
+	// wrapped so that the refill call lies outside them (see doc.go).
+	wrapped := w.wrapped[:0]
+	for _, sg := range segs {
+		if sg.check && sg.at > 0 {
+			if l := ins[sg.at-1]; l.op == 0x03 && l.end == l.start+2 && body[l.start+1] == 0x40 {
+				wrapped = append(wrapped, wrap{loop: sg.at - 1, cost: sg.cost})
+			}
+		}
+	}
+	w.wrapped = wrapped
 	var slot [nanKinds]uint32 // a kind's local plus one; 0: none yet
 	start := len(w.arena)
 	out := w.arena
-	si := 0
+	frames := w.frames[:0] // for each open construct: its wrap, or -1
+	si, wi := 0, 0
 	for i, in := range ins {
 		for si < len(segs) && segs[si].at == i {
-			out = appendCharge(out, segs[si], c)
+			inLoop := wi > 0 && wrapped[wi-1].loop == i-1 && segs[si].check
+			out = appendCharge(out, segs[si], c, inLoop)
 			si++
+		}
+		switch in.info.flow {
+		case flowBlock, flowIf:
+			frames = append(frames, -1)
+		case flowLoop:
+			if wi < len(wrapped) && wrapped[wi].loop == i {
+				frames = append(frames, wi)
+				wi++
+				// block $done; loop $outer; block $slow; loop $L
+				out = append(out, 0x02, 0x40, 0x03, 0x40, 0x02, 0x40, 0x03, 0x40)
+				continue
+			}
+			frames = append(frames, -1)
+		case flowEnd:
+			if len(frames) > 0 {
+				f := frames[len(frames)-1]
+				frames = frames[:len(frames)-1]
+				if f >= 0 {
+					out = appendLoopTail(out, wrapped[f].cost, c)
+					continue
+				}
+			}
 		}
 		switch {
 		case c.meter && (in.op == 0x10 || in.op == 0x12 || in.op == 0xD2):
 			out = append(out, in.op)
 			out = appendU32(out, shift(in.idx, c.shiftFrom))
+		case len(wrapped) > 0 && (in.op == 0x0C || in.op == 0x0D):
+			out = append(out, in.op)
+			out = appendU32(out, relabel(in.idx, frames))
+		case len(wrapped) > 0 && in.op == 0x0E:
+			out = append(out, in.op)
+			out = appendU32(out, uint32(len(in.table)-1))
+			for _, l := range in.table {
+				out = appendU32(out, relabel(l, frames))
+			}
 		default:
 			out = append(out, body[in.start:in.end]...)
 		}
@@ -92,7 +139,44 @@ func (w *rewriter) body(body []byte) ([]byte, []byte, error) {
 		}
 	}
 	w.arena = out
+	w.frames = frames
 	return out[start:len(out):len(out)], scratch, nil
+}
+
+// wrap is a loop wrapped to keep its refill call outside: the index of its
+// loop instruction and the cost of its header.
+type wrap struct {
+	loop int
+	cost int64
+}
+
+// relabel moves a branch's depth out past the three labels that wrap each
+// wrapped loop it leaves; a branch to a wrapped loop itself still names it.
+func relabel(depth uint32, frames []int) uint32 {
+	d := depth
+	for k := 0; k < int(depth) && k < len(frames); k++ {
+		if frames[len(frames)-1-k] >= 0 {
+			d += 3
+		}
+	}
+	return d
+}
+
+// appendLoopTail closes a wrapped loop: the loop falls out to $done, and
+// $slow, which its header's check leaves by, refills, gives back the
+// header's cost (the header is charged again when the loop is entered
+// again) and goes round $outer into the loop.
+func appendLoopTail(out []byte, cost int64, c funcCtx) []byte {
+	out = append(out, 0x0B, 0x0C, 0x02, 0x0B) // end $L; br $done; end $slow
+	out = append(out, 0x23)
+	out = appendU32(out, c.fuel)
+	out = append(out, 0x10)
+	out = appendU32(out, c.refill)
+	out = append(out, 0x42)
+	out = appendS64(out, cost)
+	out = append(out, 0x7C, 0x24) // i64.add, global.set
+	out = appendU32(out, c.fuel)
+	return append(out, 0x0C, 0x00, 0x0B, 0x0B) // br $outer; end $outer; end $done
 }
 
 func shift(idx, from uint32) uint32 {
@@ -227,8 +311,10 @@ func plan(ins []instr, segs []segment, stack []frame) ([]segment, error) {
 	return kept, nil
 }
 
-// appendCharge emits fuel -= cost, and for a check: if fuel < 0 { fuel = refill(fuel) }.
-func appendCharge(out []byte, s segment, c funcCtx) []byte {
+// appendCharge emits fuel -= cost, and for a check: at a wrapped loop's
+// header, br_if $slow (fuel < 0), one label out; elsewhere
+// if fuel < 0 { fuel = refill(fuel) }.
+func appendCharge(out []byte, s segment, c funcCtx, inLoop bool) []byte {
 	out = append(out, 0x23)
 	out = appendU32(out, c.fuel)
 	out = append(out, 0x42)
@@ -240,6 +326,9 @@ func appendCharge(out []byte, s segment, c funcCtx) []byte {
 	}
 	out = append(out, 0x23)
 	out = appendU32(out, c.fuel)
+	if inLoop {
+		return append(out, 0x42, 0x00, 0x53, 0x0D, 0x01) // i64.const 0, i64.lt_s, br_if $slow
+	}
 	out = append(out, 0x42, 0x00, 0x53, 0x04, 0x40, 0x23) // i64.const 0, i64.lt_s, if, global.get
 	out = appendU32(out, c.fuel)
 	out = append(out, 0x10)
