@@ -24,7 +24,7 @@ const (
 
 // Version names the rewrites; it changes whenever their output changes, so
 // that a cache of instrumented modules keys on it.
-const Version = "3"
+const Version = "4"
 
 // MaxInput bounds the binaries Instrument reads.
 const MaxInput = 1 << 30

@@ -260,3 +260,61 @@ func TestRefused(t *testing.T) {
 		})
 	}
 }
+
+// nestedLoops counts trips round an inner loop inside an outer one, and
+// leaves both at once, by a branch two labels out, when n reaches 2: f(5)
+// is 10 and f(1) is 3.
+var nestedLoops = fn{name: "f", params: []wasm.ValueType{i32}, results: []wasm.ValueType{i32}, locals: []wasm.ValueType{i32, i32}, body: cat(
+	[]byte{0x02, 0x40, 0x03, 0x40}, // block $exit; loop $outer
+	i32c(3), u32op(0x21, 2),
+	[]byte{0x03, 0x40}, // loop $inner
+	localGet(1), i32c(1), []byte{0x6A}, u32op(0x21, 1),
+	localGet(0), i32c(2), []byte{0x46}, u32op(0x0D, 2), // br_if $exit
+	localGet(2), i32c(1), []byte{0x6B}, u32op(0x22, 2), u32op(0x0D, 0),
+	[]byte{0x0B},
+	localGet(0), i32c(1), []byte{0x6B}, u32op(0x22, 0), u32op(0x0D, 0),
+	[]byte{0x0B, 0x0B},
+	localGet(1),
+)}
+
+// However often the guest runs out of fuel inside its loops, and so leaves
+// them by the refill path and enters them again, it computes the same and
+// is charged the same: the refill path gives back the header it charges
+// twice. Branches out of wrapped loops reach the right labels.
+func TestRefillKeepsCount(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    fn
+		arg  uint64
+		want uint64
+	}{
+		{"countdown", countdown, 50, 0},
+		{"nested, left two labels out", nestedLoops, 5, 10},
+		{"nested, left by falling out", nestedLoops, 1, 3},
+		{"guarded loop", guardedLoop, 20, 0},
+		{"br_table", brTableFn, 1, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := Instrument(mod{funcs: []fn{tc.f}}.build(t), Options{Meter: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var counts []int64
+			for _, chunk := range []int64{1 << 40, 1, 2, 3, 7, 13} {
+				h := &meterHost{budget: 1 << 50, chunk: chunk}
+				in, err := instantiate(t, out, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := in.mod.ExportedFunction("f").Call(context.Background(), tc.arg)
+				if err != nil || res[0] != tc.want {
+					t.Fatalf("chunk %d: f(%d) = %v, %v; want %d", chunk, tc.arg, res, err, tc.want)
+				}
+				counts = append(counts, in.used())
+				if counts[len(counts)-1] != counts[0] {
+					t.Errorf("chunk %d: used %d, with one grant %d", chunk, counts[len(counts)-1], counts[0])
+				}
+			}
+		})
+	}
+}
