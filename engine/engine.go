@@ -46,8 +46,12 @@ type Config struct {
 	Guest GuestDeterminism
 	// Uninterruptible runs guests as they are, without instrumentation: no
 	// instruction count, no canonical NaNs, and nothing that lets a
-	// deadline or cancellation stop a guest that never calls the host. It
-	// is the baseline of the benchmarks, and for trusted guests only.
+	// deadline or cancellation stop a guest that never calls the host. Nor
+	// can Go's garbage collector stop such a guest's goroutine, so while it
+	// runs every stop-the-world of the process waits for it: instrumented
+	// guests cross into the host every few milliseconds, which bounds that
+	// wait. It is the baseline of the benchmarks, and for trusted, short
+	// guests only.
 	Uninterruptible bool
 
 	// closeOnContextDone turns on wazero's check of the context at every
