@@ -42,7 +42,6 @@ type rewriter struct {
 	c     funcCtx
 	ins   []instr
 	segs  []segment
-	stack []frame
 	arena []byte // the rewritten bodies, back to back
 
 	wrapped []wrap
@@ -61,7 +60,7 @@ func (w *rewriter) body(body []byte) ([]byte, []byte, error) {
 	var segs []segment
 	var scratch []byte
 	if c.meter {
-		if segs, err = plan(ins, w.segs[:0], w.stack[:0]); err != nil {
+		if segs, err = plan(ins, w.segs[:0]); err != nil {
 			return nil, nil, err
 		}
 		w.segs = segs
@@ -222,10 +221,10 @@ func decodeBody(body []byte, ins []instr) ([]instr, error) {
 // the code before it, so what follows continues that segment. Unreachable
 // code (after br, br_table, return, unreachable, until its block ends) is
 // never charged.
-func plan(ins []instr, segs []segment, stack []frame) ([]segment, error) {
+func plan(ins []instr, segs []segment) ([]segment, error) {
 	segs = append(segs, segment{at: 0, check: true})
 	live := true
-	stack = append(stack, frame{flow: flowBlock, reachable: true})
+	stack := []frame{{flow: flowBlock, reachable: true}}
 	open := func(at int, check bool) {
 		if live {
 			segs = append(segs, segment{at: at, check: check})
