@@ -96,6 +96,7 @@ test: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobRequest$$' -fuzztime 12000x ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzContentRange$$' -fuzztime 5000x ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 22000x ./server/oip
+	$(GO) test -run '^$$' -fuzz '^FuzzInline$$' -fuzztime 60000x ./models/onnx
 
 # The seed's MNIST network, trained on the 60,000 training digits for three
 # epochs with host calls (examples/mnist-train), exported as ONNX, and

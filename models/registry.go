@@ -28,6 +28,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -138,11 +139,17 @@ func (r *Registry) Interned() int {
 }
 
 // LoadFile reads an ONNX file, a regular file of at most MaxModelBytes,
-// and adds it under name.
+// and adds it under name. Weights saved as external data (a file beside
+// the model, as PyTorch's exporter writes large models) are read into the
+// model, from the model's own directory only (onnx.Inline), so that it
+// holds all its weights and hashes as one; the limit bounds the whole.
 func (r *Registry) LoadFile(name, path string) (*Model, error) {
 	data, err := files.ReadRegular(path, MaxModelBytes)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
+	if data, err = onnx.Inline(data, filepath.Dir(path), MaxModelBytes); err != nil {
+		return nil, fmt.Errorf("model %s: %w: %w", name, accel.ErrInvalid, err)
 	}
 	return r.Add(name, data)
 }
@@ -200,6 +207,9 @@ func decode(data []byte, hash string) (*Model, error) {
 	}
 	if len(om.Graph.Outputs) == 0 {
 		return nil, fmt.Errorf("%w: the ONNX graph has no outputs", accel.ErrInvalid)
+	}
+	if t := om.FirstExternal(); t != nil {
+		return nil, fmt.Errorf("%w: tensor %q refers to external data in %q: a model passed as bytes must hold its weights (load it from its file, beside its data, or save it without external data)", accel.ErrInvalid, t.Name, t.External.Location)
 	}
 	m := &Model{SHA256: hash, Bytes: data, Outputs: om.Graph.Outputs}
 	initial := map[string]bool{}

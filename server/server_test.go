@@ -463,15 +463,30 @@ func TestBadInput(t *testing.T) {
 	}
 	ts.validate, ts.expectBad = true, false
 
-	// A model that is not ONNX, uploaded whole with the right hash, is
-	// refused at commit and leaves nothing.
-	var fresh api.Upload
-	ts.json(http.MethodPost, "/v1/uploads", api.NewUpload{Size: int64(len(notONNX))}).decode(t, &fresh)
-	ts.do(http.MethodPut, "/v1/uploads/"+fresh.ID, notONNX, "Content-Type", "application/octet-stream",
-		"Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(notONNX)-1, len(notONNX)))
-	r := ts.json(http.MethodPost, "/v1/uploads/"+fresh.ID+"/commit", api.Commit{Name: "m", SHA256: hash(notONNX)})
-	if p := r.problem(t); p.Kind() != "invalid-model" {
-		t.Errorf("commit of a non-ONNX model: %+v", p)
+	// A model that is not ONNX, or one whose weights lie in a file beside
+	// it, uploaded whole with the right hash, is refused at commit with the
+	// reason and leaves nothing.
+	external := onnx.Marshal(&onnx.Model{IRVersion: onnx.IRVersion, OpsetVersion: onnx.Opset, Graph: onnx.Graph{
+		Nodes:        []onnx.Node{{OpType: "Add", Inputs: []string{"X", "W"}, Outputs: []string{"Y"}}},
+		Inputs:       []onnx.ValueInfo{{Name: "X", ElemType: onnx.Float, Dims: []onnx.Dim{{Value: 4}}}},
+		Outputs:      []onnx.ValueInfo{{Name: "Y", ElemType: onnx.Float, Dims: []onnx.Dim{{Value: 4}}}},
+		Initializers: []onnx.Tensor{{Name: "W", Dims: []int64{4}, DataType: onnx.Float, External: &onnx.External{Location: "model.onnx.data", Length: 16}}},
+	}})
+	for _, bad := range []struct {
+		name, detail string
+		model        []byte
+	}{
+		{"not ONNX", "not a valid ONNX model", notONNX},
+		{"external data", `refers to external data in "model.onnx.data"`, external},
+	} {
+		var fresh api.Upload
+		ts.json(http.MethodPost, "/v1/uploads", api.NewUpload{Size: int64(len(bad.model))}).decode(t, &fresh)
+		ts.do(http.MethodPut, "/v1/uploads/"+fresh.ID, bad.model, "Content-Type", "application/octet-stream",
+			"Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(bad.model)-1, len(bad.model)))
+		r := ts.json(http.MethodPost, "/v1/uploads/"+fresh.ID+"/commit", api.Commit{Name: "m", SHA256: hash(bad.model)})
+		if p := r.problem(t); p.Kind() != "invalid-model" || !strings.Contains(p.Detail, bad.detail) {
+			t.Errorf("commit of a model, %s: %+v, want invalid-model saying %q", bad.name, p, bad.detail)
+		}
 	}
 	if n := ts.blobCount(); n != blobsBefore {
 		t.Errorf("%d blobs after the bad requests, want the %d before", n, blobsBefore)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -58,6 +59,12 @@ const (
 	fTensorInt64Data = 7
 	fTensorName      = 8
 	fTensorRawData   = 9
+	fTensorExternal  = 13 // TensorProto.external_data, key-value entries
+	fTensorLocation  = 14 // TensorProto.data_location
+	fEntryKey        = 1  // StringStringEntryProto.key
+	fEntryValue      = 2  // StringStringEntryProto.value
+
+	locationExternal = 1 // TensorProto.DataLocation EXTERNAL
 )
 
 // Marshal encodes m as an ONNX ModelProto. Fields are written in field
@@ -191,6 +198,15 @@ func appendTensor(b []byte, t *Tensor) []byte {
 	}
 	if t.Name != "" {
 		b = appendString(b, fTensorName, t.Name)
+	}
+	if e := t.External; e != nil {
+		entry := func(k, v string) []byte { return appendString(appendString(nil, fEntryKey, k), fEntryValue, v) }
+		b = appendMessage(b, fTensorExternal, entry("location", e.Location))
+		b = appendMessage(b, fTensorExternal, entry("offset", strconv.FormatInt(e.Offset, 10)))
+		if e.Length >= 0 {
+			b = appendMessage(b, fTensorExternal, entry("length", strconv.FormatInt(e.Length, 10)))
+		}
+		b = appendVarint(b, fTensorLocation, locationExternal)
 	}
 	return b
 }
@@ -547,6 +563,8 @@ func parseDim(b []byte) (Dim, error) {
 func parseTensor(b []byte) (*Tensor, error) {
 	t := &Tensor{}
 	var raw []byte
+	var entries [][]byte
+	var location uint64
 	err := fields(b, func(f field) error {
 		var err error
 		switch {
@@ -577,9 +595,19 @@ func parseTensor(b []byte) (*Tensor, error) {
 			t.Name = string(f.b)
 		case f.is(fTensorRawData, protowire.BytesType):
 			raw = f.b
+		case f.is(fTensorExternal, protowire.BytesType):
+			entries = append(entries, f.b)
+		case f.is(fTensorLocation, protowire.VarintType):
+			location = f.u
 		}
 		return nil
 	})
+	if err == nil && location == locationExternal {
+		t.External, err = parseExternal(entries)
+		if err == nil && (len(raw) > 0 || len(t.Floats)+len(t.Int32s)+len(t.Int64s) > 0) {
+			err = errors.New("external data and data in the model too")
+		}
+	}
 	if err == nil {
 		err = t.decodeRaw(raw)
 	}

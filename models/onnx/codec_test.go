@@ -54,6 +54,8 @@ func fullModel() *Model {
 				{Name: "scalar", DataType: Float, Floats: []float32{42}},
 				{Name: "empty", Dims: []int64{0, 4}, DataType: Float},
 				{Name: "external", Dims: []int64{1000}, DataType: Float}, // data elsewhere
+				{Name: "in-file", Dims: []int64{2}, DataType: Float, External: &External{Location: "w.bin", Offset: 4, Length: 8}},
+				{Name: "rest-of-file", Dims: []int64{3}, DataType: Int64, External: &External{Location: "sub/w.bin", Length: -1}},
 			},
 		},
 	}

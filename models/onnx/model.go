@@ -107,4 +107,18 @@ type Tensor struct {
 	Floats   []float32
 	Int32s   []int32
 	Int64s   []int64
+	// External is set, and the data fields are empty, for a tensor whose
+	// data lies in a file beside the model (data_location EXTERNAL);
+	// Inline reads it into the model.
+	External *External
+}
+
+// External says where a tensor's data lies outside the model: Length bytes
+// at Offset of the file Location, a path relative to the model's
+// directory. Length is -1 where the model leaves it out; the tensor's
+// dims then say how many bytes it takes.
+type External struct {
+	Location string
+	Offset   int64
+	Length   int64
 }
