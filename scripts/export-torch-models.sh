@@ -6,8 +6,8 @@
 #
 #   scripts/export-torch-models.sh [--out DIR] [NAME...]
 #
-# Where no python3 imports torch and torchvision, it installs Debian's
-# python3-torch and python3-torchvision with apt-get (through sudo when not
+# Where no python3 imports torch, torchvision and onnx, it installs Debian's
+# python3-torch, python3-torchvision and python3-onnx with apt-get (through sudo when not
 # root), and exits 2 with the reason where that is impossible. Set PYTHON to
 # use another interpreter that has them; the versions that made a fixture
 # are written beside it (NAME.json), and a different version may export a
@@ -18,13 +18,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 . "$here/python-deps.sh"
 
-if ! py=$(pick torch torchvision); then
-	if ! install python3-torch python3-torchvision; then
-		echo "export-torch-models: skipped: no PyTorch to export with: install PyTorch and torchvision for python3, or set PYTHON" >&2
+if ! py=$(pick torch torchvision onnx); then
+	if ! install python3-torch python3-torchvision python3-onnx; then
+		echo "export-torch-models: skipped: no PyTorch to export with: install PyTorch, torchvision and onnx for python3, or set PYTHON" >&2
 		exit 2
 	fi
-	if ! py=$(pick torch torchvision); then
-		echo "export-torch-models: python3-torch is installed, yet no python3 imports torch and torchvision" >&2
+	if ! py=$(pick torch torchvision onnx); then
+		echo "export-torch-models: python3-torch is installed, yet no python3 imports torch, torchvision and onnx" >&2
 		exit 2
 	fi
 fi

@@ -7,6 +7,9 @@ For each model NAME (all of MODELS by default) it writes, under --out:
 
     NAME.onnx      the model, exported by torch.onnx.export at opset 17, its
                    input named "input" and its output "output"
+    NAME.onnx.data for a model saved with external data: its weights, which
+                   NAME.onnx refers to by this file name, as torch's newer
+                   exporter writes every model
     NAME.io.ant    two named f32 tensors in the node's ANT1 tensors format
                    (mnist/tensors.go): "input", drawn from a seeded generator,
                    and "output", what PyTorch computed for it in float32
@@ -19,9 +22,9 @@ the network recognises. BatchNorm layers get random statistics too, and
 models are built in eval mode, so the exporter folds each BatchNorm into the
 convolution before it (the graph holds no BatchNormalization node).
 
-A model is an entry of MODELS: a function that builds the torch module, and
-its input shape. ResNet, a BERT-style encoder or a small ViT join the same
-way.
+A model is an entry of MODELS: a function that builds the torch module, its
+input shape, its seeds and whether its weights go to external data. A
+BERT-style encoder or a small ViT join the same way.
 """
 
 import argparse
@@ -61,9 +64,47 @@ def mobilenet_v2():
     return random_batchnorm(torchvision.models.mobilenet_v2(weights=None, width_mult=0.5))
 
 
-# name -> (builder, input shape, weight seed, input seed)
+class ResNet18Quarter(torch.nn.Module):
+    """ResNet-18's topology (torchvision's BasicBlock, two per stage, the
+    7x7 stem and its max pooling) at a quarter of its widths, 16 to 128
+    channels, which keeps the file at about 3 MB (full width is 45 MB)."""
+
+    def __init__(self, widths=(16, 32, 64, 128), num_classes=1000):
+        from torchvision.models.resnet import BasicBlock, conv1x1
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(3, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        blocks, inplanes = [], widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            down = None
+            if stride != 1 or inplanes != w:
+                down = nn.Sequential(conv1x1(inplanes, w, stride), nn.BatchNorm2d(w))
+            blocks += [BasicBlock(inplanes, w, stride, down), BasicBlock(w, w)]
+            inplanes = w
+        self.layers = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(inplanes, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.avgpool(self.layers(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def resnet18_quarter():
+    return random_batchnorm(ResNet18Quarter())
+
+
+# name -> (builder, input shape, weight seed, input seed, external data)
 MODELS = {
-    "mobilenet_v2": (mobilenet_v2, (1, 3, 224, 224), 20261205, 1),
+    "mobilenet_v2": (mobilenet_v2, (1, 3, 224, 224), 20261205, 1, False),
+    # Saved as torch's newer exporter saves every model: the weights in
+    # resnet18_quarter.onnx.data beside it.
+    "resnet18_quarter": (resnet18_quarter, (1, 3, 224, 224), 20261206, 2, True),
 }
 
 
@@ -88,7 +129,7 @@ def sha256(path):
 
 
 def export(name, out):
-    build, shape, weight_seed, input_seed = MODELS[name]
+    build, shape, weight_seed, input_seed, external = MODELS[name]
     torch.manual_seed(weight_seed)
     model = build().eval()
     gen = torch.Generator().manual_seed(input_seed)
@@ -99,6 +140,16 @@ def export(name, out):
     torch.onnx.export(model, (x,), onnx_path, opset_version=OPSET,
                       input_names=["input"], output_names=["output"],
                       do_constant_folding=True)
+    data_name = None
+    if external:
+        import onnx
+        data_name = name + ".onnx.data"
+        om = onnx.load(onnx_path)
+        # Every tensor of 1 KiB or more goes to the one data file, at
+        # offsets the library aligns; smaller ones stay in the model.
+        onnx.save_model(om, onnx_path, save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name,
+                        size_threshold=1024)
     write_ant(os.path.join(out, name + ".io.ant"), [("input", x), ("output", y)])
     meta = {
         "model": name,
@@ -114,6 +165,10 @@ def export(name, out):
         "onnx_sha256": sha256(onnx_path),
         "onnx_bytes": os.path.getsize(onnx_path),
     }
+    if data_name:
+        data_path = os.path.join(out, data_name)
+        meta["external_data"] = {"file": data_name, "sha256": sha256(data_path),
+                                 "bytes": os.path.getsize(data_path)}
     with open(os.path.join(out, name + ".json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
