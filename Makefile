@@ -77,8 +77,12 @@ foreign:
 # every go test runs it.
 # The web page's tests drive Debian's chromium, which install-chromium.sh
 # installs where it is missing; where it cannot, they skip and say why.
+# The official ONNX node test cases are written with Debian's python3-onnx
+# (scripts/onnx-node-tests.sh); where it cannot be installed, models'
+# TestONNXNodeTests skips and says why.
 test: deps
 	-scripts/install-chromium.sh
+	-scripts/onnx-node-tests.sh .deps/onnx-node-tests
 	$(GO) vet ./...
 	$(WASM_ENV) $(GO) vet ./hostfn/guest ./examples/... ./bench/guest
 	$(GO) test ./...

@@ -132,8 +132,8 @@ var onnxOps = map[string]*onnxOp{
 			if len(in) < 3 || in[2] == nil {
 				return single(mm, nil)
 			}
-			if len(in[2]) != 1 {
-				return nodePlan{}, fmt.Errorf("input C %s is %w (only [N])", accel.ShapeString(in[2]), accel.ErrUnsupported)
+			if len(in[2]) != 1 || in[2][0] != mm.out[0][1] {
+				return nodePlan{}, fmt.Errorf("input C %s with N = %d is %w (only [N])", accel.ShapeString(in[2]), mm.out[0][1], accel.ErrUnsupported)
 			}
 			bias, err := plan1(accel.AddBias, accel.AddBiasParams{Axis: 1}, []int{prev, 2}, mm.out[0], in[2])
 			if err != nil {

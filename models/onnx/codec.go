@@ -257,6 +257,16 @@ func Unmarshal(data []byte) (*Model, error) {
 	return m, nil
 }
 
+// UnmarshalTensor decodes a TensorProto on its own, as the ONNX test data
+// files (input_0.pb, output_0.pb) hold one.
+func UnmarshalTensor(data []byte) (*Tensor, error) {
+	t, err := parseTensor(data)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %w", err)
+	}
+	return t, nil
+}
+
 // field is one decoded field: u holds a varint or fixed-size value, b the
 // contents of a length-delimited one.
 type field struct {
