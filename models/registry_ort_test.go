@@ -216,6 +216,25 @@ func TestRegistryORTErrors(t *testing.T) {
 	}
 }
 
+// TestRegistryORTNoInputs: a model without inputs (its output a constant)
+// is refused on ort with the reason, not a panic of the Go binding.
+func TestRegistryORTNoInputs(t *testing.T) {
+	constant := onnx.Marshal(&onnx.Model{IRVersion: onnx.IRVersion, OpsetVersion: onnx.Opset, Graph: onnx.Graph{
+		Nodes: []onnx.Node{{OpType: "Constant", Outputs: []string{"Y"}, Attrs: []onnx.Attribute{
+			{Name: "value", Type: onnx.AttrTensor, T: &onnx.Tensor{Dims: []int64{2}, DataType: onnx.Float, Floats: []float32{1, 2}}},
+		}}},
+		Outputs: []onnx.ValueInfo{fvalue("Y", onnx.Dim{Value: 2})},
+	}})
+	m, err := models.NewRegistry().Add("constant", constant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, ortBackend(t), accel.Fast, nil)
+	if outs, err := m.Run(ctx, s, nil); !errors.Is(err, accel.ErrUnsupported) || !strings.Contains(err.Error(), "without inputs") {
+		t.Errorf("Run = %v, %v; want unsupported, a model without inputs", outs, err)
+	}
+}
+
 // TestRegistryUnsupportedOp registers models whose op the interpreter lacks:
 // ONNX Runtime runs them, ref refuses naming the op.
 func TestRegistryUnsupportedOp(t *testing.T) {

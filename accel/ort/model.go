@@ -77,6 +77,11 @@ func (b *Backend) RunONNX(ctx context.Context, key string, model []byte, inputNa
 	if len(inputs) != len(inputNames) {
 		return nil, fmt.Errorf("%w: %d inputs for %d names", accel.ErrInvalid, len(inputs), len(inputNames))
 	}
+	if len(inputs) == 0 {
+		// The Go binding indexes the first input unchecked, and would
+		// panic.
+		return nil, fmt.Errorf("a model without inputs is %w on %s", accel.ErrUnsupported, b.name)
+	}
 	// The names are part of the key: a session answers for the inputs and
 	// outputs it was created with.
 	cacheKey := strings.Join([]string{key, strings.Join(inputNames, ","), strings.Join(outputNames, ",")}, "\x00")
