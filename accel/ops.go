@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -729,4 +729,104 @@ var GlobalAvgPool = define(opDef[NoParams]{
 // [N,C,1,1].
 func (s *Session) GlobalAvgPool(ctx context.Context, x *Tensor) (*Tensor, error) {
 	return s.run1(ctx, GlobalAvgPool, NoParams{}, x)
+}
+
+// ---- unary -----------------------------------------------------------------
+
+// UnaryFunc is the function a unary operation applies to each element. Its
+// values are the guest ABI's codes.
+type UnaryFunc uint32
+
+const (
+	UnaryAbs         UnaryFunc = 1 // |x|: the sign bit cleared
+	UnaryNeg         UnaryFunc = 2 // −x: the sign bit flipped
+	UnarySqrt        UnaryFunc = 3 // √x, correctly rounded; NaN below −0
+	UnaryReciprocal  UnaryFunc = 4 // 1/x, one division
+	UnaryLeakyRelu   UnaryFunc = 5 // x where x ≥ 0 or −0, else Alpha·x
+	UnaryHardSigmoid UnaryFunc = 6 // max(0, min(1, Alpha·x + Beta)), each step rounded
+	UnaryHardSwish   UnaryFunc = 7 // x · hard_sigmoid(x) with Alpha = 1/6, Beta = 1/2
+	UnaryExp         UnaryFunc = 8 // strictmath.Exp
+	UnaryLog         UnaryFunc = 9 // strictmath.Log
+)
+
+// unaryFuncs names each function and says which parameters it takes.
+var unaryFuncs = map[UnaryFunc]struct {
+	name        string
+	alpha, beta bool
+}{
+	UnaryAbs: {name: "abs"}, UnaryNeg: {name: "neg"}, UnarySqrt: {name: "sqrt"},
+	UnaryReciprocal: {name: "reciprocal"}, UnaryLeakyRelu: {name: "leaky_relu", alpha: true},
+	UnaryHardSigmoid: {name: "hard_sigmoid", alpha: true, beta: true}, UnaryHardSwish: {name: "hard_swish"},
+	UnaryExp: {name: "exp"}, UnaryLog: {name: "log"},
+}
+
+func (f UnaryFunc) String() string {
+	if d, ok := unaryFuncs[f]; ok {
+		return d.name
+	}
+	return fmt.Sprintf("unary function %d", uint32(f))
+}
+
+// UnaryParams are a unary operation's function and its parameters. A
+// parameter the function does not take must be +0, so that one call has
+// one spelling; one it takes must not be NaN.
+type UnaryParams struct {
+	Func        UnaryFunc
+	Alpha, Beta float32
+}
+
+// HardSwishAlpha is the float32 nearest 1/6, hard_swish's slope.
+const HardSwishAlpha = float32(1.0 / 6)
+
+// Unary is y = f(x) elementwise, for the functions of UnaryFunc, every
+// NaN result canonical.
+var Unary = define(opDef[UnaryParams]{
+	Op: Op{
+		Name: "unary", Contract: "unary",
+		Inputs:     []Input{{Name: "x", DType: F32}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"func", "alpha", "beta"},
+		// The roundings behind one result: none for abs and neg, one for
+		// sqrt, reciprocal and leaky_relu, two for hard_sigmoid, three for
+		// hard_swish; exp and log within an ulp each way.
+		Tolerance: Tolerance{Scale: ScaleWant, Terms: func(c *Call) int {
+			switch c.Params.(UnaryParams).Func {
+			case UnaryAbs, UnaryNeg:
+				return 0
+			case UnaryHardSigmoid, UnaryExp, UnaryLog:
+				return 2
+			case UnaryHardSwish:
+				return 3
+			}
+			return 1
+		}},
+	},
+	decode: func(w []uint32) (UnaryParams, error) {
+		return UnaryParams{Func: UnaryFunc(w[0]), Alpha: math.Float32frombits(w[1]), Beta: math.Float32frombits(w[2])}, nil
+	},
+	shape: func(in [][]int, p UnaryParams) ([][]int, error) {
+		d, ok := unaryFuncs[p.Func]
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown unary function %d", ErrInvalid, uint32(p.Func))
+		}
+		for _, a := range []struct {
+			name  string
+			v     float32
+			taken bool
+		}{{"alpha", p.Alpha, d.alpha}, {"beta", p.Beta, d.beta}} {
+			switch {
+			case a.taken && a.v != a.v:
+				return nil, fmt.Errorf("%w: %s of %s is NaN", ErrInvalid, a.name, d.name)
+			case !a.taken && math.Float32bits(a.v) != 0:
+				return nil, fmt.Errorf("%w: %s takes no %s, got %g (want +0)", ErrInvalid, d.name, a.name, a.v)
+			}
+		}
+		return [][]int{slices.Clone(in[0])}, nil
+	},
+	units: func(in, _ [][]int, _ UnaryParams) uint64 { return elementwiseUnits(product(in[0]), 2) },
+})
+
+// Unary returns f(x) elementwise.
+func (s *Session) Unary(ctx context.Context, x *Tensor, p UnaryParams) (*Tensor, error) {
+	return s.run1(ctx, Unary, p, x)
 }

@@ -2,6 +2,7 @@ package strictcpu
 
 import (
 	"context"
+	"math"
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/strictmath"
@@ -220,4 +221,68 @@ func (b *Kernels) GlobalAvgPool(ctx context.Context, out, x *accel.Tensor) error
 			ys[i] = strictmath.Canon(v / d)
 		}
 	})
+}
+
+// Unary computes out = f(x) elementwise for unary's functions, in the
+// contract's operations, every NaN canonical.
+func (b *Kernels) Unary(ctx context.Context, out, x *accel.Tensor, p accel.UnaryParams) error {
+	X, Y := f32(x), f32(out)
+	f := UnaryElement(p)
+	count, step := chunks(len(X), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		start, end := c*step, min((c+1)*step, len(X))
+		xs, ys := X[start:end], Y[start:end]
+		ys = ys[:len(xs)]
+		for i, v := range xs {
+			ys[i] = f(v)
+		}
+		strictmath.CanonSlice(ys)
+	})
+}
+
+// UnaryElement is unary's function of one element, before NaNs are made
+// canonical.
+func UnaryElement(p accel.UnaryParams) func(float32) float32 {
+	switch p.Func {
+	case accel.UnaryAbs:
+		return func(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
+	case accel.UnaryNeg:
+		return func(v float32) float32 { return math.Float32frombits(math.Float32bits(v) ^ (1 << 31)) }
+	case accel.UnarySqrt:
+		// The square root in float64 rounds to the float32 one correctly:
+		// 53 bits are more than 2·24 + 2.
+		return func(v float32) float32 { return float32(math.Sqrt(float64(v))) }
+	case accel.UnaryReciprocal:
+		return func(v float32) float32 { return 1 / v }
+	case accel.UnaryLeakyRelu:
+		alpha := p.Alpha
+		return func(v float32) float32 {
+			if v >= 0 {
+				return v
+			}
+			return alpha * v
+		}
+	case accel.UnaryHardSigmoid:
+		return func(v float32) float32 { return hardSigmoid(v, p.Alpha, p.Beta) }
+	case accel.UnaryHardSwish:
+		return func(v float32) float32 { return v * hardSigmoid(v, accel.HardSwishAlpha, 0.5) }
+	case accel.UnaryExp:
+		return strictmath.Exp
+	case accel.UnaryLog:
+		return strictmath.Log
+	}
+	panic("strictcpu: unary function " + p.Func.String())
+}
+
+// hardSigmoid is t = alpha·x, then t + beta, each rounded; +0 where that is
+// at most 0 (−0 included), 1 where it is above 1, NaN kept.
+func hardSigmoid(v, alpha, beta float32) float32 {
+	t := float32(alpha*v) + beta
+	switch {
+	case t > 1:
+		return 1
+	case t > 0 || t != t:
+		return t
+	}
+	return 0
 }

@@ -90,6 +90,9 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.GlobalAvgPool: func(ctx context.Context, c *accel.Call) error {
 			return b.GlobalAvgPool(ctx, c.Out[0], c.In[0])
 		},
+		accel.Unary: func(ctx context.Context, c *accel.Call) error {
+			return b.Unary(ctx, c.Out[0], c.In[0], c.Params.(accel.UnaryParams))
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.MaxPool2D(ctx, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
