@@ -44,6 +44,9 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.GlobalAvgPool: func(ctx context.Context, c *accel.Call) error {
 			return b.globalAvgPool(ctx, v, c.Out[0], c.In[0])
 		},
+		accel.Unary: func(ctx context.Context, c *accel.Call) error {
+			return b.unary(ctx, v, c.Out[0], c.In[0], c.Params.(accel.UnaryParams))
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
@@ -264,6 +267,14 @@ func (b *Backend) clip(ctx context.Context, v variant, out, x *accel.Tensor, p a
 	n := int64(x.Len())
 	return b.run(ctx, "clip", []*accel.Tensor{out}, func(d *device) error {
 		return d.launch1D(v, "clip", n, blockThreads, args(ptr(x), ptr(out), n, p.Min, p.Max))
+	})
+}
+
+// unary computes out = f(x) elementwise for unary's functions.
+func (b *Backend) unary(ctx context.Context, v variant, out, x *accel.Tensor, p accel.UnaryParams) error {
+	n := int64(x.Len())
+	return b.run(ctx, "unary", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(v, "unary", n, blockThreads, args(ptr(x), ptr(out), n, int32(p.Func), p.Alpha, p.Beta))
 	})
 }
 

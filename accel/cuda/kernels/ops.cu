@@ -12,11 +12,13 @@
 #define ADD(a, b) __fadd_rn((a), (b))
 #define SUB(a, b) __fsub_rn((a), (b))
 #define DIV(a, b) __fdiv_rn((a), (b))
+#define SQRT(a) __fsqrt_rn(a)
 #else
 #define MUL(a, b) ((a) * (b))
 #define ADD(a, b) ((a) + (b))
 #define SUB(a, b) ((a) - (b))
 #define DIV(a, b) ((a) / (b))
+#define SQRT(a) sqrtf(a)
 #endif
 
 #define CANONICAL_NAN 0x7fc00000u
@@ -259,6 +261,49 @@ extern "C" __global__ void clip(const float* __restrict__ x, float* __restrict__
         if (v < lo) v = lo;
         if (v > hi) v = hi;
         y[i] = canon(v);
+    }
+}
+
+// unary computes y[i] = canon(f(x[i])) for unary's functions, whose codes
+// are accel.UnaryFunc's, in the contract's operations (strictcpu's
+// UnaryElement): abs and neg on the sign bit; sqrt and reciprocal one
+// rounded operation; leaky_relu x where x >= 0, else alpha*x; hard_sigmoid
+// t = alpha*x, t + beta, then +0 where that is not above 0 and 1 where it is
+// above 1; hard_swish x times hard_sigmoid with alpha the float nearest
+// 1/6 and beta 1/2; exp and log strictmath's. The fast build uses the
+// hardware's exp and log.
+#define HARD_SWISH_ALPHA 1.6666667163e-01f // 0x3e2aaaab
+
+__device__ __forceinline__ float hard_sigmoid(float v, float alpha, float beta) {
+    float t = ADD(MUL(alpha, v), beta);
+    if (t > 1.0f) return 1.0f;
+    if (t > 0.0f || t != t) return t;
+    return 0.0f;
+}
+
+extern "C" __global__ void unary(const float* __restrict__ x, float* __restrict__ y, long long n,
+                                 unsigned fn, float alpha, float beta) {
+    FOR_EACH(i, n) {
+        float v = x[i];
+        float r;
+        switch (fn) {
+        case 1: r = __uint_as_float(__float_as_uint(v) & 0x7fffffffu); break;
+        case 2: r = __uint_as_float(__float_as_uint(v) ^ 0x80000000u); break;
+        case 3: r = SQRT(v); break;
+        case 4: r = DIV(1.0f, v); break;
+        case 5: r = v >= 0.0f ? v : MUL(alpha, v); break;
+        case 6: r = hard_sigmoid(v, alpha, beta); break;
+        case 7: r = MUL(v, hard_sigmoid(v, HARD_SWISH_ALPHA, 0.5f)); break;
+#ifdef ACCEL_STRICT
+        case 8: r = strict_exp(v); break;
+        case 9: r = strict_log(v); break;
+#else
+        case 8: r = expf(v); break;
+        case 9: r = logf(v); break;
+#endif
+        default: r = __uint_as_float(CANONICAL_NAN);
+        }
+        y[i] = canon(r);
     }
 }
 
