@@ -128,6 +128,9 @@ var longCases = []longCase{
 		shapes: [][]int{{addCount}, {addCount}}, small: [][]int{{7}, {7}}, deadline: shortDeadline},
 	{name: "2^27", op: accel.Clip, params: accel.ClipParams{Min: 0, Max: 6},
 		shapes: [][]int{{elemCount}}, small: [][]int{{7}}, deadline: shortDeadline},
+	// exp, the longest of unary's functions.
+	{name: "exp 2^27", op: accel.Unary, params: accel.UnaryParams{Func: accel.UnaryExp},
+		shapes: [][]int{{elemCount}}, small: [][]int{{7}}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
