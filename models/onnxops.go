@@ -355,6 +355,62 @@ var onnxOps = map[string]*onnxOp{
 	}),
 }
 
+func init() {
+	for op, f := range map[string]accel.UnaryFunc{
+		"Abs": accel.UnaryAbs, "Neg": accel.UnaryNeg, "Sqrt": accel.UnarySqrt,
+		"Reciprocal": accel.UnaryReciprocal, "HardSwish": accel.UnaryHardSwish,
+		"Exp": accel.UnaryExp, "Log": accel.UnaryLog,
+	} {
+		onnxOps[op] = unaryOp(f)
+	}
+	onnxOps["LeakyRelu"] = unaryOp(accel.UnaryLeakyRelu, param{"alpha", 0.01})
+	onnxOps["HardSigmoid"] = unaryOp(accel.UnaryHardSigmoid, param{"alpha", 0.2}, param{"beta", 0.5})
+}
+
+// param is a float attribute of an elementwise op, with ONNX's default.
+type param struct {
+	name string
+	def  float32
+}
+
+// unaryOp is an elementwise ONNX op that is one unary function; its
+// attributes, where it has any, are the function's alpha and beta.
+func unaryOp(f accel.UnaryFunc, params ...param) *onnxOp {
+	var names []string
+	for _, p := range params {
+		names = append(names, p.name)
+	}
+	return define(rule[accel.UnaryParams]{
+		attrs: names,
+		minIn: 1, maxIn: 1,
+		compile: func(c *compiler, st *step, a attrs) (accel.UnaryParams, int, error) {
+			p := accel.UnaryParams{Func: f}
+			for i, pa := range params {
+				v, err := a.float(pa.name, pa.def)
+				if err != nil {
+					return p, 0, err
+				}
+				if v != v {
+					return p, 0, fmt.Errorf("%w: %s is NaN", accel.ErrInvalid, pa.name)
+				}
+				if i == 0 {
+					p.Alpha = v
+				} else {
+					p.Beta = v
+				}
+			}
+			return p, c.rank[st.in[0]], nil
+		},
+		plan: func(p accel.UnaryParams, in [][]int) (nodePlan, error) {
+			c, err := plan1(accel.Unary, p, []int{0}, tensorShape(in[0]))
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: in[0], calls: []opCall{c}}, nil
+		},
+	})
+}
+
 // sameRank compiles an op without attributes whose output has its input's
 // rank.
 func sameRank(c *compiler, st *step, _ attrs) (none, int, error) {
