@@ -210,6 +210,9 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		return accel.ClipParams{Min: math.Float32frombits(w[0]), Max: math.Float32frombits(w[1])}, true
 	},
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"unary": func(w []uint32) (any, bool) {
+		return accel.UnaryParams{Func: accel.UnaryFunc(w[0]), Alpha: math.Float32frombits(w[1]), Beta: math.Float32frombits(w[2])}, true
+	},
 	"conv2d_backward_data": func(w []uint32) (any, bool) {
 		return accel.Conv2DBackwardDataParams{Conv2DParams: specConv2D(w), InputH: int(w[9]), InputW: int(w[10])}, true
 	},
@@ -252,6 +255,10 @@ func sameParams(a, b any) bool {
 	switch pa := a.(type) {
 	case accel.SGDParams, accel.AdamParams, accel.TSNEAffinitiesParams, accel.ClipParams:
 		return floatBits(pa) == floatBits(b)
+	case accel.UnaryParams:
+		pb, ok := b.(accel.UnaryParams)
+		return ok && pa.Func == pb.Func && math.Float32bits(pa.Alpha) == math.Float32bits(pb.Alpha) &&
+			math.Float32bits(pa.Beta) == math.Float32bits(pb.Beta)
 	}
 	ta, ok := a.(accel.TSNEParams)
 	tb, ok2 := b.(accel.TSNEParams)
@@ -290,6 +297,7 @@ var exampleShapes = map[string][][]int{
 
 	"clip":           {{2, 3}},
 	"global_avgpool": {{2, 3, 4, 5}},
+	"unary":          {{2, 3}},
 
 	"tsne_affinities":   {{5, 3}},
 	"embedding_quality": {{5, 3}, {5, 2}, {5}},
@@ -602,6 +610,27 @@ func init() {
 		rule: func(in [][]int, p any) ([][]int, verdict) {
 			c := p.(accel.ClipParams)
 			return [][]int{in[0]}, validIf(c.Min == c.Min && c.Max == c.Max)
+		},
+		units: elementwise(1 + 8).units,
+	}
+	// unary is elementwise over two tensors for the nine functions of
+	// docs/abi.md: leaky_relu takes alpha, hard_sigmoid alpha and beta,
+	// each not NaN; a parameter not taken is all zero bits.
+	shapeSpecs["unary"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			u := p.(accel.UnaryParams)
+			if u.Func < 1 || u.Func > 9 {
+				return nil, refuse
+			}
+			takesAlpha := u.Func == 5 || u.Func == 6
+			takesBeta := u.Func == 6
+			ok := func(v float32, taken bool) bool {
+				if taken {
+					return v == v
+				}
+				return math.Float32bits(v) == 0
+			}
+			return [][]int{in[0]}, validIf(ok(u.Alpha, takesAlpha) && ok(u.Beta, takesBeta))
 		},
 		units: elementwise(1 + 8).units,
 	}
