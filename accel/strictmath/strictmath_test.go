@@ -118,6 +118,114 @@ func TestSpecialValues(t *testing.T) {
 	}
 }
 
+// checkAgainstFloat64 sweeps f against ref rounded to float32 and fails if
+// f is more than bound ulp off for a normal result, more than one step off
+// for a subnormal or zero one, or anything but the canonical NaN for a NaN.
+func checkAgainstFloat64(t *testing.T, name string, f func(float32) float32, ref func(float64) float64, bound int64) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long sweep")
+	}
+	var worst int64
+	var worstX float32
+	sweep(func(x float32) {
+		got := f(x)
+		if x != x {
+			if math.Float32bits(got) != CanonicalNaN {
+				t.Fatalf("%s(NaN %#x) = %#x, want canonical NaN", name, math.Float32bits(x), math.Float32bits(got))
+			}
+			return
+		}
+		want := float32(ref(float64(x)))
+		if math.Abs(float64(want)) < 0x1p-126 {
+			if ulps(got, want) > 1 {
+				t.Fatalf("%s(%g) = %g, want %g", name, x, got, want)
+			}
+			return
+		}
+		if d := ulps(got, want); d > worst {
+			worst, worstX = d, x
+		}
+	})
+	t.Logf("worst %s error: %d ulp, at %g", name, worst, worstX)
+	if worst > bound {
+		t.Fatalf("%s is off by %d ulp at %g, want at most %d", name, worst, worstX, bound)
+	}
+}
+
+func TestTanhAgainstFloat64(t *testing.T) {
+	checkAgainstFloat64(t, "Tanh", Tanh, math.Tanh, 2)
+}
+
+func TestErfAgainstFloat64(t *testing.T) {
+	checkAgainstFloat64(t, "Erf", Erf, math.Erf, 1)
+}
+
+func TestSigmoidAgainstFloat64(t *testing.T) {
+	sigmoid := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	checkAgainstFloat64(t, "Sigmoid", Sigmoid, sigmoid, 2)
+}
+
+func TestExpm1AgainstFloat64(t *testing.T) {
+	checkAgainstFloat64(t, "expm1", expm1, math.Expm1, 1)
+}
+
+// TestSpecialValuesExact wants the very bits: the sign of a zero, an exact
+// ±1 and the canonical NaN.
+func TestSpecialValuesExact(t *testing.T) {
+	inf := float32(math.Inf(1))
+	negZero := float32(math.Copysign(0, -1))
+	tiny := math.Float32frombits(1) // the smallest subnormal
+	nan := NaN()
+	tests := []struct {
+		name string
+		f    func(float32) float32
+		in   float32
+		want float32
+	}{
+		{"tanh(payload NaN)", Tanh, math.Float32frombits(0xffc12345), nan},
+		{"tanh(signalling NaN)", Tanh, math.Float32frombits(0x7f800001), nan},
+		{"tanh(0)", Tanh, 0, 0},
+		{"tanh(-0)", Tanh, negZero, negZero},
+		{"tanh(+inf)", Tanh, inf, 1},
+		{"tanh(-inf)", Tanh, -inf, -1},
+		{"tanh(9)", Tanh, 9, 1},
+		{"tanh(-9)", Tanh, -9, -1},
+		{"tanh(1e30)", Tanh, 1e30, 1},
+		{"tanh(smallest subnormal)", Tanh, tiny, tiny},
+		{"tanh(-2^-13)", Tanh, -0x1p-13, -0x1p-13},
+		{"erf(payload NaN)", Erf, math.Float32frombits(0xffc12345), nan},
+		{"erf(0)", Erf, 0, 0},
+		{"erf(-0)", Erf, negZero, negZero},
+		{"erf(+inf)", Erf, inf, 1},
+		{"erf(-inf)", Erf, -inf, -1},
+		{"erf(4)", Erf, 4, 1},
+		{"erf(-4)", Erf, -4, -1},
+		{"erf(-1e30)", Erf, -1e30, -1},
+		{"erf(smallest subnormal)", Erf, tiny, tiny},
+		{"erf(-smallest subnormal)", Erf, -tiny, -tiny},
+		{"sigmoid(payload NaN)", Sigmoid, math.Float32frombits(0xffc12345), nan},
+		{"sigmoid(0)", Sigmoid, 0, 0.5},
+		{"sigmoid(-0)", Sigmoid, negZero, 0.5},
+		{"sigmoid(+inf)", Sigmoid, inf, 1},
+		{"sigmoid(-inf)", Sigmoid, -inf, 0},
+		{"sigmoid(100)", Sigmoid, 100, 1},
+		{"sigmoid(-200)", Sigmoid, -200, 0},
+		// Below -88.72..., where Exp(-x) overflows, the subnormal result is
+		// Exp(x), not +0.
+		{"sigmoid(-100)", Sigmoid, -100, Exp(-100)},
+		{"sigmoid(-88.7228...)", Sigmoid, sigmoidLow, Exp(sigmoidLow)},
+	}
+	for _, tc := range tests {
+		if got := tc.f(tc.in); math.Float32bits(got) != math.Float32bits(tc.want) {
+			t.Errorf("%s = %g (%#x), want %g (%#x)", tc.name, got, math.Float32bits(got), tc.want, math.Float32bits(tc.want))
+		}
+	}
+	if Sigmoid(-100) == 0 || Exp(-sigmoidLow) != inf || Exp(-math.Nextafter32(sigmoidLow, 0)) == inf {
+		t.Errorf("sigmoidLow %g is not where Exp(-x) starts to overflow", sigmoidLow)
+	}
+}
+
 func TestTreeSum(t *testing.T) {
 	tests := []struct {
 		in   []float32
