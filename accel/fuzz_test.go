@@ -210,6 +210,7 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		return accel.ClipParams{Min: math.Float32frombits(w[0]), Max: math.Float32frombits(w[1])}, true
 	},
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"binary": func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
 	"unary": func(w []uint32) (any, bool) {
 		return accel.UnaryParams{Func: accel.UnaryFunc(w[0]), Alpha: math.Float32frombits(w[1]), Beta: math.Float32frombits(w[2])}, true
 	},
@@ -298,6 +299,7 @@ var exampleShapes = map[string][][]int{
 	"clip":           {{2, 3}},
 	"global_avgpool": {{2, 3, 4, 5}},
 	"unary":          {{2, 3}},
+	"binary":         {{2, 3}, {3}},
 
 	"tsne_affinities":   {{5, 3}},
 	"embedding_quality": {{5, 3}, {5, 2}, {5}},
@@ -633,6 +635,39 @@ func init() {
 			return [][]int{in[0]}, validIf(ok(u.Alpha, takesAlpha) && ok(u.Beta, takesBeta))
 		},
 		units: elementwise(1 + 8).units,
+	}
+	// binary: the four functions of docs/abi.md, over NumPy's
+	// broadcasting, read right to left: a missing axis or a size of 1
+	// repeats. An operation per output element, and a, b and y moved.
+	shapeSpecs["binary"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			if f := p.(accel.BinaryParams).Func; f < 1 || f > 4 {
+				return nil, refuse
+			}
+			a, b := in[0], in[1]
+			out := make([]int, max(len(a), len(b)))
+			for i := 1; i <= len(out); i++ {
+				da, db := 1, 1
+				if i <= len(a) {
+					da = a[len(a)-i]
+				}
+				if i <= len(b) {
+					db = b[len(b)-i]
+				}
+				switch {
+				case da == db || db == 1:
+					out[len(out)-i] = da
+				case da == 1:
+					out[len(out)-i] = db
+				default:
+					return nil, refuse
+				}
+			}
+			return [][]int{out}, accept
+		},
+		units: func(in, out [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{5}, out[0]...)...), bigProd(append([]int{4}, in[0]...)...), bigProd(append([]int{4}, in[1]...)...))
+		},
 	}
 	// global_avgpool: an addition per element of x and a division per
 	// plane, and 4 bytes of each moved.

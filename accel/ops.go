@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -829,4 +829,102 @@ var Unary = define(opDef[UnaryParams]{
 // Unary returns f(x) elementwise.
 func (s *Session) Unary(ctx context.Context, x *Tensor, p UnaryParams) (*Tensor, error) {
 	return s.run1(ctx, Unary, p, x)
+}
+
+// ---- binary ----------------------------------------------------------------
+
+// BinaryFunc is the arithmetic a binary operation applies. Its values are
+// the guest ABI's codes.
+type BinaryFunc uint32
+
+const (
+	BinaryAdd BinaryFunc = 1 // a + b
+	BinarySub BinaryFunc = 2 // a − b
+	BinaryMul BinaryFunc = 3 // a · b
+	BinaryDiv BinaryFunc = 4 // a / b
+)
+
+func (f BinaryFunc) String() string {
+	switch f {
+	case BinaryAdd:
+		return "add"
+	case BinarySub:
+		return "sub"
+	case BinaryMul:
+		return "mul"
+	case BinaryDiv:
+		return "div"
+	}
+	return fmt.Sprintf("binary function %d", uint32(f))
+}
+
+// BinaryParams name a binary operation's arithmetic.
+type BinaryParams struct{ Func BinaryFunc }
+
+// Binary is y = a ∘ b elementwise with NumPy's broadcasting: the shapes
+// are aligned at their last axes, and along each axis the sizes are equal
+// or one of them is 1, which repeats that operand. The output has the
+// larger rank and, on each axis, the larger size. Each element is one IEEE
+// operation.
+var Binary = define(opDef[BinaryParams]{
+	Op: Op{
+		Name: "binary", Contract: "binary",
+		Inputs:     []Input{{Name: "a", DType: F32}, {Name: "b", DType: F32}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"func"},
+	},
+	decode: func(w []uint32) (BinaryParams, error) { return BinaryParams{Func: BinaryFunc(w[0])}, nil },
+	shape: func(in [][]int, p BinaryParams) ([][]int, error) {
+		if p.Func < BinaryAdd || p.Func > BinaryDiv {
+			return nil, fmt.Errorf("%w: unknown binary function %d", ErrInvalid, uint32(p.Func))
+		}
+		out, err := BroadcastShapes(in[0], in[1])
+		return [][]int{out}, err
+	},
+	// An operation per output element; a, b and y moved.
+	units: func(in, out [][]int, _ BinaryParams) uint64 {
+		n := product(out[0])
+		return CallUnits + n + 4*(product(in[0])+product(in[1])+n)
+	},
+})
+
+// BroadcastShapes is the shape NumPy's broadcasting gives a and b, or
+// ErrShape where an axis has two sizes neither of which is 1.
+func BroadcastShapes(a, b []int) ([]int, error) {
+	long, short := a, b
+	if len(long) < len(short) {
+		long, short = short, long
+	}
+	out := slices.Clone(long)
+	off := len(long) - len(short)
+	for i, d := range short {
+		switch o := out[off+i]; {
+		case o == d || d == 1:
+		case o == 1:
+			out[off+i] = d
+		default:
+			return nil, fmt.Errorf("%w: %s and %s do not broadcast (sizes %d and %d on axis %d of %d)", ErrShape, ShapeString(a), ShapeString(b), o, d, off+i, len(out))
+		}
+	}
+	return out, nil
+}
+
+// BroadcastStrides gives, for each axis of out, the step in elements of a
+// row-major tensor of shape in that broadcasts to out: 0 along an axis it
+// repeats (size 1, or absent at the front).
+func BroadcastStrides(in, out []int) []int {
+	strides := make([]int, len(out))
+	step := 1
+	for i := len(in) - 1; i >= 0; i-- {
+		if in[i] != 1 {
+			strides[len(out)-len(in)+i] = step
+		}
+		step *= in[i]
+	}
+	return strides
+}
+
+// Binary returns a ∘ b elementwise, broadcast.
+func (s *Session) Binary(ctx context.Context, a, b *Tensor, f BinaryFunc) (*Tensor, error) {
+	return s.run1(ctx, Binary, BinaryParams{Func: f}, a, b)
 }

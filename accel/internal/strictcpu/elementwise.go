@@ -286,3 +286,66 @@ func hardSigmoid(v, alpha, beta float32) float32 {
 	}
 	return 0
 }
+
+// Binary computes out = canon(a ∘ b) with NumPy's broadcasting, one IEEE
+// operation per element. Work items are ranges of the output in row-major
+// order; along the last axis each operand steps by 1, or by 0 where it
+// repeats.
+func (b *Kernels) Binary(ctx context.Context, out, x, y *accel.Tensor, f accel.BinaryFunc) error {
+	shape := out.Shape()
+	sa, sb := accel.BroadcastStrides(x.Shape(), shape), accel.BroadcastStrides(y.Shape(), shape)
+	last := len(shape) - 1
+	inner, stepA, stepB := shape[last], sa[last], sb[last]
+	A, B, Y := f32(x), f32(y), f32(out)
+	apply := binaryRun(f)
+	count, step := chunks(len(Y), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		lo, hi := c*step, min((c+1)*step, len(Y))
+		for i := lo; i < hi; {
+			row, col := i/inner, i%inner
+			ia, ib := col*stepA, col*stepB
+			for d, r := last-1, row; d >= 0; d-- {
+				k := r % shape[d]
+				r /= shape[d]
+				ia += k * sa[d]
+				ib += k * sb[d]
+			}
+			end := min(hi, (row+1)*inner)
+			apply(Y[i:end], A, ia, stepA, B, ib, stepB)
+			i = end
+		}
+		strictmath.CanonSlice(Y[lo:hi])
+	})
+}
+
+// binaryRun is a run of binary's elements along the last axis: y[j] =
+// a[ia + j·sa] ∘ b[ib + j·sb].
+func binaryRun(f accel.BinaryFunc) func(y, a []float32, ia, sa int, b []float32, ib, sb int) {
+	switch f {
+	case accel.BinaryAdd:
+		return func(y, a []float32, ia, sa int, b []float32, ib, sb int) {
+			for j := range y {
+				y[j] = a[ia+j*sa] + b[ib+j*sb]
+			}
+		}
+	case accel.BinarySub:
+		return func(y, a []float32, ia, sa int, b []float32, ib, sb int) {
+			for j := range y {
+				y[j] = a[ia+j*sa] - b[ib+j*sb]
+			}
+		}
+	case accel.BinaryMul:
+		return func(y, a []float32, ia, sa int, b []float32, ib, sb int) {
+			for j := range y {
+				y[j] = a[ia+j*sa] * b[ib+j*sb]
+			}
+		}
+	case accel.BinaryDiv:
+		return func(y, a []float32, ia, sa int, b []float32, ib, sb int) {
+			for j := range y {
+				y[j] = a[ia+j*sa] / b[ib+j*sb]
+			}
+		}
+	}
+	panic("strictcpu: " + f.String())
+}

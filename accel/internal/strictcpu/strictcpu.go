@@ -93,6 +93,9 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.Unary: func(ctx context.Context, c *accel.Call) error {
 			return b.Unary(ctx, c.Out[0], c.In[0], c.Params.(accel.UnaryParams))
 		},
+		accel.Binary: func(ctx context.Context, c *accel.Call) error {
+			return b.Binary(ctx, c.Out[0], c.In[0], c.In[1], c.Params.(accel.BinaryParams).Func)
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.MaxPool2D(ctx, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
