@@ -328,8 +328,8 @@ func (p *memoryPool) trim(drv *driverAPI) {
 // kernelArgs marshals kernel parameters the way cuLaunchKernel takes them:
 // an array of pointers, one to each argument's value.
 type kernelArgs struct {
-	values [24]uint64
-	ptrs   [24]unsafe.Pointer
+	values [32]uint64
+	ptrs   [32]unsafe.Pointer
 	n      int
 }
 

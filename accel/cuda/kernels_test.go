@@ -12,7 +12,7 @@ import (
 
 // kernelNames lists every kernel the Go side launches, by variant.
 func kernelNames(v variant) []string {
-	names := []string{"conv2d_direct", "add_bias", "add", "clip", "global_avgpool", "unary", "relu", "maxpool2d", "softmax_rows",
+	names := []string{"conv2d_direct", "add_bias", "add", "clip", "global_avgpool", "unary", "binary", "relu", "maxpool2d", "softmax_rows",
 		"tsne_repulse", "tsne_update", "treesum", "tsne_recentre"}
 	if v == strictKernels {
 		for _, t := range []string{"nn", "nt", "tn", "tt"} {
@@ -117,5 +117,18 @@ func TestKernelCacheDir(t *testing.T) {
 				t.Fatalf("cachedCompile = %q without compiling; want the stand-in compiler's error", image)
 			}
 		})
+	}
+}
+
+// TestArgsHoldBinary: binary's launch, three pointers, n, the function,
+// the rank and three sets of eight dims, fits the argument array.
+func TestArgsHoldBinary(t *testing.T) {
+	vals := []any{uint64(1), uint64(2), uint64(3), int64(4), int32(1), int32(8)}
+	for i := range 24 {
+		vals = append(vals, int64(i))
+	}
+	a := args(vals...)
+	if a.n != 30 || a.values[29] != 23 || a.values[4] != 1 {
+		t.Errorf("args holds %d values (last %d), want 30 ending in 23", a.n, a.values[29])
 	}
 }

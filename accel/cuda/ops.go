@@ -47,6 +47,9 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Unary: func(ctx context.Context, c *accel.Call) error {
 			return b.unary(ctx, v, c.Out[0], c.In[0], c.Params.(accel.UnaryParams))
 		},
+		accel.Binary: func(ctx context.Context, c *accel.Call) error {
+			return b.binary(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.BinaryParams).Func)
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
@@ -275,6 +278,27 @@ func (b *Backend) unary(ctx context.Context, v variant, out, x *accel.Tensor, p 
 	n := int64(x.Len())
 	return b.run(ctx, "unary", []*accel.Tensor{out}, func(d *device) error {
 		return d.launch1D(v, "unary", n, blockThreads, args(ptr(x), ptr(out), n, int32(p.Func), p.Alpha, p.Beta))
+	})
+}
+
+// binary computes out = a ∘ b with NumPy's broadcasting: the output's
+// dims and each operand's steps go to the kernel as eight values each.
+func (b *Backend) binary(ctx context.Context, v variant, out, x, y *accel.Tensor, f accel.BinaryFunc) error {
+	shape := out.Shape()
+	n := int64(out.Len())
+	var dims []any
+	for _, s := range [][]int{shape, accel.BroadcastStrides(x.Shape(), shape), accel.BroadcastStrides(y.Shape(), shape)} {
+		for i := range accel.MaxRank {
+			var d int64
+			if i < len(s) {
+				d = int64(s[i])
+			}
+			dims = append(dims, d)
+		}
+	}
+	return b.run(ctx, "binary", []*accel.Tensor{out}, func(d *device) error {
+		vals := append([]any{ptr(x), ptr(y), ptr(out), n, int32(f), int32(len(shape))}, dims...)
+		return d.launch1D(v, "binary", n, blockThreads, args(vals...))
 	})
 }
 

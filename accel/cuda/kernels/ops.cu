@@ -307,6 +307,40 @@ extern "C" __global__ void unary(const float* __restrict__ x, float* __restrict_
     }
 }
 
+// binary computes y[i] = canon(a[ia] op b[ib]) with NumPy's broadcasting:
+// one IEEE operation per element, fn accel.BinaryFunc's code (1 add, 2 sub,
+// 3 mul, 4 div). The output's rank dims are d0..d7 (the first rank of
+// them used), and a0..a7 and b0..b7 each operand's step along each axis,
+// 0 where it repeats.
+#define BCAST_PARAMS(p) long long p##0, long long p##1, long long p##2, long long p##3, \
+    long long p##4, long long p##5, long long p##6, long long p##7
+extern "C" __global__ void binary(const float* __restrict__ a, const float* __restrict__ b,
+                                  float* __restrict__ y, long long n, unsigned fn, int rank,
+                                  BCAST_PARAMS(d), BCAST_PARAMS(sa), BCAST_PARAMS(sb)) {
+    const long long dims[8] = {d0, d1, d2, d3, d4, d5, d6, d7};
+    const long long stepA[8] = {sa0, sa1, sa2, sa3, sa4, sa5, sa6, sa7};
+    const long long stepB[8] = {sb0, sb1, sb2, sb3, sb4, sb5, sb6, sb7};
+    FOR_EACH(i, n) {
+        long long r = i, ia = 0, ib = 0;
+        for (int d = rank - 1; d >= 0; d--) {
+            const long long k = r % dims[d];
+            r /= dims[d];
+            ia += k * stepA[d];
+            ib += k * stepB[d];
+        }
+        const float u = a[ia], v = b[ib];
+        float w;
+        switch (fn) {
+        case 1: w = ADD(u, v); break;
+        case 2: w = SUB(u, v); break;
+        case 3: w = MUL(u, v); break;
+        case 4: w = DIV(u, v); break;
+        default: w = __uint_as_float(CANONICAL_NAN);
+        }
+        y[i] = canon(w);
+    }
+}
+
 // global_avgpool computes the mean of each of planes planes of hw values:
 // canon(blocksum(plane) / d), d the f32 value of hw, one thread a plane.
 // The blocksum's runs of 256 are summed in order from +0; their sums go
