@@ -131,6 +131,10 @@ var longCases = []longCase{
 	// exp, the longest of unary's functions.
 	{name: "exp 2^27", op: accel.Unary, params: accel.UnaryParams{Func: accel.UnaryExp},
 		shapes: [][]int{{elemCount}}, small: [][]int{{7}}, deadline: shortDeadline},
+	// A broadcast division over 2^27 outputs, its operands a column and a
+	// row.
+	{name: "div 2^14x2^13", op: accel.Binary, params: accel.BinaryParams{Func: accel.BinaryDiv},
+		shapes: [][]int{{1 << 14, 1}, {1, 1 << 13}}, small: [][]int{{3, 1}, {1, 4}}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
