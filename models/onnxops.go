@@ -253,9 +253,9 @@ var onnxOps = map[string]*onnxOp{
 		},
 	}),
 	// Add of two tensors of one shape is an add; where one operand
-	// broadcasts along a single axis of the other it is an add_bias.
-	// Addition commutes bit for bit (NaNs are canonical), so either
-	// operand may be the bias.
+	// broadcasts along a single axis of the other it is an add_bias, and
+	// any other broadcast is a binary add. Addition commutes bit for bit
+	// (NaNs are canonical), so either operand may be the bias.
 	"Add": define(rule[int]{
 		minIn: 2, maxIn: 2,
 		compile: compileAdd,
@@ -277,7 +277,7 @@ var onnxOps = map[string]*onnxOp{
 					return single(plan1(accel.AddBias, accel.AddBiasParams{Axis: axis}, args, in[x], []int{in[x][axis]}))
 				}
 			}
-			return nodePlan{}, fmt.Errorf("adding %s and %s is %w (only two tensors of one shape, or a bias along one axis)", accel.ShapeString(a), accel.ShapeString(b), accel.ErrUnsupported)
+			return planBinary(accel.BinaryAdd, in)
 		},
 	}),
 	// Clip is a clip. Its bounds are constants: the min and max inputs
@@ -363,6 +363,9 @@ func init() {
 	} {
 		onnxOps[op] = unaryOp(f)
 	}
+	onnxOps["Sub"] = binaryOp(accel.BinarySub)
+	onnxOps["Mul"] = binaryOp(accel.BinaryMul)
+	onnxOps["Div"] = binaryOp(accel.BinaryDiv)
 	onnxOps["LeakyRelu"] = unaryOp(accel.UnaryLeakyRelu, param{"alpha", 0.01})
 	onnxOps["HardSigmoid"] = unaryOp(accel.UnaryHardSigmoid, param{"alpha", 0.2}, param{"beta", 0.5})
 }
@@ -550,35 +553,52 @@ func compileMaxPool(c *compiler, st *step, a attrs) (accel.Pool2DParams, int, er
 
 // compileAdd decides which operand of an Add may be the bias: when exactly
 // one is an initializer, only it. It returns that operand's index, or -1
-// when either may be. An initializer that varies along more than one axis,
-// or has more axes than the other operand, is refused where the other's
-// rank is known to differ from its own, since it can then be neither a bias
-// nor of the other's shape.
+// when either may be.
 func compileAdd(c *compiler, st *step, _ attrs) (int, int, error) {
-	r0, r1 := c.rank[st.in[0]], c.rank[st.in[1]]
-	rank := -1
-	if r0 >= 0 && r1 >= 0 {
-		rank = max(r0, r1)
-	}
-	t0, init0 := c.inits[st.in[0]]
-	t1, init1 := c.inits[st.in[1]]
-	if init0 == init1 {
+	_, rank, _ := compileBinary(c, st, attrs{})
+	_, init0 := c.inits[st.in[0]]
+	_, init1 := c.inits[st.in[1]]
+	switch {
+	case init0 == init1:
 		return -1, rank, nil
+	case init0:
+		return 0, rank, nil
 	}
-	bias, x, b := 1, st.in[0], t1
-	if init0 {
-		bias, x, b = 0, st.in[1], t0
+	return 1, rank, nil
+}
+
+// compileBinary gives a broadcast's rank: the larger of its operands'.
+func compileBinary(c *compiler, st *step, _ attrs) (none, int, error) {
+	r0, r1 := c.rank[st.in[0]], c.rank[st.in[1]]
+	if r0 < 0 || r1 < 0 {
+		return none{}, -1, nil
 	}
-	varying := 0
-	for _, d := range b.Dims {
-		if d != 1 {
-			varying++
-		}
+	return none{}, max(r0, r1), nil
+}
+
+// binaryOp is an ONNX op that is one binary function, with NumPy's
+// broadcasting.
+func binaryOp(f accel.BinaryFunc) *onnxOp {
+	return define(rule[none]{
+		minIn: 2, maxIn: 2,
+		compile: compileBinary,
+		plan:    func(_ none, in [][]int) (nodePlan, error) { return planBinary(f, in) },
+	})
+}
+
+// planBinary plans a binary call on two values of any shapes that
+// broadcast; a scalar is a [1] tensor, and the output a scalar where both
+// are.
+func planBinary(f accel.BinaryFunc, in [][]int) (nodePlan, error) {
+	c, err := plan1(accel.Binary, accel.BinaryParams{Func: f}, []int{0, 1}, tensorShape(in[0]), tensorShape(in[1]))
+	if err != nil {
+		return nodePlan{}, err
 	}
-	if r := c.rank[x]; r >= 0 && r != len(b.Dims) && (varying > 1 || r < len(b.Dims)) {
-		return 0, 0, fmt.Errorf("adding initializer %q of dims %v to a value of rank %d is %w (only a bias along one axis, or a tensor of the same shape)", b.Name, b.Dims, r, accel.ErrUnsupported)
+	out := c.out[0]
+	if len(in[0]) == 0 && len(in[1]) == 0 {
+		out = []int{}
 	}
-	return bias, rank, nil
+	return nodePlan{out: out, calls: []opCall{c}}, nil
 }
 
 func compileClip(c *compiler, st *step, a attrs) (accel.ClipParams, int, error) {

@@ -610,9 +610,9 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 // (a vector as a one-row or one-column matrix); Conv a conv2d; Relu, Softmax
 // and MaxPool their operations; Clip a clip; GlobalAveragePool a
 // global_avgpool; Abs, Neg, Sqrt, Reciprocal, LeakyRelu, HardSigmoid,
-// HardSwish, Exp and Log a unary; Add an add, or an add_bias where one
-// operand broadcasts along one axis; Reshape, Flatten and Identity
-// nothing. Constant nodes are
+// HardSwish, Exp and Log a unary; Add an add, an add_bias where one
+// operand broadcasts along one axis, else a binary add; Sub, Mul and Div a
+// binary; Reshape, Flatten and Identity nothing. Constant nodes are
 // folded at compile time and count as initializers. A scalar counts as one
 // element.
 func (p *Program) Units(inputShapes [][]int) (uint64, error) {
