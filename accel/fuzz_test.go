@@ -210,7 +210,7 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		return accel.ClipParams{Min: math.Float32frombits(w[0]), Max: math.Float32frombits(w[1])}, true
 	},
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
-	"binary": func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
+	"binary":         func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
 	"unary": func(w []uint32) (any, bool) {
 		return accel.UnaryParams{Func: accel.UnaryFunc(w[0]), Alpha: math.Float32frombits(w[1]), Beta: math.Float32frombits(w[2])}, true
 	},
