@@ -211,6 +211,7 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 	},
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"binary":         func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
+	"transpose":      func(w []uint32) (any, bool) { return accel.TransposeParams{Perm: w[0]}, true },
 	"unary": func(w []uint32) (any, bool) {
 		return accel.UnaryParams{Func: accel.UnaryFunc(w[0]), Alpha: math.Float32frombits(w[1]), Beta: math.Float32frombits(w[2])}, true
 	},
@@ -300,6 +301,7 @@ var exampleShapes = map[string][][]int{
 	"global_avgpool": {{2, 3, 4, 5}},
 	"unary":          {{2, 3}},
 	"binary":         {{2, 3}, {3}},
+	"transpose":      {{2, 3}},
 
 	"tsne_affinities":   {{5, 3}},
 	"embedding_quality": {{5, 3}, {5, 2}, {5}},
@@ -615,13 +617,13 @@ func init() {
 		},
 		units: elementwise(1 + 8).units,
 	}
-	// unary is elementwise over two tensors for the nine functions of
+	// unary is elementwise over two tensors for the twelve functions of
 	// docs/abi.md: leaky_relu takes alpha, hard_sigmoid alpha and beta,
 	// each not NaN; a parameter not taken is all zero bits.
 	shapeSpecs["unary"] = shapeSpec{
 		rule: func(in [][]int, p any) ([][]int, verdict) {
 			u := p.(accel.UnaryParams)
-			if u.Func < 1 || u.Func > 9 {
+			if u.Func < 1 || u.Func > 12 {
 				return nil, refuse
 			}
 			takesAlpha := u.Func == 5 || u.Func == 6
@@ -668,6 +670,34 @@ func init() {
 		units: func(in, out [][]int, _ any) *big.Int {
 			return bigSum(big.NewInt(64), bigProd(append([]int{5}, out[0]...)...), bigProd(append([]int{4}, in[0]...)...), bigProd(append([]int{4}, in[1]...)...))
 		},
+	}
+	// transpose: perm's three-bit fields below the rank are a permutation,
+	// and the bits above are zero; a move per element.
+	shapeSpecs["transpose"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			perm, x := p.(accel.TransposeParams).Perm, in[0]
+			var fields []int
+			for i := 0; i < 11; i++ {
+				f := int(perm>>(3*i)) & 7
+				if i >= len(x) && f != 0 {
+					return nil, refuse
+				}
+				if i < len(x) {
+					fields = append(fields, f)
+				}
+			}
+			out := make([]int, len(x))
+			used := map[int]bool{}
+			for i, f := range fields {
+				if f >= len(x) || used[f] {
+					return nil, refuse
+				}
+				used[f] = true
+				out[i] = x[f]
+			}
+			return [][]int{out}, accept
+		},
+		units: elementwise(1 + 8).units,
 	}
 	// global_avgpool: an addition per element of x and a division per
 	// plane, and 4 bytes of each moved.

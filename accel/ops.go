@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -738,15 +738,18 @@ func (s *Session) GlobalAvgPool(ctx context.Context, x *Tensor) (*Tensor, error)
 type UnaryFunc uint32
 
 const (
-	UnaryAbs         UnaryFunc = 1 // |x|: the sign bit cleared
-	UnaryNeg         UnaryFunc = 2 // −x: the sign bit flipped
-	UnarySqrt        UnaryFunc = 3 // √x, correctly rounded; NaN below −0
-	UnaryReciprocal  UnaryFunc = 4 // 1/x, one division
-	UnaryLeakyRelu   UnaryFunc = 5 // x where x ≥ 0 or −0, else Alpha·x
-	UnaryHardSigmoid UnaryFunc = 6 // max(0, min(1, Alpha·x + Beta)), each step rounded
-	UnaryHardSwish   UnaryFunc = 7 // x · hard_sigmoid(x) with Alpha = 1/6, Beta = 1/2
-	UnaryExp         UnaryFunc = 8 // strictmath.Exp
-	UnaryLog         UnaryFunc = 9 // strictmath.Log
+	UnaryAbs         UnaryFunc = 1  // |x|: the sign bit cleared
+	UnaryNeg         UnaryFunc = 2  // −x: the sign bit flipped
+	UnarySqrt        UnaryFunc = 3  // √x, correctly rounded; NaN below −0
+	UnaryReciprocal  UnaryFunc = 4  // 1/x, one division
+	UnaryLeakyRelu   UnaryFunc = 5  // x where x ≥ 0 or −0, else Alpha·x
+	UnaryHardSigmoid UnaryFunc = 6  // max(0, min(1, Alpha·x + Beta)), each step rounded
+	UnaryHardSwish   UnaryFunc = 7  // x · hard_sigmoid(x) with Alpha = 1/6, Beta = 1/2
+	UnaryExp         UnaryFunc = 8  // strictmath.Exp
+	UnaryLog         UnaryFunc = 9  // strictmath.Log
+	UnaryTanh        UnaryFunc = 10 // strictmath.Tanh
+	UnarySigmoid     UnaryFunc = 11 // strictmath.Sigmoid
+	UnaryErf         UnaryFunc = 12 // strictmath.Erf
 )
 
 // unaryFuncs names each function and says which parameters it takes.
@@ -758,6 +761,7 @@ var unaryFuncs = map[UnaryFunc]struct {
 	UnaryReciprocal: {name: "reciprocal"}, UnaryLeakyRelu: {name: "leaky_relu", alpha: true},
 	UnaryHardSigmoid: {name: "hard_sigmoid", alpha: true, beta: true}, UnaryHardSwish: {name: "hard_swish"},
 	UnaryExp: {name: "exp"}, UnaryLog: {name: "log"},
+	UnaryTanh: {name: "tanh"}, UnarySigmoid: {name: "sigmoid"}, UnaryErf: {name: "erf"},
 }
 
 func (f UnaryFunc) String() string {
@@ -788,15 +792,19 @@ var Unary = define(opDef[UnaryParams]{
 		ParamWords: []string{"func", "alpha", "beta"},
 		// The roundings behind one result: none for abs and neg, one for
 		// sqrt, reciprocal and leaky_relu, two for hard_sigmoid, three for
-		// hard_swish; exp and log within an ulp each way.
+		// hard_swish; the contract's exp, log and erf lie within an ulp,
+		// and its tanh and sigmoid within 2.5, of the true value, as a
+		// fast kernel's own may.
 		Tolerance: Tolerance{Scale: ScaleWant, Terms: func(c *Call) int {
 			switch c.Params.(UnaryParams).Func {
 			case UnaryAbs, UnaryNeg:
 				return 0
-			case UnaryHardSigmoid, UnaryExp, UnaryLog:
+			case UnaryHardSigmoid, UnaryExp, UnaryLog, UnaryErf:
 				return 2
 			case UnaryHardSwish:
 				return 3
+			case UnaryTanh, UnarySigmoid:
+				return 5
 			}
 			return 1
 		}},
@@ -927,4 +935,65 @@ func BroadcastStrides(in, out []int) []int {
 // Binary returns a ∘ b elementwise, broadcast.
 func (s *Session) Binary(ctx context.Context, a, b *Tensor, f BinaryFunc) (*Tensor, error) {
 	return s.run1(ctx, Binary, BinaryParams{Func: f}, a, b)
+}
+
+// ---- transpose -------------------------------------------------------------
+
+// TransposeParams give a transpose's permutation, packed as the guest ABI
+// passes it: output axis i is input axis Perm>>(3i)&7, for i below the
+// input's rank, and the bits above 3·rank are zero.
+type TransposeParams struct{ Perm uint32 }
+
+// PermParams packs a permutation of axes.
+func PermParams(perm ...int) TransposeParams {
+	var p uint32
+	for i, a := range perm {
+		p |= uint32(a&7) << (3 * i)
+	}
+	return TransposeParams{Perm: p}
+}
+
+// Axes unpacks the permutation for an input of rank r.
+func (p TransposeParams) Axes(r int) []int {
+	axes := make([]int, r)
+	for i := range axes {
+		axes[i] = int(p.Perm >> (3 * i) & 7)
+	}
+	return axes
+}
+
+// Transpose is y = x with its axes permuted: y[i0, …, ik] = x[j] where
+// j's axis perm[m] is i_m. It moves values and computes nothing.
+var Transpose = define(opDef[TransposeParams]{
+	Op: Op{
+		Name: "transpose", Contract: "transpose",
+		Inputs:     []Input{{Name: "x", DType: F32}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"perm"},
+	},
+	decode: func(w []uint32) (TransposeParams, error) { return TransposeParams{Perm: w[0]}, nil },
+	shape: func(in [][]int, p TransposeParams) ([][]int, error) {
+		x := in[0]
+		if p.Perm>>(3*len(x)) != 0 {
+			return nil, fmt.Errorf("%w: perm %#o has axes beyond rank %d", ErrInvalid, p.Perm, len(x))
+		}
+		axes := p.Axes(len(x))
+		seen := make([]bool, len(x))
+		out := make([]int, len(x))
+		for i, a := range axes {
+			if a >= len(x) || seen[a] {
+				return nil, fmt.Errorf("%w: perm %v is not a permutation of %d axes", ErrInvalid, axes, len(x))
+			}
+			seen[a] = true
+			out[i] = x[a]
+		}
+		return [][]int{out}, nil
+	},
+	units: func(in, _ [][]int, _ TransposeParams) uint64 { return elementwiseUnits(product(in[0]), 2) },
+})
+
+// Transpose returns x with its axes permuted by perm: output axis i is
+// input axis perm[i].
+func (s *Session) Transpose(ctx context.Context, x *Tensor, perm ...int) (*Tensor, error) {
+	return s.run1(ctx, Transpose, PermParams(perm...), x)
 }

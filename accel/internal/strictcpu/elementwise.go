@@ -270,6 +270,12 @@ func UnaryElement(p accel.UnaryParams) func(float32) float32 {
 		return strictmath.Exp
 	case accel.UnaryLog:
 		return strictmath.Log
+	case accel.UnaryTanh:
+		return strictmath.Tanh
+	case accel.UnarySigmoid:
+		return strictmath.Sigmoid
+	case accel.UnaryErf:
+		return strictmath.Erf
 	}
 	panic("strictcpu: unary function " + p.Func.String())
 }
@@ -348,4 +354,42 @@ func binaryRun(f accel.BinaryFunc) func(y, a []float32, ia, sa int, b []float32,
 		}
 	}
 	panic("strictcpu: " + f.String())
+}
+
+// Transpose copies x into out with its axes permuted. Work items are
+// ranges of the output in row-major order; along the output's last axis
+// the source steps by the stride of the input axis it is.
+func (b *Kernels) Transpose(ctx context.Context, out, x *accel.Tensor, p accel.TransposeParams) error {
+	shape, xs := out.Shape(), x.Shape()
+	axes := p.Axes(len(xs))
+	stride := make([]int, len(xs)) // of the input, along each output axis
+	for i, step := len(xs)-1, 1; i >= 0; i-- {
+		for o, a := range axes {
+			if a == i {
+				stride[o] = step
+			}
+		}
+		step *= xs[i]
+	}
+	last := len(shape) - 1
+	inner, step := shape[last], stride[last]
+	X, Y := f32(x), f32(out)
+	count, chunk := chunks(len(Y), elemChunk)
+	return b.forEach(ctx, count, func(c int) {
+		lo, hi := c*chunk, min((c+1)*chunk, len(Y))
+		for i := lo; i < hi; {
+			row, col := i/inner, i%inner
+			src := col * step
+			for d, r := last-1, row; d >= 0; d-- {
+				src += r % shape[d] * stride[d]
+				r /= shape[d]
+			}
+			end := min(hi, (row+1)*inner)
+			for j := range Y[i:end] {
+				Y[i+j] = X[src+j*step]
+			}
+			i = end
+		}
+		strictmath.CanonSlice(Y[lo:hi])
+	})
 }

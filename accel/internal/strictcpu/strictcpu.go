@@ -96,6 +96,9 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.Binary: func(ctx context.Context, c *accel.Call) error {
 			return b.Binary(ctx, c.Out[0], c.In[0], c.In[1], c.Params.(accel.BinaryParams).Func)
 		},
+		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
+			return b.Transpose(ctx, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.MaxPool2D(ctx, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
