@@ -50,6 +50,9 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Binary: func(ctx context.Context, c *accel.Call) error {
 			return b.binary(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.BinaryParams).Func)
 		},
+		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
+			return b.transpose(ctx, v, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
@@ -299,6 +302,34 @@ func (b *Backend) binary(ctx context.Context, v variant, out, x, y *accel.Tensor
 	return b.run(ctx, "binary", []*accel.Tensor{out}, func(d *device) error {
 		vals := append([]any{ptr(x), ptr(y), ptr(out), n, int32(f), int32(len(shape))}, dims...)
 		return d.launch1D(v, "binary", n, blockThreads, args(vals...))
+	})
+}
+
+// transpose copies x into out with its axes permuted: the output's dims
+// and the input's step along each output axis go to the kernel as eight
+// values each.
+func (b *Backend) transpose(ctx context.Context, v variant, out, x *accel.Tensor, p accel.TransposeParams) error {
+	shape, xs := out.Shape(), x.Shape()
+	axes := p.Axes(len(xs))
+	inStride := make([]int, len(xs))
+	for i, step := len(xs)-1, 1; i >= 0; i-- {
+		inStride[i] = step
+		step *= xs[i]
+	}
+	var dims []any
+	for _, val := range []func(i int) int{func(i int) int { return shape[i] }, func(i int) int { return inStride[axes[i]] }} {
+		for i := range accel.MaxRank {
+			var d int64
+			if i < len(shape) {
+				d = int64(val(i))
+			}
+			dims = append(dims, d)
+		}
+	}
+	n := int64(out.Len())
+	return b.run(ctx, "transpose", []*accel.Tensor{out}, func(d *device) error {
+		vals := append([]any{ptr(x), ptr(out), n, int32(len(shape))}, dims...)
+		return d.launch1D(v, "transpose", n, blockThreads, args(vals...))
 	})
 }
 

@@ -166,6 +166,222 @@ __device__ float strict_log(float x) {
 }
 
 // ---------------------------------------------------------------------------
+// strictmath's expm1, Tanh, Erf and Sigmoid, operation for operation (msun
+// s_expm1f.c, s_tanhf.c and s_erff.c; the sigmoid is 1/(1+exp(-x)) with
+// strict_exp). Go's shifts of int32 values are done on unsigned values here,
+// where they give the same bits and C++ defines them for negative operands.
+
+#define EXPM1_Q1 -3.3333212137e-02f      // 0xbd088868, -0x888868/2^28
+#define EXPM1_Q2 1.5807170421e-03f       // 0x3acf3010, 0xcf3010/2^33
+#define TWO_P127 1.7014118346e+38f       // 0x7f000000, 2^127
+#define ERF_ERX 8.4269714355e-01f        // 0x3f57bb00
+#define ERF_EFX 1.2837916613e-01f        // 0x3e0375d4
+#define ERF_EFX8 1.0270333290e+00f       // 0x3f8375d4
+#define ERF_PP0 1.2837916613e-01f        // 0x3e0375d4
+#define ERF_PP1 -3.3603039384e-01f       // 0xbeac0c2d
+#define ERF_PP2 -1.8626139499e-03f       // 0xbaf422f4
+#define ERF_QQ1 3.1232431531e-01f        // 0x3e9fe8f9
+#define ERF_QQ2 2.1607041359e-02f        // 0x3cb10140
+#define ERF_QQ3 -1.9885937218e-03f       // 0xbb025311
+#define ERF_PA0 3.6504104628e-06f        // 0x3674f993
+#define ERF_PA1 4.1510930657e-01f        // 0x3ed48935
+#define ERF_PA2 -2.0939572155e-01f       // 0xbe566bd5
+#define ERF_PA3 8.6767755449e-02f        // 0x3db1b34b
+#define ERF_QA1 4.9556097388e-01f        // 0x3efdba2b
+#define ERF_QA2 3.7124851346e-01f        // 0x3ebe1449
+#define ERF_QA3 3.9247896522e-02f        // 0x3d20c267
+#define ERF_RA0 -9.8815672100e-03f       // 0xbc21e64c
+#define ERF_RA1 -5.4365837574e-01f       // 0xbf0b2d32
+#define ERF_RA2 -1.6682831049e+00f       // 0xbfd58a4d
+#define ERF_RA3 -6.9155418873e-01f       // 0xbf3109b2
+#define ERF_SA1 4.4858155251e+00f        // 0x408f8bcd
+#define ERF_SA2 4.1079916954e+00f        // 0x408374ab
+#define ERF_SA3 5.5385518074e-01f        // 0x3f0dc974
+#define ERF_RB0 -9.8649691790e-03f       // 0xbc21a0ae
+#define ERF_RB1 -5.4804980755e-01f       // 0xbf0c4cfe
+#define ERF_RB2 -1.8411568403e+00f       // 0xbfebab07
+#define ERF_SB1 4.8713274002e+00f        // 0x409be1ea
+#define ERF_SB2 3.0498270988e+00f        // 0x4043305e
+#define ERF_SB3 -7.6190066338e-01f       // 0xbf430bec
+#define SIGMOID_LOW -8.8722839355e+01f   // 0xc2b17218, the largest x whose exp(-x) overflows
+
+// strict_expm1 returns e**x - 1 as strictmath's expm1 does: the sign of a
+// zero kept, +Inf above the overflow threshold, -1 below -27 ln2, the
+// canonical NaN for NaN.
+__device__ float strict_expm1(float x) {
+    unsigned hx = __float_as_uint(x);
+    bool negative = (hx >> 31) != 0;
+    hx &= 0x7fffffffu;
+
+    if (hx >= 0x4195b844u) { // |x| >= 27 ln2, or not finite
+        if (hx >= 0x42b17218u) { // |x| >= 88.721...
+            if (hx > 0x7f800000u) return __uint_as_float(CANONICAL_NAN);
+            if (hx == 0x7f800000u) return negative ? -1.0f : x;
+            if (x > EXP_OVER) return __uint_as_float(0x7f800000u);
+        }
+        if (negative) return -1.0f;
+    }
+
+    float hi = 0.0f, lo = 0.0f, c = 0.0f;
+    int k = 0;
+    if (hx > 0x3eb17218u) { // |x| > 0.5 ln2: x = k ln2 + hi - lo
+        if (hx < 0x3f851592u) { // and |x| < 1.5 ln2
+            if (negative) {
+                hi = ADD(x, LN2_HI);
+                lo = -LN2_LO;
+                k = -1;
+            } else {
+                hi = SUB(x, LN2_HI);
+                lo = LN2_LO;
+                k = 1;
+            }
+        } else {
+            float half = negative ? -0.5f : 0.5f;
+            k = (int)ADD(MUL(EXP_INV_LN2, x), half); // Go's int32(): truncation
+            float t = (float)k;                    // exact
+            hi = SUB(x, MUL(t, LN2_HI));           // exact: t*ln2Hi has trailing zeros
+            lo = MUL(t, LN2_LO);
+        }
+        x = SUB(hi, lo);
+        c = SUB(SUB(hi, x), lo);
+    } else if (hx < 0x33000000u) { // |x| < 2^-25
+        return x;
+    }
+
+    float hfx = MUL(0.5f, x);
+    float hxs = MUL(x, hfx);
+    float r1 = ADD(1.0f, MUL(hxs, ADD(EXPM1_Q1, MUL(hxs, EXPM1_Q2))));
+    float t = SUB(3.0f, MUL(r1, hfx));
+    float e = MUL(hxs, DIV(SUB(r1, t), SUB(6.0f, MUL(x, t))));
+    if (k == 0) {
+        return SUB(x, SUB(MUL(x, e), hxs));
+    }
+    // 2^k; +Inf for k = 128, unused then. Go's int32 k<<23, in unsigned bits
+    float twopk = __uint_as_float(0x3f800000u + ((unsigned)k << 23));
+    e = SUB(MUL(x, SUB(e, c)), c);
+    e = SUB(e, hxs);
+    if (k == -1) {
+        return SUB(MUL(0.5f, SUB(x, e)), 0.5f);
+    }
+    if (k == 1) {
+        if (x < -0.25f) {
+            return MUL(-2.0f, SUB(e, ADD(x, 0.5f)));
+        }
+        return ADD(1.0f, MUL(2.0f, SUB(x, e)));
+    }
+    if (k <= -2 || k > 56) { // exp(x)-1 is exp(x) scaled, less one
+        float y = SUB(1.0f, SUB(e, x));
+        if (k == 128) {
+            y = MUL(MUL(y, 2.0f), TWO_P127);
+        } else {
+            y = MUL(y, twopk);
+        }
+        return SUB(y, 1.0f);
+    }
+    if (k < 23) {
+        t = __uint_as_float(0x3f800000u - (0x1000000u >> k)); // 1 - 2^-k (Go: 0x3f800000 - 0x1000000>>k)
+        float y = SUB(t, SUB(e, x));
+        return MUL(y, twopk);
+    }
+    t = __uint_as_float((unsigned)(0x7f - k) << 23); // 2^-k
+    float y = SUB(x, ADD(e, t));
+    y = ADD(y, 1.0f);
+    return MUL(y, twopk);
+}
+
+// strict_abs clears the sign bit of x, as strictmath's abs does.
+__device__ __forceinline__ float strict_abs(float x) {
+    return __uint_as_float(__float_as_uint(x) & 0x7fffffffu);
+}
+
+// strict_tanh returns the hyperbolic tangent of x as strictmath.Tanh does:
+// ±0 for ±0, exactly ±1 for |x| >= 9 and ±Inf, x itself for |x| < 2^-12, the
+// canonical NaN for NaN.
+__device__ float strict_tanh(float x) {
+    unsigned jx = __float_as_uint(x);
+    unsigned ix = jx & 0x7fffffffu;
+    bool negative = (jx >> 31) != 0;
+
+    float z;
+    if (ix > 0x7f800000u) {
+        return __uint_as_float(CANONICAL_NAN);
+    } else if (ix >= 0x41100000u) { // |x| >= 9, or infinite
+        z = 1.0f;
+    } else if (ix < 0x39800000u) { // |x| < 2^-12
+        return x;
+    } else if (ix >= 0x3f800000u) { // |x| >= 1
+        float t = strict_expm1(MUL(2.0f, strict_abs(x)));
+        z = SUB(1.0f, DIV(2.0f, ADD(t, 2.0f)));
+    } else {
+        float t = strict_expm1(MUL(-2.0f, strict_abs(x)));
+        z = DIV(-t, ADD(t, 2.0f));
+    }
+    if (negative) return -z;
+    return z;
+}
+
+// strict_erf returns the error function of x as strictmath.Erf does: ±0 for
+// ±0, exactly ±1 for |x| >= 4 and ±Inf, the canonical NaN for NaN.
+__device__ float strict_erf(float x) {
+    int hx = __float_as_int(x);
+    int ix = hx & 0x7fffffff;
+    if (ix >= 0x7f800000) {
+        if (ix > 0x7f800000) return __uint_as_float(CANONICAL_NAN);
+        if (hx < 0) return -1.0f;
+        return 1.0f;
+    }
+
+    if (ix < 0x3f580000) { // |x| < 0.84375
+        if (ix < 0x38800000) { // |x| < 2^-14
+            if (ix < 0x04000000) { // |x| < 2^-119: scaled by 8 against underflow
+                return DIV(ADD(MUL(8.0f, x), MUL(ERF_EFX8, x)), 8.0f);
+            }
+            return ADD(x, MUL(ERF_EFX, x));
+        }
+        float z = MUL(x, x);
+        float r = ADD(ERF_PP0, MUL(z, ADD(ERF_PP1, MUL(z, ERF_PP2))));
+        float s = ADD(1.0f, MUL(z, ADD(ERF_QQ1, MUL(z, ADD(ERF_QQ2, MUL(z, ERF_QQ3))))));
+        float y = DIV(r, s);
+        return ADD(x, MUL(x, y));
+    }
+    if (ix < 0x3fa00000) { // 0.84375 <= |x| < 1.25
+        float s = SUB(strict_abs(x), 1.0f);
+        float p = ADD(ERF_PA0, MUL(s, ADD(ERF_PA1, MUL(s, ADD(ERF_PA2, MUL(s, ERF_PA3))))));
+        float q = ADD(1.0f, MUL(s, ADD(ERF_QA1, MUL(s, ADD(ERF_QA2, MUL(s, ERF_QA3))))));
+        if (hx >= 0) return ADD(ERF_ERX, DIV(p, q));
+        return SUB(-ERF_ERX, DIV(p, q));
+    }
+    if (ix >= 0x40800000) { // |x| >= 4
+        if (hx >= 0) return 1.0f;
+        return -1.0f;
+    }
+    x = strict_abs(x);
+    float s = DIV(1.0f, MUL(x, x));
+    float r, q;
+    if (ix < 0x4036db8c) { // |x| < 2.85715, about 1/0.35
+        r = ADD(ERF_RA0, MUL(s, ADD(ERF_RA1, MUL(s, ADD(ERF_RA2, MUL(s, ERF_RA3))))));
+        q = ADD(1.0f, MUL(s, ADD(ERF_SA1, MUL(s, ADD(ERF_SA2, MUL(s, ERF_SA3))))));
+    } else {
+        r = ADD(ERF_RB0, MUL(s, ADD(ERF_RB1, MUL(s, ERF_RB2))));
+        q = ADD(1.0f, MUL(s, ADD(ERF_SB1, MUL(s, ADD(ERF_SB2, MUL(s, ERF_SB3))))));
+    }
+    float z = __uint_as_float((unsigned)ix & 0xffffe000u); // |x| with 13 bits cleared: z*z is exact
+    float e = MUL(strict_exp(SUB(MUL(-z, z), 0.5625f)),
+                  strict_exp(ADD(MUL(SUB(z, x), ADD(z, x)), DIV(r, q))));
+    if (hx >= 0) return SUB(1.0f, DIV(e, x));
+    return SUB(DIV(e, x), 1.0f);
+}
+
+// strict_sigmoid returns the logistic function as strictmath.Sigmoid does:
+// 1/(1+exp(-x)), each operation rounded, and exp(x) itself for x <= the
+// point where exp(-x) overflows; the canonical NaN for NaN.
+__device__ float strict_sigmoid(float x) {
+    if (x != x) return __uint_as_float(CANONICAL_NAN);
+    if (x <= SIGMOID_LOW) return strict_exp(x);
+    return DIV(1.0f, ADD(1.0f, strict_exp(-x)));
+}
+
+// ---------------------------------------------------------------------------
 // conv2d_direct computes one output element per work item: s = +0, then for c,
 // kh and kw in order the products of the taps inside the input (padding is
 // skipped, not multiplied by zero), then the bias. The valid kh and kw are a
@@ -270,8 +486,10 @@ extern "C" __global__ void clip(const float* __restrict__ x, float* __restrict__
 // rounded operation; leaky_relu x where x >= 0, else alpha*x; hard_sigmoid
 // t = alpha*x, t + beta, then +0 where that is not above 0 and 1 where it is
 // above 1; hard_swish x times hard_sigmoid with alpha the float nearest
-// 1/6 and beta 1/2; exp and log strictmath's. The fast build uses the
-// hardware's exp and log.
+// 1/6 and beta 1/2; exp, log, tanh, sigmoid and erf strictmath's (strict_exp,
+// strict_log, strict_tanh, strict_sigmoid and strict_erf). The fast build
+// uses the hardware's expf, logf, tanhf and erff, and 1/(1+expf(-x)) for the
+// sigmoid.
 #define HARD_SWISH_ALPHA 1.6666667163e-01f // 0x3e2aaaab
 
 __device__ __forceinline__ float hard_sigmoid(float v, float alpha, float beta) {
@@ -297,9 +515,15 @@ extern "C" __global__ void unary(const float* __restrict__ x, float* __restrict_
 #ifdef ACCEL_STRICT
         case 8: r = strict_exp(v); break;
         case 9: r = strict_log(v); break;
+        case 10: r = strict_tanh(v); break;
+        case 11: r = strict_sigmoid(v); break;
+        case 12: r = strict_erf(v); break;
 #else
         case 8: r = expf(v); break;
         case 9: r = logf(v); break;
+        case 10: r = tanhf(v); break;
+        case 11: r = DIV(1.0f, ADD(1.0f, expf(-v))); break;
+        case 12: r = erff(v); break;
 #endif
         default: r = __uint_as_float(CANONICAL_NAN);
         }
@@ -338,6 +562,23 @@ extern "C" __global__ void binary(const float* __restrict__ a, const float* __re
         default: w = __uint_as_float(CANONICAL_NAN);
         }
         y[i] = canon(w);
+    }
+}
+
+// transpose copies y[i] = canon(x[src]) with the axes permuted: the
+// output's rank dims are d0..d7, and s0..s7 the input's step along each
+// output axis.
+extern "C" __global__ void transpose(const float* __restrict__ x, float* __restrict__ y,
+                                     long long n, int rank, BCAST_PARAMS(d), BCAST_PARAMS(s)) {
+    const long long dims[8] = {d0, d1, d2, d3, d4, d5, d6, d7};
+    const long long step[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    FOR_EACH(i, n) {
+        long long r = i, src = 0;
+        for (int d = rank - 1; d >= 0; d--) {
+            src += (r % dims[d]) * step[d];
+            r /= dims[d];
+        }
+        y[i] = canon(x[src]);
     }
 }
 
