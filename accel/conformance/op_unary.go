@@ -38,6 +38,9 @@ var unaryFuncs = []struct {
 	{"hard_swish", accel.UnaryParams{Func: accel.UnaryHardSwish}},
 	{"exp", accel.UnaryParams{Func: accel.UnaryExp}},
 	{"log", accel.UnaryParams{Func: accel.UnaryLog}},
+	{"tanh", accel.UnaryParams{Func: accel.UnaryTanh}},
+	{"sigmoid", accel.UnaryParams{Func: accel.UnarySigmoid}},
+	{"erf", accel.UnaryParams{Func: accel.UnaryErf}},
 }
 
 func unaryCases() []Case {
@@ -55,7 +58,7 @@ func unaryCases() []Case {
 	}
 	// The grid for the functions whose rounding is least simple.
 	for _, f := range unaryFuncs {
-		if f.p.Func != accel.UnaryHardSwish && f.p.Func != accel.UnaryExp {
+		if f.p.Func != accel.UnaryHardSwish && f.p.Func != accel.UnaryExp && f.p.Func != accel.UnaryTanh {
 			continue
 		}
 		for _, sh := range elementwiseSizes {
@@ -116,6 +119,12 @@ func specUnary(X []float32, p accel.UnaryParams) []float32 {
 			y = strictmath.Exp(x)
 		case accel.UnaryLog:
 			y = strictmath.Log(x)
+		case accel.UnaryTanh:
+			y = strictmath.Tanh(x)
+		case accel.UnarySigmoid:
+			y = strictmath.Sigmoid(x)
+		case accel.UnaryErf:
+			y = strictmath.Erf(x)
 		}
 		Y[i] = strictmath.Canon(y)
 	}
@@ -159,7 +168,24 @@ func f64Unary(X []float32, p accel.UnaryParams) []ev {
 			Y[i] = expEv(exact(x))
 		case accel.UnaryLog:
 			Y[i] = logEv(exact(x))
+		case accel.UnaryTanh:
+			Y[i] = within(math.Tanh(f), 2.5)
+		case accel.UnarySigmoid:
+			Y[i] = within(1/(1+math.Exp(-f)), 2.5)
+		case accel.UnaryErf:
+			Y[i] = within(math.Erf(f), 1)
 		}
 	}
 	return Y
+}
+
+// within is a function of an exact input whose float32 evaluation lies
+// within ulps ulp of the true value v: the measured worst of the
+// contract's tanh, sigmoid and erf over every float32 (accel/strictmath).
+// An ulp is at most 2u·|v|, and a subnormal step 2^-149.
+func within(v, ulps float64) ev {
+	if !finite(v) {
+		return ev{v: v}
+	}
+	return ev{v: v, e: ulps * (2*u32*math.Abs(v) + 2*tiny)}
 }

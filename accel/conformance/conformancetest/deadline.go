@@ -135,6 +135,9 @@ var longCases = []longCase{
 	// row.
 	{name: "div 2^14x2^13", op: accel.Binary, params: accel.BinaryParams{Func: accel.BinaryDiv},
 		shapes: [][]int{{1 << 14, 1}, {1, 1 << 13}}, small: [][]int{{3, 1}, {1, 4}}, deadline: shortDeadline},
+	// A transpose of 2^27 elements, the source read across its rows.
+	{name: "transpose 2^14x2^13", op: accel.Transpose, params: accel.PermParams(1, 0),
+		shapes: [][]int{{1 << 14, 1 << 13}}, small: [][]int{{3, 4}}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
