@@ -127,7 +127,7 @@ func unaryONNX(op string, anyRank bool) []byte {
 	})
 }
 
-// testModels registers "mlp", "tanh" (an op only ONNX Runtime runs) and
+// testModels registers "mlp", "softplus" (an op only ONNX Runtime runs) and
 // "relu_any_rank" (an input of unknown rank).
 func testModels(t testing.TB) (*models.Registry, mlpWeights) {
 	t.Helper()
@@ -135,7 +135,7 @@ func testModels(t testing.TB) (*models.Registry, mlpWeights) {
 	reg := models.NewRegistry()
 	for name, data := range map[string][]byte{
 		"mlp":           w.onnx(),
-		"tanh":          unaryONNX("Tanh", false),
+		"softplus":      unaryONNX("Softplus", false),
 		"relu_any_rank": unaryONNX("Relu", true),
 	} {
 		if _, err := reg.Add(name, data); err != nil {
@@ -442,7 +442,7 @@ func TestModelGuestErrors(t *testing.T) {
 	}
 	// Readable sentences: each names the call and says what was wrong.
 	wantText := map[string][]string{
-		"unknown_model":             {"model_open", "no-such-model", "mlp, relu_any_rank, tanh"},
+		"unknown_model":             {"model_open", "no-such-model", "mlp, relu_any_rank, softplus"},
 		"empty_name":                {"model_open", "0 bytes"},
 		"long_name":                 {"model_open", "257 bytes"},
 		"info_buffer_too_small":     {"model_info", "bytes needed"},
@@ -453,7 +453,7 @@ func TestModelGuestErrors(t *testing.T) {
 		"wrong_output_count":        {"model_run", "1 inputs and gives 1 outputs", "passes 1 and 2"},
 		"freed_input":               {"model_run", "not a live tensor"},
 		"run_outputs_out_of_bounds": {"model_run", "output handles"},
-		"unsupported_model":         {"model_run", "tanh", `"Tanh"`, "ref"},
+		"unsupported_model":         {"model_run", "softplus", `"Softplus"`, "ref"},
 	}
 	for _, c := range []struct {
 		name string
@@ -463,7 +463,7 @@ func TestModelGuestErrors(t *testing.T) {
 		{"ort", hostfn.Config{Backend: modelORT(t), Mode: accel.Fast, Models: reg}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o := parseModelOutput(t, runCounted(t, []string{"-model", "mlp", "-errors", "-unsupported", "tanh", "-batch", "2"}, c.cfg))
+			o := parseModelOutput(t, runCounted(t, []string{"-model", "mlp", "-errors", "-unsupported", "softplus", "-batch", "2"}, c.cfg))
 			for name, w := range want {
 				if c.name == "ort" && name == "unsupported_model" {
 					w = abi.OK // ONNX Runtime runs every op

@@ -211,34 +211,111 @@ var onnxOps = map[string]*onnxOp{
 			return nodePlan{out: in[0], calls: []opCall{c}}, nil
 		},
 	}),
-	// Softmax is a softmax, along the last axis only.
-	"Softmax": define(rule[int]{
+	// Softmax is a softmax along the last axis; along another one it is
+	// a softmax between two transposes that swap that axis and the last.
+	// Before opset 13 it is a softmax of the input viewed as 2-d.
+	"Softmax": define(rule[softmaxParams]{
 		attrs: []string{"axis"},
 		minIn: 1, maxIn: 1,
-		compile: func(c *compiler, st *step, a attrs) (int, int, error) {
-			// Before opset 13 Softmax flattens to 2-d at axis (default 1);
-			// on the last axis that is the same as the newer per-axis form.
+		compile: func(c *compiler, st *step, a attrs) (softmaxParams, int, error) {
+			// Before opset 13 Softmax flattens to 2-d at axis (default 1)
+			// and normalises each row of that.
+			p := softmaxParams{flatten: c.opset > 0 && c.opset < 13}
 			def := int64(-1)
-			if c.opset > 0 && c.opset < 13 {
+			if p.flatten {
 				def = 1
 			}
 			axis, err := a.int("axis", def)
 			if err != nil {
-				return 0, 0, err
+				return p, 0, err
 			}
+			p.axis = int(axis)
 			rank := c.rank[st.in[0]]
 			if rank >= 0 {
-				if err := softmaxAxis(int(axis), rank); err != nil {
-					return 0, 0, err
+				if err := softmaxAxis(p.axis, rank); err != nil {
+					return p, 0, err
 				}
 			}
-			return int(axis), rank, nil
+			return p, rank, nil
 		},
-		plan: func(axis int, in [][]int) (nodePlan, error) {
-			if err := softmaxAxis(axis, len(in[0])); err != nil {
+		plan: func(p softmaxParams, in [][]int) (nodePlan, error) {
+			if err := softmaxAxis(p.axis, len(in[0])); err != nil {
 				return nodePlan{}, err
 			}
-			return single(plan1(accel.Softmax, accel.NoParams{}, []int{0}, in[0]))
+			x, r := in[0], len(in[0])
+			at := (p.axis + r) % r
+			switch {
+			case p.flatten:
+				rows := []int{product(x[:at]), product(x[at:])}
+				c, err := plan1(accel.Softmax, accel.NoParams{}, []int{0}, rows)
+				if err != nil {
+					return nodePlan{}, err
+				}
+				return nodePlan{out: x, calls: []opCall{c}}, nil
+			case at == r-1:
+				return single(plan1(accel.Softmax, accel.NoParams{}, []int{0}, x))
+			}
+			perm := make([]int, r)
+			for i := range perm {
+				perm[i] = i
+			}
+			perm[at], perm[r-1] = r-1, at // its own inverse
+			tp := accel.PermParams(perm...)
+			there, err := plan1(accel.Transpose, tp, []int{0}, x)
+			if err != nil {
+				return nodePlan{}, err
+			}
+			sm, err := plan1(accel.Softmax, accel.NoParams{}, []int{prev}, there.out[0])
+			if err != nil {
+				return nodePlan{}, err
+			}
+			back, err := plan1(accel.Transpose, tp, []int{prev}, sm.out[0])
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: back.out[0], calls: []opCall{there, sm, back}}, nil
+		},
+	}),
+	// Transpose is a transpose; its perm reverses the axes by default.
+	"Transpose": define(rule[[]int]{
+		attrs: []string{"perm"},
+		minIn: 1, maxIn: 1,
+		compile: func(c *compiler, st *step, a attrs) ([]int, int, error) {
+			at, ok, err := a.get("perm", onnx.AttrInts)
+			if err != nil {
+				return nil, 0, err
+			}
+			var perm []int
+			for _, v := range at.Ints {
+				if v < 0 || v >= accel.MaxRank || !ok {
+					return nil, 0, fmt.Errorf("%w: perm %v", accel.ErrInvalid, at.Ints)
+				}
+				perm = append(perm, int(v))
+			}
+			r := c.rank[st.in[0]]
+			if perm != nil {
+				if r >= 0 && len(perm) != r {
+					return nil, 0, fmt.Errorf("%w: perm %v for an input of rank %d", accel.ErrInvalid, perm, r)
+				}
+				r = len(perm)
+			}
+			return perm, r, nil
+		},
+		plan: func(perm []int, in [][]int) (nodePlan, error) {
+			x := in[0]
+			if perm == nil {
+				perm = make([]int, len(x))
+				for i := range perm {
+					perm[i] = len(x) - 1 - i
+				}
+			}
+			if len(perm) != len(x) {
+				return nodePlan{}, fmt.Errorf("%w: perm %v for %s", accel.ErrShape, perm, accel.ShapeString(x))
+			}
+			if len(x) == 0 {
+				return nodePlan{out: x}, nil
+			}
+			return single(plan1(accel.Transpose, accel.PermParams(perm...), []int{0}, x))
 		},
 	}),
 	"MaxPool": define(rule[accel.Pool2DParams]{
@@ -360,6 +437,7 @@ func init() {
 		"Abs": accel.UnaryAbs, "Neg": accel.UnaryNeg, "Sqrt": accel.UnarySqrt,
 		"Reciprocal": accel.UnaryReciprocal, "HardSwish": accel.UnaryHardSwish,
 		"Exp": accel.UnaryExp, "Log": accel.UnaryLog,
+		"Tanh": accel.UnaryTanh, "Sigmoid": accel.UnarySigmoid, "Erf": accel.UnaryErf,
 	} {
 		onnxOps[op] = unaryOp(f)
 	}
@@ -678,18 +756,17 @@ func compileReshape(c *compiler, st *step, a attrs) ([]int64, int, error) {
 	return slices.Clone(t.Int64s), len(t.Int64s), nil
 }
 
-// softmaxAxis checks that axis is the last of rank r, the only one the
-// node's softmax normalises along.
+// softmaxParams are a Softmax node's axis, and whether it flattens the
+// input to 2-d there (before opset 13) rather than normalising along it.
+type softmaxParams struct {
+	axis    int
+	flatten bool
+}
+
+// softmaxAxis checks that axis is an axis of rank r.
 func softmaxAxis(axis, r int) error {
-	at := axis
-	if at < 0 {
-		at += r
-	}
-	if at < 0 || at >= r {
+	if axis < -r || axis >= r {
 		return fmt.Errorf("%w: axis %d outside rank %d", accel.ErrInvalid, axis, r)
-	}
-	if at != r-1 {
-		return fmt.Errorf("axis %d of a rank-%d input is %w (only the last)", axis, r, accel.ErrUnsupported)
 	}
 	return nil
 }

@@ -607,10 +607,11 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 //
 // Each node's output shape follows from its input shapes by the rules the
 // run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul
-// (a vector as a one-row or one-column matrix); Conv a conv2d; Relu, Softmax
-// and MaxPool their operations; Clip a clip; GlobalAveragePool a
+// (a vector as a one-row or one-column matrix); Conv a conv2d; Relu and
+// MaxPool their operations; Softmax a softmax, between two transposes
+// where its axis is not the last; Transpose a transpose; Clip a clip; GlobalAveragePool a
 // global_avgpool; Abs, Neg, Sqrt, Reciprocal, LeakyRelu, HardSigmoid,
-// HardSwish, Exp and Log a unary; Add an add, an add_bias where one
+// HardSwish, Exp, Log, Tanh, Sigmoid and Erf a unary; Add an add, an add_bias where one
 // operand broadcasts along one axis, else a binary add; Sub, Mul and Div a
 // binary; Reshape, Flatten and Identity nothing. Constant nodes are
 // folded at compile time and count as initializers. A scalar counts as one

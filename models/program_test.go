@@ -472,12 +472,6 @@ func TestCompileUnsupported(t *testing.T) {
 		{"conv_1d_weights", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"))}, []onnx.ValueInfo{vi("x", 1, 1, 6)}, y, finit("w", make([]float32, 3), 1, 1, 3)), "2-d convolution"},
 		{"conv_3d_strides", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"), aInts("strides", 1, 1, 1))}, x4, y, cw), "strides"},
 		{"conv_unknown_attr", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"), aInt("foo", 1))}, x4, y, cw), `attribute "foo"`},
-		{"softmax_axis0", graph([]onnx.Node{node("Softmax", "sm", ss("x"), ss("y"), aInt("axis", 0))}, x2, y), "axis 0"},
-		{"softmax_opset11_rank3", func() *onnx.Model {
-			m := graph([]onnx.Node{node("Softmax", "sm", ss("x"), ss("y"))}, []onnx.ValueInfo{vi("x", 2, 3, 4)}, y)
-			m.OpsetVersion = 11
-			return m
-		}(), "axis 1"},
 		{"maxpool_ceil", graph(pool(aInt("ceil_mode", 1)), x4, y), "ceil_mode"},
 		{"maxpool_dilations", graph(pool(aInts("dilations", 2, 2)), x4, y), "dilations"},
 		{"maxpool_storage_order", graph(pool(aInt("storage_order", 1)), x4, y), "storage_order"},
@@ -611,7 +605,7 @@ func TestRunErrors(t *testing.T) {
 		// x and four initializers, then fc1's product: its bias has no room.
 		{name: "too_many_tensors", p: fixed, limits: accel.Limits{MaxTensors: 6}, in: func(s *accel.Session) []*accel.Tensor { return []*accel.Tensor{tensor(t, s, floats(r, 8), 2, 4)} }, want: accel.ErrTooMany, match: `node "fc1"`},
 		{name: "no_room_for_initializers", p: fixed, limits: accel.Limits{MaxBytes: 32 + 128 + 32 + 8}, in: func(s *accel.Session) []*accel.Tensor { return []*accel.Tensor{tensor(t, s, floats(r, 8), 2, 4)} }, want: accel.ErrOutOfMemory, match: `initializer "w2"`},
-		{name: "softmax_axis_at_run", p: unranked("Softmax", aInt("axis", 0)), in: func(s *accel.Session) []*accel.Tensor { return []*accel.Tensor{tensor(t, s, floats(r, 8), 2, 4)} }, want: accel.ErrUnsupported, match: "axis 0"},
+		{name: "softmax_axis_at_run", p: unranked("Softmax", aInt("axis", 2)), in: func(s *accel.Session) []*accel.Tensor { return []*accel.Tensor{tensor(t, s, floats(r, 8), 2, 4)} }, want: accel.ErrInvalid, match: "axis 2 outside rank 2"},
 		{name: "maxpool_rank_at_run", p: unranked("MaxPool", aInts("kernel_shape", 1, 1)), in: func(s *accel.Session) []*accel.Tensor { return []*accel.Tensor{tensor(t, s, floats(r, 8), 2, 4)} }, want: accel.ErrUnsupported, match: "2-d"},
 		{name: "reshape_at_run", p: func() *Program {
 			p, err := Compile(graph([]onnx.Node{
@@ -869,4 +863,51 @@ func TestProgramUnits(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSoftmaxAxes: a softmax along an axis other than the last is the
+// last-axis softmax between two transposes that swap the axes; before
+// opset 13, a softmax of the input viewed as 2-d at the axis.
+func TestSoftmaxAxes(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	xd := floats(r, 2*3*4)
+	for _, c := range []struct {
+		name  string
+		opset int64
+		axis  int64
+		want  func(h *accel.Session) *accel.Tensor
+	}{
+		{"last", 17, -1, func(h *accel.Session) *accel.Tensor { return must(t)(h.Softmax(bg, tensor(t, h, xd, 2, 3, 4))) }},
+		{"middle", 17, 1, func(h *accel.Session) *accel.Tensor {
+			there := must(t)(h.Transpose(bg, tensor(t, h, xd, 2, 3, 4), 0, 2, 1))
+			return must(t)(h.Transpose(bg, must(t)(h.Softmax(bg, there)), 0, 2, 1))
+		}},
+		{"first", 17, 0, func(h *accel.Session) *accel.Tensor {
+			there := must(t)(h.Transpose(bg, tensor(t, h, xd, 2, 3, 4), 2, 1, 0))
+			return must(t)(h.Transpose(bg, must(t)(h.Softmax(bg, there)), 2, 1, 0))
+		}},
+		{"opset11_flattened", 11, 1, func(h *accel.Session) *accel.Tensor { return must(t)(h.Softmax(bg, tensor(t, h, xd, 2, 12))) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := graph([]onnx.Node{node("Softmax", "sm", ss("x"), ss("y"), aInt("axis", c.axis))}, []onnx.ValueInfo{vi("x", 2, 3, 4)}, []onnx.ValueInfo{vi("y")})
+			m.OpsetVersion = c.opset
+			p, err := Compile(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSession(t, accel.Limits{})
+			outs := run(t, s, p, tensor(t, s, xd, 2, 3, 4))
+			if !slices.Equal(outs[0].Shape(), []int{2, 3, 4}) {
+				t.Fatalf("output shape %v, want [2 3 4]", outs[0].Shape())
+			}
+			h := newSession(t, accel.Limits{})
+			want := c.want(h)
+			if c.name == "opset11_flattened" {
+				if err := h.Reshape(want, []int{2, 3, 4}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sameBits(t, "y", outs[0], s, want, h)
+		})
+	}
 }

@@ -243,8 +243,8 @@ func TestRegistryUnsupportedOp(t *testing.T) {
 		op string
 		f  func(float64) float64
 	}{
-		{"Tanh", math.Tanh},
-		{"Sigmoid", func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
+		{"Softplus", func(x float64) float64 { return math.Log1p(math.Exp(x)) }},
+		{"Softsign", func(x float64) float64 { return x / (1 + math.Abs(x)) }},
 	} {
 		t.Run(c.op, func(t *testing.T) {
 			m, err := models.NewRegistry().Add(strings.ToLower(c.op), unaryBytes(c.op))

@@ -416,10 +416,10 @@ func TestScalarOutputs(t *testing.T) {
 // dimension), each output counted as declared.
 func TestEstimate(t *testing.T) {
 	w := finit("w", make([]float32, 12), 4, 3)
-	tanh := func(outputs ...onnx.ValueInfo) []byte {
+	softplus := func(outputs ...onnx.ValueInfo) []byte {
 		return onnx.Marshal(graph([]onnx.Node{
 			node("MatMul", "mm", ss("x", "w"), ss("h")),
-			node("Tanh", "tanh", ss("h"), ss("y")),
+			node("Softplus", "softplus", ss("h"), ss("y")),
 		}, []onnx.ValueInfo{vi("x", "batch", 4)}, outputs, w))
 	}
 	for _, c := range []struct {
@@ -428,9 +428,9 @@ func TestEstimate(t *testing.T) {
 		shapes [][]int
 		want   uint64
 	}{
-		{"symbolic_bound", tanh(vi("y", "batch", 3)), [][]int{{5, 4}}, 64 + 4*(20+15+12) + 2*12*5},
-		{"symbolic_unbound", tanh(vi("y", "rows", 3)), [][]int{{5, 4}}, 64 + 4*(20+3+12) + 2*12*5},
-		{"unknown_rank", tanh(onnx.ValueInfo{Name: "y", ElemType: onnx.Float}), [][]int{{5, 4}}, 64 + 4*(20+1+12) + 2*12*5},
+		{"symbolic_bound", softplus(vi("y", "batch", 3)), [][]int{{5, 4}}, 64 + 4*(20+15+12) + 2*12*5},
+		{"symbolic_unbound", softplus(vi("y", "rows", 3)), [][]int{{5, 4}}, 64 + 4*(20+3+12) + 2*12*5},
+		{"unknown_rank", softplus(onnx.ValueInfo{Name: "y", ElemType: onnx.Float}), [][]int{{5, 4}}, 64 + 4*(20+1+12) + 2*12*5},
 		// The node compiles this graph, its input of unknown rank, but
 		// cannot run a matmul of a 3-d one; ONNX Runtime can.
 		{"unplannable", onnx.Marshal(graph([]onnx.Node{node("MatMul", "mm", ss("x", "w"), ss("y"))},
@@ -447,7 +447,7 @@ func TestEstimate(t *testing.T) {
 	}
 
 	t.Run("refused_shapes", func(t *testing.T) {
-		m := mustAdd(t, NewRegistry(), "m", tanh(vi("y", "batch", 3)))
+		m := mustAdd(t, NewRegistry(), "m", softplus(vi("y", "batch", 3)))
 		for _, shapes := range [][][]int{nil, {{5, 3}}, {{5}}, {{5, 4}, {5, 4}}} {
 			if u, err := m.Units(shapes); err == nil || !strings.Contains(err.Error(), "model m") {
 				t.Errorf("Units(%v) = %d, %v; want an error naming the model", shapes, u, err)
