@@ -212,6 +212,12 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"binary":         func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
 	"transpose":      func(w []uint32) (any, bool) { return accel.TransposeParams{Perm: w[0]}, true },
+	"layer_norm": func(w []uint32) (any, bool) {
+		if w[0] > 8 {
+			return nil, false
+		}
+		return accel.LayerNormParams{Axis: int(w[0]), Epsilon: math.Float32frombits(w[1])}, true
+	},
 	"unary": func(w []uint32) (any, bool) {
 		return accel.UnaryParams{Func: accel.UnaryFunc(w[0]), Alpha: math.Float32frombits(w[1]), Beta: math.Float32frombits(w[2])}, true
 	},
@@ -302,6 +308,7 @@ var exampleShapes = map[string][][]int{
 	"unary":          {{2, 3}},
 	"binary":         {{2, 3}, {3}},
 	"transpose":      {{2, 3}},
+	"layer_norm":     {{2, 3}, {3}, {3}},
 
 	"tsne_affinities":   {{5, 3}},
 	"embedding_quality": {{5, 3}, {5, 2}, {5}},
@@ -698,6 +705,27 @@ func init() {
 			return [][]int{out}, accept
 		},
 		units: elementwise(1 + 8).units,
+	}
+	// layer_norm: axis within x's rank, epsilon finite and not negative,
+	// scale and bias (where given) of x's shape from axis on; eight
+	// operations an element, x and y moved, and scale and bias.
+	shapeSpecs["layer_norm"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			ln, x := p.(accel.LayerNormParams), in[0]
+			e := float64(ln.Epsilon)
+			if ln.Axis >= len(x) || math.IsNaN(e) || e < 0 || math.IsInf(e, 0) {
+				return nil, refuse
+			}
+			for _, s := range in[1:] {
+				if s != nil && !slices.Equal(s, x[ln.Axis:]) {
+					return nil, refuse
+				}
+			}
+			return [][]int{x}, accept
+		},
+		units: func(in, _ [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{16}, in[0]...)...), bigProd(append([]int{8}, in[1]...)...))
+		},
 	}
 	// global_avgpool: an addition per element of x and a division per
 	// plane, and 4 bytes of each moved.

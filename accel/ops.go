@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -996,4 +996,64 @@ var Transpose = define(opDef[TransposeParams]{
 // input axis perm[i].
 func (s *Session) Transpose(ctx context.Context, x *Tensor, perm ...int) (*Tensor, error) {
 	return s.run1(ctx, Transpose, PermParams(perm...), x)
+}
+
+// ---- layer_norm ------------------------------------------------------------
+
+// LayerNormParams are a layer normalisation's first normalised axis and
+// its epsilon, finite and not negative.
+type LayerNormParams struct {
+	Axis    int
+	Epsilon float32
+}
+
+// LayerNorm normalises each row of x, the elements that share their
+// indices before Axis, to mean 0 and variance 1, then scales and shifts
+// it: y = (x − mean) · (1 / sqrt(var + epsilon)) · scale + bias, with
+// scale and bias of x's shape from Axis on. The sums are blocksums.
+var LayerNorm = define(opDef[LayerNormParams]{
+	Op: Op{
+		Name: "layer_norm", Contract: "layer_norm",
+		Inputs:     []Input{{Name: "x", DType: F32}, {Name: "scale", DType: F32}, {Name: "bias", DType: F32, Optional: true}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"axis", "epsilon"},
+		// The two sums over the row, and the few operations after them.
+		Tolerance: Tolerance{Scale: ScaleMaxWant, Terms: func(c *Call) int {
+			s := c.In[0].Shape()
+			return 2*int(product(s[c.Params.(LayerNormParams).Axis:])) + 8
+		}},
+	},
+	decode: func(w []uint32) (LayerNormParams, error) {
+		if w[0] > MaxRank {
+			return LayerNormParams{}, fmt.Errorf("%w: axis %d", ErrInvalid, w[0])
+		}
+		return LayerNormParams{Axis: int(w[0]), Epsilon: math.Float32frombits(w[1])}, nil
+	},
+	shape: func(in [][]int, p LayerNormParams) ([][]int, error) {
+		x := in[0]
+		switch e := float64(p.Epsilon); {
+		case p.Axis < 0 || p.Axis >= len(x):
+			return nil, fmt.Errorf("%w: axis %d of a rank-%d x", ErrInvalid, p.Axis, len(x))
+		case !(e >= 0) || math.IsInf(e, 1):
+			return nil, fmt.Errorf("%w: epsilon %g (want finite and not negative)", ErrInvalid, e)
+		}
+		row := x[p.Axis:]
+		for i, name := range []string{"scale", "bias"} {
+			if s := in[1+i]; s != nil && !slices.Equal(s, row) {
+				return nil, fmt.Errorf("%w: %s %s is not x's shape from axis %d, %s", ErrShape, name, ShapeString(s), p.Axis, ShapeString(row))
+			}
+		}
+		return [][]int{slices.Clone(x)}, nil
+	},
+	// Two sums, a subtraction, a square and three more operations an
+	// element; x and y moved, and scale and bias.
+	units: func(in, _ [][]int, p LayerNormParams) uint64 {
+		n, row := product(in[0]), product(in[1])
+		return CallUnits + 8*n + 4*(2*n+2*row)
+	},
+})
+
+// LayerNorm normalises x's rows from axis on; bias may be nil.
+func (s *Session) LayerNorm(ctx context.Context, x, scale, bias *Tensor, p LayerNormParams) (*Tensor, error) {
+	return s.run1(ctx, LayerNorm, p, x, scale, bias)
 }

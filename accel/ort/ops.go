@@ -37,12 +37,12 @@ func (b *Backend) kernels() accel.Kernels {
 	// ones (ConvTranspose, ReduceSum, Where) would.
 	// Nor has it anything for t-SNE's affinities (a k-nearest-neighbour
 	// search and a per-point bisection) or an embedding's quality.
-	// Unary, binary and transpose run on the contract's kernels too: an
-	// operation or a move per element, where a graph would add its run's
-	// fixed cost.
+	// Unary, binary, transpose and layer_norm run on the contract's
+	// kernels too: a few operations or a move per element, where a graph
+	// would add its run's fixed cost.
 	for _, op := range []*accel.Op{accel.Conv2DBackwardData, accel.Conv2DBackwardFilter, accel.MaxPool2DBackward,
 		accel.ReluBackward, accel.ReduceSum, accel.SoftmaxCrossEntropy, accel.SGDMomentum, accel.Adam,
-		accel.TSNEAffinities, accel.EmbeddingQuality, accel.Unary, accel.Binary, accel.Transpose} {
+		accel.TSNEAffinities, accel.EmbeddingQuality, accel.Unary, accel.Binary, accel.Transpose, accel.LayerNorm} {
 		table[op] = strict[op]
 	}
 	for op, k := range b.viaORT {

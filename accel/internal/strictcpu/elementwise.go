@@ -393,3 +393,41 @@ func (b *Kernels) Transpose(ctx context.Context, out, x *accel.Tensor, p accel.T
 		strictmath.CanonSlice(Y[lo:hi])
 	})
 }
+
+// LayerNorm normalises each row of x (its elements from p.Axis on) as the
+// contract writes it: mean = blocksum(row) / n; d = x − mean; var =
+// blocksum(d·d) / n; inv = 1 / sqrt(var + ε); y = (d·inv)·scale + bias.
+// The squares go through out's row, which the results then overwrite, so
+// the kernel needs no memory of its own for rows up to BlockLen; longer
+// ones keep their runs' sums.
+func (b *Kernels) LayerNorm(ctx context.Context, out, x, scale, bias *accel.Tensor, p accel.LayerNormParams) error {
+	X, Y, S := f32(x), f32(out), f32(scale)
+	var B []float32
+	if bias != nil {
+		B = f32(bias)
+	}
+	n := len(S)
+	fn := float32(n)
+	rows := len(X) / n
+	count, step := chunks(rows, max(1, elemChunk/n))
+	return b.forEach(ctx, count, func(c int) {
+		for r := c * step; r < min((c+1)*step, rows); r++ {
+			xs, ys := X[r*n:(r+1)*n], Y[r*n:(r+1)*n]
+			mean := strictmath.BlockSum(xs) / fn
+			for j, v := range xs {
+				d := v - mean
+				ys[j] = float32(d * d)
+			}
+			inv := 1 / float32(math.Sqrt(float64(strictmath.BlockSum(ys)/fn+p.Epsilon)))
+			for j, v := range xs {
+				// Each conversion rounds: no product fuses into the sum.
+				t := float32(float32((v-mean)*inv) * S[j])
+				if B != nil {
+					t += B[j]
+				}
+				ys[j] = t
+			}
+			strictmath.CanonSlice(ys)
+		}
+	})
+}
