@@ -154,6 +154,7 @@ var opInputs = map[*accel.Op]struct {
 	accel.Unary:         {accel.UnaryParams{Func: accel.UnaryHardSigmoid, Alpha: 0.2, Beta: 0.5}, map[int][]int{0: {2, 3}}, nil},
 	accel.Binary:        {accel.BinaryParams{Func: accel.BinaryDiv}, map[int][]int{0: {2, 3}, 1: {3}}, nil},
 	accel.Transpose:     {accel.PermParams(1, 0), map[int][]int{0: {2, 3}}, nil},
+	accel.LayerNorm:     {accel.LayerNormParams{Axis: 1, Epsilon: 1e-5}, map[int][]int{0: {2, 3}, 1: {3}, 2: {3}}, nil},
 }
 
 // callOf builds a call of op in mode on tensors of s, with its outputs

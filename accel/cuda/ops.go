@@ -53,6 +53,9 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
 			return b.transpose(ctx, v, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
 		},
+		accel.LayerNorm: func(ctx context.Context, c *accel.Call) error {
+			return b.layerNorm(ctx, v, c.Out[0], c.In[0], c.In[1], c.In[2], c.Params.(accel.LayerNormParams))
+		},
 		accel.MaxPool2D: func(ctx context.Context, c *accel.Call) error {
 			return b.maxPool2D(ctx, v, c.Out[0], c.In[0], c.Params.(accel.Pool2DParams))
 		},
@@ -330,6 +333,19 @@ func (b *Backend) transpose(ctx context.Context, v variant, out, x *accel.Tensor
 	return b.run(ctx, "transpose", []*accel.Tensor{out}, func(d *device) error {
 		vals := append([]any{ptr(x), ptr(out), n, int32(len(shape))}, dims...)
 		return d.launch1D(v, "transpose", n, blockThreads, args(vals...))
+	})
+}
+
+// layerNorm normalises each row of x from p.Axis on, one thread a row.
+func (b *Backend) layerNorm(ctx context.Context, v variant, out, x, scale, bias *accel.Tensor, p accel.LayerNormParams) error {
+	n := int64(scale.Len())
+	rows := int64(x.Len()) / n
+	return b.run(ctx, "layer_norm", []*accel.Tensor{out}, func(d *device) error {
+		biasPtr := uint64(0)
+		if bias != nil {
+			biasPtr = ptr(bias)
+		}
+		return d.launch1D(v, "layer_norm", rows, blockThreads, args(ptr(x), ptr(scale), biasPtr, ptr(out), rows, n, float32(n), p.Epsilon))
 	})
 }
 

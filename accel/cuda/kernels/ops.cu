@@ -582,13 +582,65 @@ extern "C" __global__ void transpose(const float* __restrict__ x, float* __restr
     }
 }
 
+// blocksum returns strictmath.BlockSum of v[0..n): runs of BLOCK_LEN summed
+// in order from +0, their sums through the tree as global_avgpool builds it.
+#define BLOCK_LEN 256
+__device__ float blocksum(const float* v, long long n) {
+    float level[40];  // 2^40 runs is beyond any tensor
+    long long runs = 0;
+    for (long long r0 = 0; r0 < n; r0 += BLOCK_LEN) {
+        const long long r1 = r0 + BLOCK_LEN < n ? r0 + BLOCK_LEN : n;
+        float s = 0.0f;
+        for (long long k = r0; k < r1; k++) {
+            s = ADD(s, v[k]);
+        }
+        int l = 0;
+        for (; (runs >> l) & 1; l++) {
+            s = ADD(level[l], s);
+        }
+        level[l] = s;
+        runs++;
+    }
+    float s = 0.0f;
+    bool first = true;
+    for (int l = 0; l < 40; l++) {
+        if (((runs >> l) & 1) == 0) continue;
+        s = first ? level[l] : ADD(level[l], s);
+        first = false;
+    }
+    return s;
+}
+
+// layer_norm normalises each of rows rows of n values, one thread a row,
+// as strictcpu's LayerNorm: mean = blocksum(row) / fn; the squares of
+// d = x - mean go through y's row for their blocksum; inv = 1 / sqrt(var +
+// eps); y = (d * inv) * scale + bias, bias null where absent.
+extern "C" __global__ void layer_norm(const float* __restrict__ x, const float* __restrict__ scale,
+                                      const float* __restrict__ bias, float* __restrict__ y,
+                                      long long rows, long long n, float fn, float eps) {
+    FOR_EACH(r, rows) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        const float mean = DIV(blocksum(xr, n), fn);
+        for (long long j = 0; j < n; j++) {
+            const float d = SUB(xr[j], mean);
+            yr[j] = MUL(d, d);
+        }
+        const float inv = DIV(1.0f, SQRT(ADD(DIV(blocksum(yr, n), fn), eps)));
+        for (long long j = 0; j < n; j++) {
+            float t = MUL(MUL(SUB(xr[j], mean), inv), scale[j]);
+            if (bias != nullptr) t = ADD(t, bias[j]);
+            yr[j] = canon(t);
+        }
+    }
+}
+
 // global_avgpool computes the mean of each of planes planes of hw values:
 // canon(blocksum(plane) / d), d the f32 value of hw, one thread a plane.
 // The blocksum's runs of 256 are summed in order from +0; their sums go
 // into the treesum as a binary counter carries (strictcpu's runTree): a
 // complete subtree per set bit of the count of runs so far, left + right
 // on each carry, and at the end the subtrees added from the right.
-#define BLOCK_LEN 256
 extern "C" __global__ void global_avgpool(const float* __restrict__ x, float* __restrict__ y,
                                           long long planes, long long hw, float d) {
     FOR_EACH(p, planes) {
