@@ -138,6 +138,12 @@ var longCases = []longCase{
 	// A transpose of 2^27 elements, the source read across its rows.
 	{name: "transpose 2^14x2^13", op: accel.Transpose, params: accel.PermParams(1, 0),
 		shapes: [][]int{{1 << 14, 1 << 13}}, small: [][]int{{3, 4}}, deadline: shortDeadline},
+	// Layer normalisation of 2^27 elements: rows of 2^10, and one row of
+	// 2^27 on one thread.
+	{name: "layer_norm rows", op: accel.LayerNorm, params: accel.LayerNormParams{Axis: 1, Epsilon: 1e-5},
+		shapes: [][]int{{1 << 17, 1 << 10}, {1 << 10}, nil}, small: [][]int{{2, 3}, {3}, nil}, deadline: shortDeadline},
+	{name: "layer_norm one row", op: accel.LayerNorm, params: accel.LayerNormParams{Axis: 0, Epsilon: 1e-5},
+		shapes: [][]int{{1 << 27}, {1 << 27}, nil}, small: [][]int{{3}, {3}, nil}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
