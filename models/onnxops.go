@@ -389,6 +389,66 @@ var onnxOps = map[string]*onnxOp{
 			return single(plan1(accel.GlobalAvgPool, accel.NoParams{}, []int{0}, in[0]))
 		},
 	}),
+	// LayerNormalization is a layer_norm over the axes from axis on. Its
+	// optional Mean and InvStdDev outputs are not produced.
+	"LayerNormalization": define(rule[accel.LayerNormParams]{
+		attrs: []string{"axis", "epsilon", "stash_type"},
+		minIn: 2, maxIn: 3,
+		compile: func(c *compiler, st *step, a attrs) (accel.LayerNormParams, int, error) {
+			var p accel.LayerNormParams
+			axis, err := a.int("axis", -1)
+			if err != nil {
+				return p, 0, err
+			}
+			if p.Epsilon, err = a.float("epsilon", 1e-5); err != nil {
+				return p, 0, err
+			}
+			stash, err := a.int("stash_type", 1)
+			if err != nil {
+				return p, 0, err
+			}
+			if stash != 1 {
+				return p, 0, fmt.Errorf("stash_type %d is %w (only 1, float)", stash, accel.ErrUnsupported)
+			}
+			r := c.rank[st.in[0]]
+			if r >= 0 && (axis < int64(-r) || axis >= int64(r)) {
+				return p, 0, fmt.Errorf("%w: axis %d outside rank %d", accel.ErrInvalid, axis, r)
+			}
+			p.Axis = int(axis) // resolved against the rank when planned
+			return p, r, nil
+		},
+		plan: func(p accel.LayerNormParams, in [][]int) (nodePlan, error) {
+			x := tensorShape(in[0])
+			if p.Axis < 0 {
+				p.Axis += len(in[0])
+			}
+			if p.Axis < 0 || p.Axis >= len(in[0]) {
+				return nodePlan{}, fmt.Errorf("%w: axis %d outside %s", accel.ErrInvalid, p.Axis, accel.ShapeString(in[0]))
+			}
+			args, bias := []int{0, 1, absent}, []int(nil)
+			if len(in) == 3 && in[2] != nil {
+				args[2], bias = 2, in[2]
+			}
+			c, err := plan1(accel.LayerNorm, p, args, x, in[1], bias)
+			if err != nil {
+				return nodePlan{}, err
+			}
+			return nodePlan{out: in[0], calls: []opCall{c}}, nil
+		},
+	}),
+	// Dropout in inference gives its input, whatever its ratio; the
+	// training_mode input and the mask output are refused.
+	"Dropout": define(rule[none]{
+		attrs: []string{"seed", "ratio"},
+		minIn: 1, maxIn: 3, consts: 2,
+		compile: func(c *compiler, st *step, a attrs) (none, int, error) {
+			if len(st.consts) == 2 && st.consts[1] != "" {
+				return none{}, 0, fmt.Errorf("training_mode is %w (inference only)", accel.ErrUnsupported)
+			}
+			return none{}, c.rank[st.in[0]], nil
+		},
+		plan: func(_ none, in [][]int) (nodePlan, error) { return nodePlan{out: in[0]}, nil },
+	}),
 	// Reshape, Flatten and Identity give their input's data a new shape,
 	// and cost nothing beyond the run.
 	"Reshape": define(rule[[]int64]{

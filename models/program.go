@@ -609,7 +609,8 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 // run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul
 // (a vector as a one-row or one-column matrix); Conv a conv2d; Relu and
 // MaxPool their operations; Softmax a softmax, between two transposes
-// where its axis is not the last; Transpose a transpose; Clip a clip; GlobalAveragePool a
+// where its axis is not the last; Transpose a transpose;
+// LayerNormalization a layer_norm; Dropout nothing; Clip a clip; GlobalAveragePool a
 // global_avgpool; Abs, Neg, Sqrt, Reciprocal, LeakyRelu, HardSigmoid,
 // HardSwish, Exp, Log, Tanh, Sigmoid and Erf a unary; Add an add, an add_bias where one
 // operand broadcasts along one axis, else a binary add; Sub, Mul and Div a

@@ -911,3 +911,55 @@ func TestSoftmaxAxes(t *testing.T) {
 		})
 	}
 }
+
+// TestLayerNormalization: ONNX's LayerNormalization with its Y alone is
+// one layer_norm, its negative axis counted from the end, its bias
+// optional; the Mean and InvStdDev outputs are refused.
+func TestLayerNormalization(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	xd, sd, bd := floats(r, 2*3*4), floats(r, 12), floats(r, 12)
+	for _, c := range []struct {
+		name string
+		axis int64
+		bias bool
+		row  []int
+	}{
+		{"last", -1, true, []int{4}},
+		{"two_axes", 1, true, []int{3, 4}},
+		{"no_bias", -2, false, []int{3, 4}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := product(c.row)
+			dims := make([]int64, len(c.row))
+			for i, d := range c.row {
+				dims[i] = int64(d)
+			}
+			ins, inits := ss("x", "scale"), []onnx.Tensor{finit("scale", sd[:n], dims...)}
+			if c.bias {
+				ins = append(ins, "bias")
+				inits = append(inits, finit("bias", bd[:n], dims...))
+			}
+			m := graph([]onnx.Node{node("LayerNormalization", "ln", ins, ss("y"), aInt("axis", c.axis), aFloat("epsilon", 1e-3))},
+				[]onnx.ValueInfo{vi("x", 2, 3, 4)}, []onnx.ValueInfo{vi("y")}, inits...)
+			p, err := Compile(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSession(t, accel.Limits{})
+			outs := run(t, s, p, tensor(t, s, xd, 2, 3, 4))
+			h := newSession(t, accel.Limits{})
+			var bias *accel.Tensor
+			if c.bias {
+				bias = tensor(t, h, bd[:n], c.row...)
+			}
+			want := must(t)(h.LayerNorm(bg, tensor(t, h, xd, 2, 3, 4), tensor(t, h, sd[:n], c.row...), bias,
+				accel.LayerNormParams{Axis: 3 - len(c.row), Epsilon: 1e-3}))
+			sameBits(t, "y", outs[0], s, want, h)
+		})
+	}
+	m := graph([]onnx.Node{node("LayerNormalization", "ln", ss("x", "scale"), ss("y", "mean", "inv"))},
+		[]onnx.ValueInfo{vi("x", 2, 4)}, []onnx.ValueInfo{vi("y")}, finit("scale", sd[:4], 4))
+	if _, err := Compile(m); !errors.Is(err, accel.ErrUnsupported) || !strings.Contains(err.Error(), "outputs") {
+		t.Errorf("Compile with Mean and InvStdDev: %v, want unsupported outputs", err)
+	}
+}
