@@ -212,6 +212,7 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"binary":         func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
 	"transpose":      func(w []uint32) (any, bool) { return accel.TransposeParams{Perm: w[0]}, true },
+	"batch_matmul":   func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"layer_norm": func(w []uint32) (any, bool) {
 		if w[0] > 8 {
 			return nil, false
@@ -308,6 +309,7 @@ var exampleShapes = map[string][][]int{
 	"unary":          {{2, 3}},
 	"binary":         {{2, 3}, {3}},
 	"transpose":      {{2, 3}},
+	"batch_matmul":   {{2, 2, 3}, {3, 4}},
 	"layer_norm":     {{2, 3}, {3}, {3}},
 
 	"tsne_affinities":   {{5, 3}},
@@ -725,6 +727,28 @@ func init() {
 		},
 		units: func(in, _ [][]int, _ any) *big.Int {
 			return bigSum(big.NewInt(64), bigProd(append([]int{16}, in[0]...)...), bigProd(append([]int{8}, in[1]...)...))
+		},
+	}
+	// batch_matmul: two operands of rank 2 or more, the inner sizes
+	// equal, the leading axes broadcast (binary's rule); each product
+	// costs a matmul's units less the call's.
+	shapeSpecs["batch_matmul"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			a, b := in[0], in[1]
+			if len(a) < 2 || len(b) < 2 || a[len(a)-1] != b[len(b)-2] {
+				return nil, refuse
+			}
+			batch, v := shapeSpecs["binary"].rule([][]int{a[:len(a)-2], b[:len(b)-2]}, accel.BinaryParams{Func: accel.BinaryAdd})
+			if v != accept {
+				return nil, refuse
+			}
+			return [][]int{append(batch[0], a[len(a)-2], b[len(b)-1])}, accept
+		},
+		units: func(in, out [][]int, _ any) *big.Int {
+			a, b, c := in[0], in[1], out[0]
+			m, k, n := a[len(a)-2], a[len(a)-1], b[len(b)-1]
+			per := bigSum(bigProd(2, m, k, n), bigProd(4, m, k), bigProd(4, k, n), bigProd(4, m, n))
+			return bigSum(big.NewInt(64), new(big.Int).Mul(bigProd(c[:len(c)-2]...), per))
 		},
 	}
 	// global_avgpool: an addition per element of x and a division per

@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm, BatchMatMul,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -1056,4 +1056,60 @@ var LayerNorm = define(opDef[LayerNormParams]{
 // LayerNorm normalises x's rows from axis on; bias may be nil.
 func (s *Session) LayerNorm(ctx context.Context, x, scale, bias *Tensor, p LayerNormParams) (*Tensor, error) {
 	return s.run1(ctx, LayerNorm, p, x, scale, bias)
+}
+
+// ---- batch_matmul ----------------------------------------------------------
+
+// BatchMatMul is C[…, M, N] = A[…, M, K] · B[…, K, N]: a matmul for each
+// index of the leading (batch) axes, which broadcast as NumPy's do. Each
+// product is matmul's, in its order.
+var BatchMatMul = define(opDef[NoParams]{
+	Op: Op{
+		Name: "batch_matmul", Contract: "batch_matmul",
+		Inputs:  []Input{{Name: "a", DType: F32}, {Name: "b", DType: F32}},
+		Outputs: []string{"c"},
+		Tolerance: Tolerance{Scale: ScaleAbs, Terms: func(c *Call) int {
+			a := c.In[0].Shape()
+			return a[len(a)-1]
+		}},
+	},
+	shape: func(in [][]int, _ NoParams) ([][]int, error) {
+		out, _, _, _, _, err := BatchMatMulDims(in[0], in[1])
+		return [][]int{out}, err
+	},
+	units: func(in, _ [][]int, _ NoParams) uint64 {
+		_, batches, m, k, n, _ := BatchMatMulDims(in[0], in[1])
+		return CallUnits + uint64(batches)*(MatMulUnits(m, k, n)-CallUnits)
+	},
+	// Packed copies of one product's operands at a time.
+	scratch: func(in, _ [][]int, _ NoParams) int64 {
+		_, _, m, k, n, _ := BatchMatMulDims(in[0], in[1])
+		return 4 * (int64(m)*int64(k) + int64(k)*int64(n))
+	},
+})
+
+// BatchMatMulDims checks the operands of a batch_matmul and returns the
+// output's shape, the number of products and M, K and N.
+func BatchMatMulDims(a, b []int) (out []int, batches, m, k, n int, err error) {
+	if len(a) < 2 || len(b) < 2 {
+		return nil, 0, 0, 0, 0, fmt.Errorf("%w: batch_matmul needs operands of rank 2 or more, got %s and %s", ErrShape, ShapeString(a), ShapeString(b))
+	}
+	m, k, n = a[len(a)-2], a[len(a)-1], b[len(b)-1]
+	if b[len(b)-2] != k {
+		return nil, 0, 0, 0, 0, fmt.Errorf("%w: batch_matmul of %s and %s: inner dimensions %d and %d differ", ErrShape, ShapeString(a), ShapeString(b), k, b[len(b)-2])
+	}
+	batch, err := BroadcastShapes(a[:len(a)-2], b[:len(b)-2])
+	if err != nil {
+		return nil, 0, 0, 0, 0, err
+	}
+	out = append(batch, m, n)
+	if _, err := NumElements(out); err != nil {
+		return nil, 0, 0, 0, 0, err
+	}
+	return out, int(product(batch)), m, k, n, nil
+}
+
+// BatchMatMul returns a·b for each index of the batch axes.
+func (s *Session) BatchMatMul(ctx context.Context, a, b *Tensor) (*Tensor, error) {
+	return s.run1(ctx, BatchMatMul, NoParams{}, a, b)
 }

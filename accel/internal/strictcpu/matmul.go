@@ -46,7 +46,40 @@ func (b *Kernels) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.
 	if err != nil {
 		return err
 	}
-	A, Bt, C := f32(a), f32(bm), f32(out)
+	return b.matmul(ctx, f32(out), f32(a), f32(bm), m, k, n, p)
+}
+
+// BatchMatMul computes each product of a batch_matmul with MatMul's
+// kernels, one after the other; an operand that repeats along a batch
+// axis is read again.
+func (b *Kernels) BatchMatMul(ctx context.Context, out, a, bm *accel.Tensor) error {
+	shape, batches, m, k, n, err := accel.BatchMatMulDims(a.Shape(), bm.Shape())
+	if err != nil {
+		return err
+	}
+	batch := shape[:len(shape)-2]
+	as, bs := a.Shape(), bm.Shape()
+	sa := accel.BroadcastStrides(as[:len(as)-2], batch)
+	sb := accel.BroadcastStrides(bs[:len(bs)-2], batch)
+	A, B, C := f32(a), f32(bm), f32(out)
+	for i := range batches {
+		ia, ib := 0, 0
+		for d, r := len(batch)-1, i; d >= 0; d-- {
+			ia += r % batch[d] * sa[d]
+			ib += r % batch[d] * sb[d]
+			r /= batch[d]
+		}
+		ia, ib = ia*m*k, ib*k*n
+		if err := b.matmul(ctx, C[i*m*n:(i+1)*m*n], A[ia:ia+m*k], B[ib:ib+k*n], m, k, n, accel.MatMulParams{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// matmul is C = op(A)·op(B) on slices, for M, K and N.
+func (b *Kernels) matmul(ctx context.Context, C, A, Bt []float32, m, k, n int, p accel.MatMulParams) error {
+	var err error
 	if kr := b.kern; kr.micro != nil && m >= mmFewRows {
 		return b.matmulPacked(ctx, kr, C, A, Bt, m, k, n, p)
 	}

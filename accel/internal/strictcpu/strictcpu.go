@@ -99,6 +99,9 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
 			return b.Transpose(ctx, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
 		},
+		accel.BatchMatMul: func(ctx context.Context, c *accel.Call) error {
+			return b.BatchMatMul(ctx, c.Out[0], c.In[0], c.In[1])
+		},
 		accel.LayerNorm: func(ctx context.Context, c *accel.Call) error {
 			return b.LayerNorm(ctx, c.Out[0], c.In[0], c.In[1], c.In[2], c.Params.(accel.LayerNormParams))
 		},
