@@ -53,6 +53,9 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
 			return b.transpose(ctx, v, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
 		},
+		accel.BatchMatMul: func(ctx context.Context, c *accel.Call) error {
+			return b.batchMatMul(ctx, v, c.Out[0], c.In[0], c.In[1])
+		},
 		accel.LayerNorm: func(ctx context.Context, c *accel.Call) error {
 			return b.layerNorm(ctx, v, c.Out[0], c.In[0], c.In[1], c.In[2], c.Params.(accel.LayerNormParams))
 		},
@@ -110,6 +113,41 @@ func (b *Backend) matMul(ctx context.Context, v variant, out, a, bm *accel.Tenso
 	}
 	return b.run(ctx, "matmul", []*accel.Tensor{out}, func(d *device) error {
 		return d.matmulStrict(m, n, k, ptr(a), ptr(bm), ptr(out), p.TransA, p.TransB)
+	})
+}
+
+// batchMatMul computes each product of a batch_matmul as matMul does, one
+// launch (or cuBLAS call) a product, at the operands' offsets.
+func (b *Backend) batchMatMul(ctx context.Context, v variant, out, a, bm *accel.Tensor) error {
+	shape, batches, m, k, n, _ := accel.BatchMatMulDims(a.Shape(), bm.Shape()) // checked by the Session
+	batch := shape[:len(shape)-2]
+	as, bs := a.Shape(), bm.Shape()
+	sa := accel.BroadcastStrides(as[:len(as)-2], batch)
+	sb := accel.BroadcastStrides(bs[:len(bs)-2], batch)
+	return b.run(ctx, "batch_matmul", []*accel.Tensor{out}, func(d *device) error {
+		for i := range batches {
+			ia, ib := 0, 0
+			for dim, r := len(batch)-1, i; dim >= 0; dim-- {
+				ia += r % batch[dim] * sa[dim]
+				ib += r % batch[dim] * sb[dim]
+				r /= batch[dim]
+			}
+			pa, pb := ptr(a)+uint64(4*ia*m*k), ptr(bm)+uint64(4*ib*k*n)
+			pc := ptr(out) + uint64(4*i*m*n)
+			var err error
+			if v == fastKernels {
+				var h uintptr
+				if h, err = d.cublas(); err == nil {
+					err = d.libs.blas.sgemmRowMajor(h, m, n, k, pa, pb, pc, false, false)
+				}
+			} else {
+				err = d.matmulStrict(m, n, k, pa, pb, pc, false, false)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
