@@ -144,6 +144,9 @@ var longCases = []longCase{
 		shapes: [][]int{{1 << 17, 1 << 10}, {1 << 10}, nil}, small: [][]int{{2, 3}, {3}, nil}, deadline: shortDeadline},
 	{name: "layer_norm one row", op: accel.LayerNorm, params: accel.LayerNormParams{Axis: 0, Epsilon: 1e-5},
 		shapes: [][]int{{1 << 27}, {1 << 27}, nil}, small: [][]int{{3}, {3}, nil}, deadline: shortDeadline},
+	// 64 products of 512×512 by 512×512, 17 G multiply-adds.
+	{name: "64 products", op: accel.BatchMatMul, params: accel.NoParams{},
+		shapes: [][]int{{64, 512, 512}, {64, 512, 512}}, small: [][]int{{2, 2, 3}, {2, 3, 2}}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
