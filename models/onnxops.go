@@ -142,40 +142,59 @@ var onnxOps = map[string]*onnxOp{
 			return nodePlan{out: bias.out[0], calls: []opCall{mm, bias}}, nil
 		},
 	}),
-	// MatMul is a matmul of matrices; a vector operand is a one-row
-	// (first) or one-column (second) matrix, and its axis is dropped from
-	// the result, as numpy does, so two vectors give a scalar.
+	// MatMul is a matmul of matrices, and a batch_matmul where either
+	// operand has batch axes; a vector operand is a one-row (first) or
+	// one-column (second) matrix, and its axis is dropped from the result,
+	// as numpy does, so two vectors give a scalar.
 	"MatMul": define(rule[none]{
 		minIn: 2, maxIn: 2,
 		compile: func(c *compiler, st *step, _ attrs) (none, int, error) {
 			r0, r1 := c.rank[st.in[0]], c.rank[st.in[1]]
-			if r0 == 0 || r0 > 2 || r1 == 0 || r1 > 2 {
-				return none{}, 0, fmt.Errorf("inputs of rank %d and %d are %w (only 1-d and 2-d)", r0, r1, accel.ErrUnsupported)
+			if r0 == 0 || r1 == 0 {
+				return none{}, 0, fmt.Errorf("an input of rank 0 is %w (MatMul takes vectors and matrices)", accel.ErrUnsupported)
 			}
 			if r0 < 0 || r1 < 0 {
 				return none{}, -1, nil
 			}
-			return none{}, r0 + r1 - 2, nil
+			rank := max(r0, r1)
+			if r0 == 1 {
+				rank--
+			}
+			if r1 == 1 {
+				rank--
+			}
+			return none{}, max(rank, 0), nil
 		},
 		plan: func(_ none, in [][]int) (nodePlan, error) {
 			a, b := in[0], in[1]
-			if len(a) == 0 || len(a) > 2 || len(b) == 0 || len(b) > 2 {
-				return nodePlan{}, fmt.Errorf("matmul of %s and %s is %w (only 1-d and 2-d)", accel.ShapeString(a), accel.ShapeString(b), accel.ErrUnsupported)
+			if len(a) == 0 || len(b) == 0 {
+				return nodePlan{}, fmt.Errorf("matmul of %s and %s is %w (rank 0)", accel.ShapeString(a), accel.ShapeString(b), accel.ErrUnsupported)
 			}
-			out := []int{}
-			if len(a) == 1 {
+			vecA, vecB := len(a) == 1, len(b) == 1
+			if vecA {
 				a = []int{1, a[0]}
-			} else {
-				out = append(out, a[0])
 			}
-			if len(b) == 1 {
+			if vecB {
 				b = []int{b[0], 1}
-			} else {
-				out = append(out, b[1])
 			}
-			mm, err := plan1(accel.MatMul, accel.MatMulParams{}, []int{0, 1}, a, b)
+			var mm opCall
+			var err error
+			if len(a) == 2 && len(b) == 2 {
+				mm, err = plan1(accel.MatMul, accel.MatMulParams{}, []int{0, 1}, a, b)
+			} else {
+				mm, err = plan1(accel.BatchMatMul, accel.NoParams{}, []int{0, 1}, a, b)
+			}
 			if err != nil {
 				return nodePlan{}, err
+			}
+			out := mm.out[0]
+			switch {
+			case vecA && vecB:
+				out = out[:len(out)-2]
+			case vecA:
+				out = append(slices.Clone(out[:len(out)-2]), out[len(out)-1])
+			case vecB:
+				out = out[:len(out)-1]
 			}
 			return nodePlan{out: out, calls: []opCall{mm}}, nil
 		},

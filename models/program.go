@@ -606,8 +606,9 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 //	   + the units of every accel operation the nodes map onto
 //
 // Each node's output shape follows from its input shapes by the rules the
-// run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul
-// (a vector as a one-row or one-column matrix); Conv a conv2d; Relu and
+// run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul,
+// or a batch_matmul where an operand has batch axes (a vector as a one-row
+// or one-column matrix); Conv a conv2d; Relu and
 // MaxPool their operations; Softmax a softmax, between two transposes
 // where its axis is not the last; Transpose a transpose;
 // LayerNormalization a layer_norm; Dropout nothing; Clip a clip; GlobalAveragePool a

@@ -466,7 +466,6 @@ func TestCompileUnsupported(t *testing.T) {
 		{"gemm_beta", graph([]onnx.Node{node("Gemm", "g", ss("x", "w", "c"), ss("y"), aFloat("beta", 2))}, x2, y, w, finit("c", make([]float32, 4), 4)), "beta"},
 		{"gemm_c_matrix", graph([]onnx.Node{node("Gemm", "g", ss("x", "w", "c"), ss("y"))}, x2, y, w, finit("c", make([]float32, 4), 1, 4)), "input C"},
 		{"gemm_unknown_attr", graph([]onnx.Node{node("Gemm", "g", ss("x", "w"), ss("y"), aInt("broadcast", 1))}, x2, y, w), `attribute "broadcast"`},
-		{"matmul_3d", graph([]onnx.Node{node("MatMul", "mm", ss("x", "w"), ss("y"))}, []onnx.ValueInfo{vi("x", 2, 3, 4)}, y, w), "rank 3"},
 		{"conv_auto_pad", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"), aString("auto_pad", "SAME_UPPER"))}, x4, y, cw), "SAME_UPPER"},
 		{"conv_1d_kernel", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"), aInts("kernel_shape", 3))}, x4, y, cw), "kernel_shape"},
 		{"conv_1d_weights", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"))}, []onnx.ValueInfo{vi("x", 1, 1, 6)}, y, finit("w", make([]float32, 3), 1, 1, 3)), "2-d convolution"},
@@ -961,5 +960,46 @@ func TestLayerNormalization(t *testing.T) {
 		[]onnx.ValueInfo{vi("x", 2, 4)}, []onnx.ValueInfo{vi("y")}, finit("scale", sd[:4], 4))
 	if _, err := Compile(m); !errors.Is(err, accel.ErrUnsupported) || !strings.Contains(err.Error(), "outputs") {
 		t.Errorf("Compile with Mean and InvStdDev: %v, want unsupported outputs", err)
+	}
+}
+
+// TestMatMulBatched: MatMul with batch axes is one batch_matmul, a vector
+// operand a one-row or one-column matrix whose axis leaves the result.
+func TestMatMulBatched(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, c := range []struct {
+		name         string
+		a, b         []int
+		viewA, viewB []int // as batch_matmul takes them
+		out          []int
+	}{
+		{"batch_by_matrix", []int{2, 3, 4}, []int{4, 5}, []int{2, 3, 4}, []int{4, 5}, []int{2, 3, 5}},
+		{"broadcast", []int{2, 1, 3, 4}, []int{5, 4, 6}, []int{2, 1, 3, 4}, []int{5, 4, 6}, []int{2, 5, 3, 6}},
+		{"batch_by_vector", []int{2, 3, 4}, []int{4}, []int{2, 3, 4}, []int{4, 1}, []int{2, 3}},
+		{"vector_by_batch", []int{4}, []int{2, 4, 5}, []int{1, 4}, []int{2, 4, 5}, []int{2, 5}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ad, bd := floats(r, product(c.a)), floats(r, product(c.b))
+			toAny := func(d []int) []any {
+				v := make([]any, len(d))
+				for i, x := range d {
+					v[i] = x
+				}
+				return v
+			}
+			p, err := Compile(graph([]onnx.Node{node("MatMul", "mm", ss("a", "b"), ss("y"))},
+				[]onnx.ValueInfo{vi("a", toAny(c.a)...), vi("b", toAny(c.b)...)}, []onnx.ValueInfo{vi("y")}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSession(t, accel.Limits{})
+			outs := run(t, s, p, tensor(t, s, ad, c.a...), tensor(t, s, bd, c.b...))
+			h := newSession(t, accel.Limits{})
+			want := must(t)(h.BatchMatMul(bg, tensor(t, h, ad, c.viewA...), tensor(t, h, bd, c.viewB...)))
+			if err := h.Reshape(want, c.out); err != nil {
+				t.Fatal(err)
+			}
+			sameBits(t, "y", outs[0], s, want, h)
+		})
 	}
 }
