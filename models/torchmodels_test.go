@@ -2,7 +2,9 @@ package models_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -202,4 +204,73 @@ func TestExternalDataNeedsItsFile(t *testing.T) {
 	if _, err := models.NewRegistry().Add("copy", m.Bytes); err != nil {
 		t.Errorf("the loaded model's bytes do not load alone: %v", err)
 	}
+}
+
+// BenchmarkTorchModels runs each exported network at batch 1 and 32 in
+// strict mode on ref and whole on ONNX Runtime in fast mode, both with
+// one thread per core, side by side:
+//
+//	go test -run '^$' -bench TorchModels -benchtime 10x ./models
+//
+// A run's session and the model's compiled program (ONNX Runtime's
+// session) are made before the timer starts.
+func BenchmarkTorchModels(b *testing.B) {
+	backends := []struct {
+		b    accel.Backend
+		mode accel.Mode
+	}{{ref.New(0), accel.Strict}}
+	if o := ort.New(accel.Options{}, false); o.Status().Available {
+		backends = append(backends, struct {
+			b    accel.Backend
+			mode accel.Mode
+		}{o, accel.Fast})
+		b.Cleanup(func() { o.Close() })
+	}
+	for _, tm := range torchModels {
+		m, err := models.NewRegistry().LoadFile(tm.name, filepath.Join(fixtureDir, tm.name+".onnx"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, batch := range []int{1, 32} {
+			shape := append([]int{batch}, tm.in[1:]...)
+			x := make([]float32, product(shape))
+			r := rand.New(rand.NewPCG(1, uint64(batch)))
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			for _, be := range backends {
+				b.Run(fmt.Sprintf("%s/batch=%d/%s", tm.name, batch, be.b.Name()), func(b *testing.B) {
+					s := session(b, be.b, be.mode, nil)
+					in, err := s.FromFloat32(x, shape...)
+					if err != nil {
+						b.Fatal(err)
+					}
+					run := func() {
+						outs, err := m.Run(ctx, s, []*accel.Tensor{in})
+						if err != nil {
+							b.Fatal(err)
+						}
+						for _, o := range outs {
+							s.Free(o)
+						}
+					}
+					run() // the first run compiles
+					b.ResetTimer()
+					for range b.N {
+						run()
+					}
+					b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/run")
+					b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "images/s")
+				})
+			}
+		}
+	}
+}
+
+func product(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
 }

@@ -6,7 +6,8 @@ and PyTorch's output for it.
 For each model NAME (all of MODELS by default) it writes, under --out:
 
     NAME.onnx      the model, exported by torch.onnx.export at opset 17, its
-                   input named "input" and its output "output"
+                   input named "input" and its output "output", their first
+                   axis a symbolic "batch"
     NAME.onnx.data for a model saved with external data: its weights, which
                    NAME.onnx refers to by this file name, as torch's newer
                    exporter writes every model
@@ -137,14 +138,19 @@ def export(name, out):
     with torch.no_grad():
         y = model(x)
     onnx_path = os.path.join(out, name + ".onnx")
+    # The batch is symbolic, so that the same file serves any batch size.
     torch.onnx.export(model, (x,), onnx_path, opset_version=OPSET,
                       input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                       do_constant_folding=True)
     data_name = None
     if external:
         import onnx
         data_name = name + ".onnx.data"
         om = onnx.load(onnx_path)
+        # onnx appends to a data file that exists: start it afresh.
+        if os.path.exists(os.path.join(out, data_name)):
+            os.remove(os.path.join(out, data_name))
         # Every tensor of 1 KiB or more goes to the one data file, at
         # offsets the library aligns; smaller ones stay in the model.
         onnx.save_model(om, onnx_path, save_as_external_data=True,
