@@ -137,11 +137,12 @@ var Conv2D = define(opDef[Conv2DParams]{
 		return [][]int{out}, err
 	},
 	units: func(in, out [][]int, p Conv2DParams) uint64 { return Conv2DUnits(in[0], in[1], out[0], in[2] != nil) },
-	// An unrolled (im2col) copy of one image's windows, as libraries
-	// compute a convolution with a matrix product.
+	// An unrolled (im2col) copy of one image's windows and a copy of the
+	// weights, as a convolution computed as a matrix product packs them.
 	scratch: func(in, out [][]int, p Conv2DParams) int64 {
 		w, y := in[1], out[0]
-		return 4 * int64(w[1]) * int64(w[2]) * int64(w[3]) * int64(y[2]) * int64(y[3])
+		window := int64(w[1]) * int64(w[2]) * int64(w[3])
+		return 4 * window * (int64(y[2])*int64(y[3]) + int64(w[0]))
 	},
 })
 

@@ -6,6 +6,7 @@ package hostmem
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/accelnode/accelnode/accel"
@@ -17,7 +18,19 @@ type Buffer struct {
 	I []int32
 }
 
-func (b *Buffer) Free() { b.F, b.I = nil, nil }
+// Free hands the storage back. Large buffers go to a pool of their exact
+// size, so that the next tensor of that size (the same layer's output in
+// the next run of a model, say) takes memory that is already mapped;
+// Alloc clears what it reuses.
+func (b *Buffer) Free() {
+	switch {
+	case b.F != nil:
+		release(accel.F32, len(b.F), unsafe.Pointer(&b.F))
+	case b.I != nil:
+		release(accel.I32, len(b.I), unsafe.Pointer(&b.I))
+	}
+	b.F, b.I = nil, nil
+}
 
 // words views the elements as raw 32-bit words.
 func (b *Buffer) words() []uint32 {
@@ -34,11 +47,87 @@ func Alloc(dt accel.DType, n int) (*Buffer, error) {
 	}
 	switch dt {
 	case accel.F32:
+		if f := reuse[float32](accel.F32, n); f != nil {
+			return &Buffer{F: f}, nil
+		}
 		return &Buffer{F: make([]float32, n)}, nil
 	case accel.I32:
+		if i := reuse[int32](accel.I32, n); i != nil {
+			return &Buffer{I: i}, nil
+		}
 		return &Buffer{I: make([]int32, n)}, nil
 	}
 	return nil, fmt.Errorf("%w: dtype %v", accel.ErrInvalid, dt)
+}
+
+// Buffers of at least pooledElements elements are kept by exact size when
+// freed, up to pooledBytes in all: enough for the activations of a
+// network's run, so that the next run takes memory that is mapped
+// already instead of faulting fresh pages in. The pool outlives garbage
+// collections (a run that allocates gigabytes collects many times); what
+// it would hold beyond its bound goes to the collector.
+const (
+	pooledElements = 1 << 14
+	pooledBytes    = 256 << 20
+)
+
+var free struct {
+	sync.Mutex
+	f     map[int][][]float32
+	i     map[int][][]int32
+	bytes int
+}
+
+// reuse returns a cleared pooled slice of n elements, or nil.
+func reuse[E float32 | int32](dt accel.DType, n int) []E {
+	if n < pooledElements {
+		return nil
+	}
+	free.Lock()
+	var s any
+	switch dt {
+	case accel.F32:
+		if l := free.f[n]; len(l) > 0 {
+			s, free.f[n] = l[len(l)-1], l[:len(l)-1]
+		}
+	case accel.I32:
+		if l := free.i[n]; len(l) > 0 {
+			s, free.i[n] = l[len(l)-1], l[:len(l)-1]
+		}
+	}
+	if s != nil {
+		free.bytes -= 4 * n
+	}
+	free.Unlock()
+	e, _ := s.([]E)
+	clear(e)
+	return e
+}
+
+// release keeps the slice at ptr, a *[]float32 or *[]int32 of n elements,
+// where the pool has room for it.
+func release(dt accel.DType, n int, ptr unsafe.Pointer) {
+	if n < pooledElements {
+		return
+	}
+	free.Lock()
+	defer free.Unlock()
+	if free.bytes+4*n > pooledBytes {
+		return
+	}
+	free.bytes += 4 * n
+	switch dt {
+	case accel.F32:
+		if free.f == nil {
+			free.f = map[int][][]float32{}
+		}
+		free.f[n] = append(free.f[n], *(*[]float32)(ptr))
+	case accel.I32:
+		if free.i == nil {
+			free.i = map[int][][]int32{}
+		}
+		free.i[n] = append(free.i[n], *(*[]int32)(ptr))
+	}
 }
 
 // littleEndian is true when the host stores words in little-endian order, so

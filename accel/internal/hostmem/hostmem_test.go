@@ -59,3 +59,49 @@ func TestAllocWriteRead(t *testing.T) {
 		t.Errorf("f32 round trip %v", buf.F)
 	}
 }
+
+// TestPoolReuse: a large buffer freed comes back cleared for the next
+// tensor of its size, never to two tensors at once, and small ones and
+// other sizes are not pooled.
+func TestPoolReuse(t *testing.T) {
+	n := pooledElements + 3
+	a, err := Alloc(accel.F32, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.F {
+		a.F[i] = 7
+	}
+	first := &a.F[0]
+	a.Free()
+	b, _ := Alloc(accel.F32, n)
+	c, _ := Alloc(accel.F32, n)
+	if &b.F[0] != first {
+		t.Error("a freed buffer was not reused for the next tensor of its size")
+	}
+	if &c.F[0] == &b.F[0] {
+		t.Fatal("one buffer given to two tensors")
+	}
+	for i, v := range b.F {
+		if v != 0 {
+			t.Fatalf("reused buffer holds %v at %d, want zeros", v, i)
+		}
+	}
+	other, _ := Alloc(accel.F32, n+1)
+	if &other.F[0] == first {
+		t.Error("a buffer reused for another size")
+	}
+	i32, _ := Alloc(accel.I32, n)
+	if len(i32.I) != n {
+		t.Errorf("i32 buffer of %d elements, want %d", len(i32.I), n)
+	}
+	for _, x := range []*Buffer{b, c, other, i32} {
+		x.Free()
+	}
+	free.Lock()
+	held := free.bytes
+	free.Unlock()
+	if held > pooledBytes {
+		t.Errorf("the pool holds %d bytes, over its %d", held, pooledBytes)
+	}
+}

@@ -47,6 +47,9 @@ func (b *Kernels) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 	if bias != nil {
 		B = f32(bias)
 	}
+	if pointwise(p, KH, KW) {
+		return b.conv1x1(ctx, Y, X, Wt, B, N, C, OC, H*W)
+	}
 	ocg := OC / p.Groups
 
 	// Valid output rows per kernel row; they depend on the kernel offset
@@ -373,4 +376,40 @@ func axpy(c, b []float32, x float32) {
 	for j, v := range b {
 		c[j] = c[j] + float32(x*v)
 	}
+}
+
+// pointwise reports whether a convolution is 1×1 over the whole input:
+// one group, stride 1, no padding. Each output is then the sum over c of
+// x[c]·w[oc, c] from +0, in increasing c, which is matmul's contract for
+// W[OC, C] · X[C, H·W].
+func pointwise(p accel.Conv2DParams, kh, kw int) bool {
+	return kh == 1 && kw == 1 && p.Groups == 1 && p.StrideH == 1 && p.StrideW == 1 &&
+		p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
+}
+
+// conv1x1 computes a pointwise convolution image by image as the matmul
+// W · X[n], then adds the bias: canon(canon(s) + b) is canon(s + b).
+func (b *Kernels) conv1x1(ctx context.Context, Y, X, Wt, B []float32, N, C, OC, hw int) error {
+	for n := range N {
+		y := Y[n*OC*hw : (n+1)*OC*hw]
+		if err := b.matmul(ctx, y, Wt, X[n*C*hw:(n+1)*C*hw], OC, C, hw, accel.MatMulParams{}); err != nil {
+			return err
+		}
+		if B == nil {
+			continue
+		}
+		count, step := chunks(OC, max(1, elemChunk/hw))
+		err := b.forEach(ctx, count, func(c int) {
+			for oc := c * step; oc < min((c+1)*step, OC); oc++ {
+				row, bv := y[oc*hw:(oc+1)*hw], B[oc]
+				for j, v := range row {
+					row[j] = strictmath.Canon(v + bv)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -190,16 +190,23 @@ func (b *Kernels) Clip(ctx context.Context, out, x *accel.Tensor, p accel.ClipPa
 		start, end := c*step, min((c+1)*step, len(X))
 		xs, ys := X[start:end], Y[start:end]
 		ys = ys[:len(xs)]
+		// The selections are on the values' bits, which the compiler
+		// makes conditional moves: activations fall on either side of a
+		// bound at random, and branches on them mispredict.
+		lb, hb := math.Float32bits(lo), math.Float32bits(hi)
 		for i, v := range xs {
+			b := math.Float32bits(v)
 			if v < lo {
-				v = lo
+				b = lb
 			}
-			if v > hi {
-				v = hi
+			if math.Float32frombits(b) > hi {
+				b = hb
 			}
-			ys[i] = v
+			if v != v {
+				b = strictmath.CanonicalNaN
+			}
+			ys[i] = math.Float32frombits(b)
 		}
-		strictmath.CanonSlice(ys)
 	})
 }
 
