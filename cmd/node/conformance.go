@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,7 @@ import (
 // openRegistry opens the backends; tests replace it to add their own.
 var openRegistry = accel.Open
 
-const conformanceSynopsis = "conformance [--determinism strict|fast] [--backends a,b] [--quick] [--repeat N] [--reference ref|spec] [--format table|json|markdown] [--verbose] [--progress] [--guest MODULE.wasm [-- ARGS...]]"
+const conformanceSynopsis = "conformance [--determinism strict|fast] [--backends a,b] [--quick] [--repeat N] [--reference ref|spec] [--format table|json|markdown] [--verbose] [--progress] [--guest MODULE.wasm [-- ARGS...]] | conformance --models DIR [--backends a,b]"
 
 func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags, set := newCommand("conformance", conformanceSynopsis, stderr,
@@ -31,6 +32,7 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	progress := flags.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	refName := flags.String("reference", "ref", "what outputs are compared with: ref, spec (the contract's literal transcription, slow; checks ref itself) or another backend")
 	guestPath := flags.String("guest", "", "also run this guest once per backend, under the limits of accelnode run, with the arguments after --, and compare the sha256 of its standard output")
+	modelDir := flags.String("models", "", "instead of the corpus, run every NAME.onnx of this folder that has NAME.io.ant beside it (testdata/models) on each backend: strict runs must give the same bits, and every run its outputs within 1e-4 of the file's")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
@@ -80,6 +82,22 @@ func conformanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 				chosen = append(chosen, b)
 			}
 		}
+	}
+	if *modelDir != "" {
+		if *guestPath != "" {
+			return errors.New("--models and --guest: run one at a time")
+		}
+		fails, err := modelsConformance(ctx, *modelDir, chosen, stdout)
+		if err != nil {
+			return err
+		}
+		for _, f := range fails {
+			fmt.Fprintln(stderr, "accelnode conformance: "+f)
+		}
+		if len(fails) > 0 {
+			return exitError{exitFailed}
+		}
+		return nil
 	}
 
 	// The thread-invariance check opens each backend again with another

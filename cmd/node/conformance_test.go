@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -391,5 +393,51 @@ func TestConformanceReadsDeterminism(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Mode != tc.want {
 			t.Errorf("%v: mode %q (%v), want %q", tc.args, rep.Mode, err, tc.want)
 		}
+	}
+}
+
+// TestConformanceModels runs the shared exported networks on ref and
+// ref-portable (and ort where it is installed): the strict runs agree bit
+// for bit and every run with PyTorch's outputs. A reference output nudged
+// past the tolerance fails the command.
+func TestConformanceModels(t *testing.T) {
+	const dir = "../../testdata/models"
+	stdout, stderr, err := accelnode(t, "conformance", "--models", dir, "--backends", "ref,ref-portable")
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, stdout, stderr)
+	}
+	for _, want := range []string{
+		`(?m)^mobilenet_v2 +ref +strict .* reference$`,
+		`(?m)^mobilenet_v2 +ref-portable +strict .* same bits as ref$`,
+		`(?m)^resnet18_quarter +ref-portable +strict .* same bits as ref$`,
+		`4 runs of 2 models, 0 failures`,
+	} {
+		if !regexp.MustCompile(want).MatchString(stdout) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+
+	// The ResNet, its weights beside it, with one reference output off.
+	bad := t.TempDir()
+	for _, f := range []string{"resnet18_quarter.onnx", "resnet18_quarter.onnx.data", "resnet18_quarter.io.ant"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(f, ".io.ant") {
+			// The last float of the file is the output's last element.
+			v := math.Float32frombits(binary.LittleEndian.Uint32(data[len(data)-4:]))
+			binary.LittleEndian.PutUint32(data[len(data)-4:], math.Float32bits(v+1))
+		}
+		if err := os.WriteFile(filepath.Join(bad, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout, stderr, err = accelnode(t, "conformance", "--models", bad, "--backends", "ref")
+	if codeOf(err) != exitFailed || !strings.Contains(stderr, "from the reference, over 0.0001") {
+		t.Errorf("a wrong reference output: %v\n%s%s", err, stdout, stderr)
+	}
+	if _, _, err := accelnode(t, "conformance", "--models", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no NAME.onnx with NAME.io.ant") {
+		t.Errorf("an empty folder: %v", err)
 	}
 }
