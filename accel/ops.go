@@ -137,12 +137,13 @@ var Conv2D = define(opDef[Conv2DParams]{
 		return [][]int{out}, err
 	},
 	units: func(in, out [][]int, p Conv2DParams) uint64 { return Conv2DUnits(in[0], in[1], out[0], in[2] != nil) },
-	// An unrolled (im2col) copy of one image's windows and a copy of the
-	// weights, as a convolution computed as a matrix product packs them.
+	// One image's windows unrolled (im2col), their packed copy and a
+	// packed copy of the weights, as a convolution computed as a matrix
+	// product holds them.
 	scratch: func(in, out [][]int, p Conv2DParams) int64 {
 		w, y := in[1], out[0]
 		window := int64(w[1]) * int64(w[2]) * int64(w[3])
-		return 4 * window * (int64(y[2])*int64(y[3]) + int64(w[0]))
+		return 4 * window * (2*int64(y[2])*int64(y[3]) + int64(w[0]))
 	},
 })
 

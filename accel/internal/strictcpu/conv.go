@@ -2,6 +2,7 @@ package strictcpu
 
 import (
 	"context"
+	"sync"
 
 	"github.com/accelnode/accelnode/accel"
 	"github.com/accelnode/accelnode/accel/strictmath"
@@ -49,6 +50,9 @@ func (b *Kernels) Conv2D(ctx context.Context, out, x, w, bias *accel.Tensor, p a
 	}
 	if pointwise(p, KH, KW) {
 		return b.conv1x1(ctx, Y, X, Wt, B, N, C, OC, H*W)
+	}
+	if p.Groups == 1 && OC >= mmFewRows && b.kern.micro != nil && finite(Wt) {
+		return b.convUnrolled(ctx, Y, X, Wt, B, xs, ws, ys, p)
 	}
 	ocg := OC / p.Groups
 
@@ -388,28 +392,112 @@ func pointwise(p accel.Conv2DParams, kh, kw int) bool {
 }
 
 // conv1x1 computes a pointwise convolution image by image as the matmul
-// W · X[n], then adds the bias: canon(canon(s) + b) is canon(s + b).
+// W · X[n], then adds the bias.
 func (b *Kernels) conv1x1(ctx context.Context, Y, X, Wt, B []float32, N, C, OC, hw int) error {
 	for n := range N {
 		y := Y[n*OC*hw : (n+1)*OC*hw]
 		if err := b.matmul(ctx, y, Wt, X[n*C*hw:(n+1)*C*hw], OC, C, hw, accel.MatMulParams{}); err != nil {
 			return err
 		}
-		if B == nil {
-			continue
-		}
-		count, step := chunks(OC, max(1, elemChunk/hw))
-		err := b.forEach(ctx, count, func(c int) {
-			for oc := c * step; oc < min((c+1)*step, OC); oc++ {
-				row, bv := y[oc*hw:(oc+1)*hw], B[oc]
-				for j, v := range row {
-					row[j] = strictmath.Canon(v + bv)
-				}
-			}
-		})
-		if err != nil {
+		if err := b.addChannelBias(ctx, y, B, OC, hw); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// addChannelBias adds b[oc] to each of the OC rows of hw outputs of y:
+// canon(canon(s) + b) is canon(s + b), the contract's last step.
+func (b *Kernels) addChannelBias(ctx context.Context, y, B []float32, OC, hw int) error {
+	if B == nil {
+		return nil
+	}
+	count, step := chunks(OC, max(1, elemChunk/hw))
+	return b.forEach(ctx, count, func(c int) {
+		for oc := c * step; oc < min((c+1)*step, OC); oc++ {
+			row, bv := y[oc*hw:(oc+1)*hw], B[oc]
+			for j, v := range row {
+				row[j] = strictmath.Canon(v + bv)
+			}
+		}
+	})
+}
+
+// finite reports whether every value of v is finite.
+func finite(v []float32) bool {
+	for _, x := range v {
+		if x-x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// convUnrolled computes a convolution of one group whose weights are all
+// finite image by image, as the matmul W[OC, C·KH·KW] · U[C·KH·KW, OH·OW]
+// of the image's windows unrolled, row (c, kh, kw) of U holding the input
+// each output sees at that tap, or 0 in the padding. Each output is then
+// summed over (c, kh, kw) in increasing order from +0, as the contract
+// sums it; a padding tap adds 0·w, a zero, which leaves a sum that starts
+// at +0 as it was (where w is finite: 0·Inf would be NaN, hence the
+// condition).
+func (b *Kernels) convUnrolled(ctx context.Context, Y, X, Wt, B []float32, xs, ws, ys []int, p accel.Conv2DParams) error {
+	N, C, H, W := xs[0], xs[1], xs[2], xs[3]
+	OC, KH, KW := ws[0], ws[2], ws[3]
+	OH, OW := ys[2], ys[3]
+	K, hw := C*KH*KW, OH*OW
+	U, put := packBuf(&unrollPool, K*hw)
+	defer put()
+	var failed error
+	err := b.packedProducts(ctx, b.kern, Wt, OC, K, hw, func(n int) (y, u []float32, ok bool) {
+		if n > 0 {
+			// The previous image's outputs are complete: its bias.
+			failed = b.addChannelBias(ctx, Y[(n-1)*OC*hw:n*OC*hw], B, OC, hw)
+		}
+		if n == N || failed != nil {
+			return nil, nil, false
+		}
+		failed = b.unroll(ctx, U, X[n*C*H*W:(n+1)*C*H*W], xs, KH, KW, OH, OW, p)
+		return Y[n*OC*hw : (n+1)*OC*hw], U, failed == nil
+	})
+	if err == nil {
+		err = failed
+	}
+	return err
+}
+
+// unroll writes one image's windows into U, row (c, kh, kw) holding for
+// each output position the input it sees at that tap, or 0 in the padding.
+func (b *Kernels) unroll(ctx context.Context, U, x []float32, xs []int, KH, KW, OH, OW int, p accel.Conv2DParams) error {
+	C, H, W := xs[1], xs[2], xs[3]
+	hw := OH * OW
+	return b.forEach(ctx, C*KH*KW, func(k int) {
+		c, kh, kw := k/(KH*KW), k/KW%KH, k%KW
+		u := U[k*hw : (k+1)*hw]
+		xc := x[c*H*W : (c+1)*H*W]
+		lo, hi := validRange(W, OW, p.StrideW, p.PadLeft, kw*p.DilationW)
+		for oh := range OH {
+			ih := oh*p.StrideH - p.PadTop + kh*p.DilationH
+			row := u[oh*OW : (oh+1)*OW]
+			if ih < 0 || ih >= H {
+				clear(row)
+				continue
+			}
+			clear(row[:lo])
+			clear(row[hi:])
+			iw := lo*p.StrideW - p.PadLeft + kw*p.DilationW
+			xr := xc[ih*W : (ih+1)*W]
+			if p.StrideW == 1 {
+				copy(row[lo:hi], xr[iw:])
+				continue
+			}
+			for ow := lo; ow < hi; ow++ {
+				row[ow] = xr[iw]
+				iw += p.StrideW
+			}
+		}
+	})
+}
+
+// unrollPool holds the unrolled windows between calls.
+var unrollPool sync.Pool

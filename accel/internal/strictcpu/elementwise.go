@@ -62,14 +62,16 @@ func (b *Kernels) Relu(ctx context.Context, out, x *accel.Tensor) error {
 		xs, ys := X[lo:hi], Y[lo:hi]
 		ys = ys[:len(xs)]
 		for i, v := range xs {
-			switch {
-			case v > 0:
-				ys[i] = v
-			case v != v:
-				ys[i] = strictmath.NaN()
-			default:
-				ys[i] = 0
+			// Selections on bits, which become conditional moves: signs
+			// fall at random, and branches on them mispredict.
+			var b uint32
+			if v > 0 {
+				b = math.Float32bits(v)
 			}
+			if v != v {
+				b = strictmath.CanonicalNaN
+			}
+			ys[i] = math.Float32frombits(b)
 		}
 	})
 }

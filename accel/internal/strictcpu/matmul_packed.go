@@ -57,6 +57,39 @@ func (b *Kernels) matmulPacked(ctx context.Context, kr *kernels, C, A, B []float
 	if err != nil {
 		return err
 	}
+	return b.packedTiles(ctx, kr, C, ap, bp, m, k, n)
+}
+
+// packedProducts computes C_i = A·B_i for several B_i with one packing of
+// A: next(i) gives B_i [K, N] and C_i [M, N], or false past the last.
+func (b *Kernels) packedProducts(ctx context.Context, kr *kernels, A []float32, m, k, n int, next func(i int) (C, B []float32, ok bool)) error {
+	mr, nr := kr.mr, kr.nr
+	rowPanels, colPanels := (m+mr-1)/mr, (n+nr-1)/nr
+	ap, putA := packBuf(&packPools[0], rowPanels*mr*k)
+	defer putA()
+	bp, putB := packBuf(&packPools[1], colPanels*nr*k)
+	defer putB()
+	err := b.forEach(ctx, rowPanels, func(t int) { packA(ap[t*mr*k:(t+1)*mr*k], A, t*mr, m, k, mr, false) })
+	if err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		C, B, ok := next(i)
+		if !ok {
+			return nil
+		}
+		err := b.forEach(ctx, colPanels, func(t int) { packB(bp[t*nr*k:(t+1)*nr*k], B, t*nr, k, n, nr, false) })
+		if err == nil {
+			err = b.packedTiles(ctx, kr, C, ap, bp, m, k, n)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// packedTiles computes C from packed A and B, a tile a work item.
+func (b *Kernels) packedTiles(ctx context.Context, kr *kernels, C, ap, bp []float32, m, k, n int) error {
 	tr, tc := kr.tileRows, kr.tileCols
 	rowTiles, colTiles := (m+tr-1)/tr, (n+tc-1)/tc
 	return b.forEach(ctx, rowTiles*colTiles, func(t int) {
