@@ -212,7 +212,13 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 	"global_avgpool": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"binary":         func(w []uint32) (any, bool) { return accel.BinaryParams{Func: accel.BinaryFunc(w[0])}, true },
 	"transpose":      func(w []uint32) (any, bool) { return accel.TransposeParams{Perm: w[0]}, true },
-	"batch_matmul":   func([]uint32) (any, bool) { return accel.NoParams{}, true },
+	"concat": func(w []uint32) (any, bool) {
+		if w[0] >= 8 {
+			return nil, false
+		}
+		return accel.ConcatParams{Axis: int(w[0])}, true
+	},
+	"batch_matmul": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"layer_norm": func(w []uint32) (any, bool) {
 		if w[0] > 8 {
 			return nil, false
@@ -309,6 +315,7 @@ var exampleShapes = map[string][][]int{
 	"unary":          {{2, 3}},
 	"binary":         {{2, 3}, {3}},
 	"transpose":      {{2, 3}},
+	"concat":         {{2, 3}, {2, 3}},
 	"batch_matmul":   {{2, 2, 3}, {3, 4}},
 	"layer_norm":     {{2, 3}, {3}, {3}},
 
@@ -749,6 +756,28 @@ func init() {
 			m, k, n := a[len(a)-2], a[len(a)-1], b[len(b)-1]
 			per := bigSum(bigProd(2, m, k, n), bigProd(4, m, k), bigProd(4, k, n), bigProd(4, m, n))
 			return bigSum(big.NewInt(64), new(big.Int).Mul(bigProd(c[:len(c)-2]...), per))
+		},
+	}
+	// concat: equal ranks, the axis within them, every other axis equal;
+	// a move per output element.
+	shapeSpecs["concat"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			axis, a, b := p.(accel.ConcatParams).Axis, in[0], in[1]
+			if axis >= len(a) || len(a) != len(b) {
+				return nil, refuse
+			}
+			out := slices.Clone(a)
+			for i := range a {
+				if i == axis {
+					out[i] = a[i] + b[i]
+				} else if a[i] != b[i] {
+					return nil, refuse
+				}
+			}
+			return [][]int{out}, accept
+		},
+		units: func(_, out [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{9}, out[0]...)...))
 		},
 	}
 	// global_avgpool: an addition per element of x and a division per

@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm, BatchMatMul,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm, BatchMatMul, Concat,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -1114,4 +1114,53 @@ func BatchMatMulDims(a, b []int) (out []int, batches, m, k, n int, err error) {
 // BatchMatMul returns a·b for each index of the batch axes.
 func (s *Session) BatchMatMul(ctx context.Context, a, b *Tensor) (*Tensor, error) {
 	return s.run1(ctx, BatchMatMul, NoParams{}, a, b)
+}
+
+// ---- concat ----------------------------------------------------------------
+
+// ConcatParams name the axis a concat joins along.
+type ConcatParams struct{ Axis int }
+
+// Concat is y = a then b along Axis: the two shapes agree on every other
+// axis, and y's size along Axis is the sum of theirs. It moves values and
+// computes nothing.
+var Concat = define(opDef[ConcatParams]{
+	Op: Op{
+		Name: "concat", Contract: "concat",
+		Inputs:     []Input{{Name: "a", DType: F32}, {Name: "b", DType: F32}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"axis"},
+	},
+	decode: func(w []uint32) (ConcatParams, error) {
+		if w[0] >= MaxRank {
+			return ConcatParams{}, fmt.Errorf("%w: axis %d", ErrInvalid, w[0])
+		}
+		return ConcatParams{Axis: int(w[0])}, nil
+	},
+	shape: func(in [][]int, p ConcatParams) ([][]int, error) {
+		a, b := in[0], in[1]
+		if p.Axis < 0 || p.Axis >= len(a) {
+			return nil, fmt.Errorf("%w: axis %d of a rank-%d a", ErrInvalid, p.Axis, len(a))
+		}
+		if len(a) != len(b) {
+			return nil, fmt.Errorf("%w: concat of %s and %s: ranks differ", ErrShape, ShapeString(a), ShapeString(b))
+		}
+		out := slices.Clone(a)
+		for i := range a {
+			if i != p.Axis && a[i] != b[i] {
+				return nil, fmt.Errorf("%w: concat of %s and %s along axis %d: axis %d differs", ErrShape, ShapeString(a), ShapeString(b), p.Axis, i)
+			}
+		}
+		out[p.Axis] = a[p.Axis] + b[p.Axis]
+		return [][]int{out}, nil
+	},
+	units: func(in, out [][]int, _ ConcatParams) uint64 {
+		n := product(out[0])
+		return CallUnits + n + 8*n
+	},
+})
+
+// Concat returns a then b along axis.
+func (s *Session) Concat(ctx context.Context, a, b *Tensor, axis int) (*Tensor, error) {
+	return s.run1(ctx, Concat, ConcatParams{Axis: axis}, a, b)
 }

@@ -99,6 +99,9 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
 			return b.Transpose(ctx, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
 		},
+		accel.Concat: func(ctx context.Context, c *accel.Call) error {
+			return b.Concat(ctx, c.Out[0], c.In[0], c.In[1], c.Params.(accel.ConcatParams).Axis)
+		},
 		accel.BatchMatMul: func(ctx context.Context, c *accel.Call) error {
 			return b.BatchMatMul(ctx, c.Out[0], c.In[0], c.In[1])
 		},
