@@ -156,6 +156,7 @@ var opInputs = map[*accel.Op]struct {
 	accel.Transpose:     {accel.PermParams(1, 0), map[int][]int{0: {2, 3}}, nil},
 	accel.LayerNorm:     {accel.LayerNormParams{Axis: 1, Epsilon: 1e-5}, map[int][]int{0: {2, 3}, 1: {3}, 2: {3}}, nil},
 	accel.BatchMatMul:   {accel.NoParams{}, map[int][]int{0: {2, 2, 3}, 1: {3, 4}}, nil},
+	accel.Concat:        {accel.ConcatParams{Axis: 1}, map[int][]int{0: {2, 3}, 1: {2, 1}}, nil},
 }
 
 // callOf builds a call of op in mode on tensors of s, with its outputs

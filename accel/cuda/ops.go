@@ -53,6 +53,9 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Transpose: func(ctx context.Context, c *accel.Call) error {
 			return b.transpose(ctx, v, c.Out[0], c.In[0], c.Params.(accel.TransposeParams))
 		},
+		accel.Concat: func(ctx context.Context, c *accel.Call) error {
+			return b.concat(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.ConcatParams).Axis)
+		},
 		accel.BatchMatMul: func(ctx context.Context, c *accel.Call) error {
 			return b.batchMatMul(ctx, v, c.Out[0], c.In[0], c.In[1])
 		},
@@ -113,6 +116,19 @@ func (b *Backend) matMul(ctx context.Context, v variant, out, a, bm *accel.Tenso
 	}
 	return b.run(ctx, "matmul", []*accel.Tensor{out}, func(d *device) error {
 		return d.matmulStrict(m, n, k, ptr(a), ptr(bm), ptr(out), p.TransA, p.TransB)
+	})
+}
+
+// concat copies a then b along axis into out.
+func (b *Backend) concat(ctx context.Context, v variant, out, x, y *accel.Tensor, axis int) error {
+	xs, ys := x.Shape(), y.Shape()
+	inner := int64(1)
+	for _, d := range xs[axis+1:] {
+		inner *= int64(d)
+	}
+	na, nb, n := int64(xs[axis])*inner, int64(ys[axis])*inner, int64(out.Len())
+	return b.run(ctx, "concat", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(v, "concat", n, blockThreads, args(ptr(x), ptr(y), ptr(out), n, na, nb))
 	})
 }
 

@@ -635,6 +635,17 @@ extern "C" __global__ void layer_norm(const float* __restrict__ x, const float* 
     }
 }
 
+// concat copies y = a then b along an axis: each of the n outputs is from
+// a or b by its place in its block of na + nb, the blocks following the
+// outer index.
+extern "C" __global__ void concat(const float* __restrict__ a, const float* __restrict__ b,
+                                  float* __restrict__ y, long long n, long long na, long long nb) {
+    FOR_EACH(i, n) {
+        const long long o = i / (na + nb), r = i % (na + nb);
+        y[i] = canon(r < na ? a[o * na + r] : b[o * nb + r - na]);
+    }
+}
+
 // global_avgpool computes the mean of each of planes planes of hw values:
 // canon(blocksum(plane) / d), d the f32 value of hw, one thread a plane.
 // The blocksum's runs of 256 are summed in order from +0; their sums go
