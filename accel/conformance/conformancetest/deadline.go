@@ -147,6 +147,9 @@ var longCases = []longCase{
 	// 64 products of 512×512 by 512×512, 17 G multiply-adds.
 	{name: "64 products", op: accel.BatchMatMul, params: accel.NoParams{},
 		shapes: [][]int{{64, 512, 512}, {64, 512, 512}}, small: [][]int{{2, 2, 3}, {2, 3, 2}}, deadline: shortDeadline},
+	// A concat of two 2^26-element halves.
+	{name: "concat 2^27", op: accel.Concat, params: accel.ConcatParams{Axis: 1},
+		shapes: [][]int{{1 << 13, 1 << 13}, {1 << 13, 1 << 13}}, small: [][]int{{2, 3}, {2, 1}}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
