@@ -455,6 +455,54 @@ var onnxOps = map[string]*onnxOp{
 			return nodePlan{out: in[0], calls: []opCall{c}}, nil
 		},
 	}),
+	// Concat joins its inputs along axis, two at a time: concat(concat(a,
+	// b), c), …; one input is itself.
+	"Concat": define(rule[int]{
+		attrs: []string{"axis"},
+		minIn: 1, maxIn: maxConcatInputs,
+		compile: func(c *compiler, st *step, a attrs) (int, int, error) {
+			at, ok, err := a.get("axis", onnx.AttrInt)
+			if err != nil {
+				return 0, 0, err
+			}
+			if !ok {
+				return 0, 0, fmt.Errorf("%w: Concat needs its axis", accel.ErrInvalid)
+			}
+			rank := -1
+			for _, in := range st.in {
+				if r := c.rank[in]; r >= 0 {
+					rank = r
+				}
+			}
+			if rank >= 0 && (at.I < int64(-rank) || at.I >= int64(rank)) {
+				return 0, 0, fmt.Errorf("%w: axis %d outside rank %d", accel.ErrInvalid, at.I, rank)
+			}
+			return int(at.I), rank, nil
+		},
+		plan: func(axis int, in [][]int) (nodePlan, error) {
+			r := len(in[0])
+			if axis < 0 {
+				axis += r
+			}
+			if r == 0 || axis < 0 || axis >= r {
+				return nodePlan{}, fmt.Errorf("%w: axis %d of %s", accel.ErrInvalid, axis, accel.ShapeString(in[0]))
+			}
+			if len(in) == 1 {
+				return nodePlan{out: in[0]}, nil
+			}
+			var calls []opCall
+			acc, first := in[0], 0
+			for i := 1; i < len(in); i++ {
+				c, err := plan1(accel.Concat, accel.ConcatParams{Axis: axis}, []int{first, i}, acc, in[i])
+				if err != nil {
+					return nodePlan{}, err
+				}
+				calls = append(calls, c)
+				acc, first = c.out[0], prev
+			}
+			return nodePlan{out: acc, calls: calls}, nil
+		},
+	}),
 	// Dropout in inference gives its input, whatever its ratio; the
 	// training_mode input and the mask output are refused.
 	"Dropout": define(rule[none]{
@@ -526,6 +574,9 @@ func init() {
 	onnxOps["LeakyRelu"] = unaryOp(accel.UnaryLeakyRelu, param{"alpha", 0.01})
 	onnxOps["HardSigmoid"] = unaryOp(accel.UnaryHardSigmoid, param{"alpha", 0.2}, param{"beta", 0.5})
 }
+
+// maxConcatInputs bounds a Concat's inputs.
+const maxConcatInputs = 256
 
 // param is a float attribute of an elementwise op, with ONNX's default.
 type param struct {

@@ -610,7 +610,8 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 // or a batch_matmul where an operand has batch axes (a vector as a one-row
 // or one-column matrix); Conv a conv2d; Relu and
 // MaxPool their operations; Softmax a softmax, between two transposes
-// where its axis is not the last; Transpose a transpose;
+// where its axis is not the last; Transpose a transpose; Concat a concat
+// for each input past the first;
 // LayerNormalization a layer_norm; Dropout nothing; Clip a clip; GlobalAveragePool a
 // global_avgpool; Abs, Neg, Sqrt, Reciprocal, LeakyRelu, HardSigmoid,
 // HardSwish, Exp, Log, Tanh, Sigmoid and Erf a unary; Add an add, an add_bias where one

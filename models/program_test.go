@@ -1003,3 +1003,21 @@ func TestMatMulBatched(t *testing.T) {
 		})
 	}
 }
+
+// TestConcatChain: a Concat of three inputs is two concats, the first
+// two inputs, then the third, each along the axis.
+func TestConcatChain(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	ad, bd, cd := floats(r, 2*1*3), floats(r, 2*4*3), floats(r, 2*2*3)
+	p, err := Compile(graph([]onnx.Node{node("Concat", "cat", ss("a", "b", "c"), ss("y"), aInt("axis", -2))},
+		[]onnx.ValueInfo{vi("a", 2, 1, 3), vi("b", 2, 4, 3), vi("c", 2, 2, 3)}, []onnx.ValueInfo{vi("y")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, accel.Limits{})
+	outs := run(t, s, p, tensor(t, s, ad, 2, 1, 3), tensor(t, s, bd, 2, 4, 3), tensor(t, s, cd, 2, 2, 3))
+	h := newSession(t, accel.Limits{})
+	ab := must(t)(h.Concat(bg, tensor(t, h, ad, 2, 1, 3), tensor(t, h, bd, 2, 4, 3), 1))
+	want := must(t)(h.Concat(bg, ab, tensor(t, h, cd, 2, 2, 3), 1))
+	sameBits(t, "y", outs[0], s, want, h)
+}
