@@ -116,7 +116,8 @@ type none struct{}
 
 // onnxOps lists the ONNX ops the node runs op by op.
 var onnxOps = map[string]*onnxOp{
-	// Gemm is a matmul and, with C, an add_bias of C [N] along axis 1.
+	// Gemm is a matmul and, with C, an add_bias of C [N] along axis 1, or
+	// a binary add of any other C that broadcasts to [M, N].
 	"Gemm": define(rule[accel.MatMulParams]{
 		attrs: []string{"alpha", "beta", "transA", "transB"},
 		minIn: 2, maxIn: 3,
@@ -133,7 +134,15 @@ var onnxOps = map[string]*onnxOp{
 				return single(mm, nil)
 			}
 			if len(in[2]) != 1 || in[2][0] != mm.out[0][1] {
-				return nodePlan{}, fmt.Errorf("input C %s with N = %d is %w (only [N])", accel.ShapeString(in[2]), mm.out[0][1], accel.ErrUnsupported)
+				// Any other C that broadcasts to [M, N]: a binary add.
+				add, err := plan1(accel.Binary, accel.BinaryParams{Func: accel.BinaryAdd}, []int{prev, 2}, mm.out[0], tensorShape(in[2]))
+				if err != nil {
+					return nodePlan{}, err
+				}
+				if !slices.Equal(add.out[0], mm.out[0]) {
+					return nodePlan{}, fmt.Errorf("%w: gemm's C %s does not broadcast to %s", accel.ErrShape, accel.ShapeString(in[2]), accel.ShapeString(mm.out[0]))
+				}
+				return nodePlan{out: add.out[0], calls: []opCall{mm, add}}, nil
 			}
 			bias, err := plan1(accel.AddBias, accel.AddBiasParams{Axis: 1}, []int{prev, 2}, mm.out[0], in[2])
 			if err != nil {
@@ -652,8 +661,8 @@ func compileGemm(c *compiler, st *step, a attrs) (accel.MatMulParams, int, error
 		return p, 0, fmt.Errorf("beta %v is %w (only 1)", beta, accel.ErrUnsupported)
 	case c.knownRank(st.in[0], 2) || c.knownRank(st.in[1], 2):
 		return p, 0, fmt.Errorf("%w: gemm needs 2-d inputs A and B", accel.ErrShape)
-	case hasC && c.knownRank(st.in[2], 1):
-		return p, 0, fmt.Errorf("input C of rank %d is %w (only [N])", c.rank[st.in[2]], accel.ErrUnsupported)
+	case hasC && c.rank[st.in[2]] > 2:
+		return p, 0, fmt.Errorf("%w: gemm's C of rank %d", accel.ErrShape, c.rank[st.in[2]])
 	}
 	return p, 2, nil
 }

@@ -606,7 +606,8 @@ func (p *Program) plan(shapes [][]int) (*runPlan, error) {
 //	   + the units of every accel operation the nodes map onto
 //
 // Each node's output shape follows from its input shapes by the rules the
-// run uses. Gemm costs a matmul, and an add_bias with C; MatMul a matmul,
+// run uses. Gemm costs a matmul, and with C an add_bias where C is [N],
+// else a binary add; MatMul a matmul,
 // or a batch_matmul where an operand has batch axes (a vector as a one-row
 // or one-column matrix); Conv a conv2d; Relu and
 // MaxPool their operations; Softmax a softmax, between two transposes

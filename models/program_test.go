@@ -464,7 +464,6 @@ func TestCompileUnsupported(t *testing.T) {
 		{"domain", graph([]onnx.Node{{Name: "r", OpType: "Relu", Domain: "com.example", Inputs: ss("x"), Outputs: ss("y")}}, x2, y), `"com.example.Relu"`},
 		{"gemm_alpha", graph([]onnx.Node{node("Gemm", "g", ss("x", "w"), ss("y"), aFloat("alpha", 0.5))}, x2, y, w), "alpha"},
 		{"gemm_beta", graph([]onnx.Node{node("Gemm", "g", ss("x", "w", "c"), ss("y"), aFloat("beta", 2))}, x2, y, w, finit("c", make([]float32, 4), 4)), "beta"},
-		{"gemm_c_matrix", graph([]onnx.Node{node("Gemm", "g", ss("x", "w", "c"), ss("y"))}, x2, y, w, finit("c", make([]float32, 4), 1, 4)), "input C"},
 		{"gemm_unknown_attr", graph([]onnx.Node{node("Gemm", "g", ss("x", "w"), ss("y"), aInt("broadcast", 1))}, x2, y, w), `attribute "broadcast"`},
 		{"conv_auto_pad", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"), aString("auto_pad", "SAME_UPPER"))}, x4, y, cw), "SAME_UPPER"},
 		{"conv_1d_kernel", graph([]onnx.Node{node("Conv", "c", ss("x", "w"), ss("y"), aInts("kernel_shape", 3))}, x4, y, cw), "kernel_shape"},
@@ -1020,4 +1019,42 @@ func TestConcatChain(t *testing.T) {
 	ab := must(t)(h.Concat(bg, tensor(t, h, ad, 2, 1, 3), tensor(t, h, bd, 2, 4, 3), 1))
 	want := must(t)(h.Concat(bg, ab, tensor(t, h, cd, 2, 2, 3), 1))
 	sameBits(t, "y", outs[0], s, want, h)
+}
+
+// TestGemmBroadcastC: a Gemm's C of shape [1, N], [M, N], [M, 1] or one
+// element is a binary add of C after the matmul; a C that does not
+// broadcast to [M, N] is refused.
+func TestGemmBroadcastC(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	ad, bd := floats(r, 3*4), floats(r, 4*5)
+	for _, c := range []struct {
+		name string
+		c    []int
+		ok   bool
+	}{{"row", []int{1, 5}, true}, {"matrix", []int{3, 5}, true}, {"column", []int{3, 1}, true}, {"scalar", []int{1}, true}, {"wrong", []int{2, 5}, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			dims := make([]int64, len(c.c))
+			for i, d := range c.c {
+				dims[i] = int64(d)
+			}
+			cd := floats(r, product(c.c))
+			p, err := Compile(graph([]onnx.Node{node("Gemm", "g", ss("a", "b", "c"), ss("y"))},
+				[]onnx.ValueInfo{vi("a", 3, 4)}, []onnx.ValueInfo{vi("y")}, finit("b", bd, 4, 5), finit("c", cd, dims...)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSession(t, accel.Limits{})
+			if !c.ok {
+				if _, err := p.Run(bg, s, []*accel.Tensor{tensor(t, s, ad, 3, 4)}); !errors.Is(err, accel.ErrShape) {
+					t.Fatalf("Run: %v, want %v", err, accel.ErrShape)
+				}
+				return
+			}
+			outs := run(t, s, p, tensor(t, s, ad, 3, 4))
+			h := newSession(t, accel.Limits{})
+			mm := must(t)(h.MatMul(bg, tensor(t, h, ad, 3, 4), tensor(t, h, bd, 4, 5), accel.MatMulParams{}))
+			want := must(t)(h.Binary(bg, mm, tensor(t, h, cd, c.c...), accel.BinaryAdd))
+			sameBits(t, "y", outs[0], s, want, h)
+		})
+	}
 }
