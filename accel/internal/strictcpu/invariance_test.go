@@ -230,10 +230,16 @@ func TestCancelMatMul(t *testing.T) {
 // for many seconds.
 func TestDeadlineLongKernels(t *testing.T) {
 	const w = 1 << 16
-	s := newSession(t, 2)
+	// A full correlation of a shorter signal: its windows unrolled and
+	// packed, the scratch the Session counts (4 GiB here), must fit the
+	// session's tensor memory. A single output channel is computed in the
+	// contract's own loops, which allocate none of it.
+	s, err := accel.NewSession(newBackend(New(2)), accel.Strict, accel.Limits{MaxBytes: 8 << 30}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
 	signal := tensorF32(t, s, []int{1, 1, 1, w}, make([]float32, w))
-	// A full correlation of a shorter signal: its windows unrolled, the
-	// scratch the Session counts, must fit in the default 4 GiB.
 	const cw = 1 << 14
 	short := tensorF32(t, s, []int{1, 1, 1, cw}, make([]float32, cw))
 	full := accel.Conv2DParams{StrideH: 1, StrideW: 1, PadLeft: cw - 1, PadRight: cw - 1, DilationH: 1, DilationW: 1, Groups: 1}
