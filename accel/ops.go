@@ -1111,6 +1111,25 @@ func BatchMatMulDims(a, b []int) (out []int, batches, m, k, n int, err error) {
 	return out, int(product(batch)), m, k, n, nil
 }
 
+// BatchOffsets gives, for product i of a batch_matmul of operands of
+// shapes a and b (which BatchMatMulDims accepts), where its two matrices
+// start, in elements: the output's batch index, each operand's repeated
+// axes read at 0.
+func BatchOffsets(a, b []int) func(i int) (ia, ib int) {
+	out, _, m, k, n, _ := BatchMatMulDims(a, b)
+	batch := out[:len(out)-2]
+	sa := BroadcastStrides(a[:len(a)-2], batch)
+	sb := BroadcastStrides(b[:len(b)-2], batch)
+	return func(i int) (ia, ib int) {
+		for d, r := len(batch)-1, i; d >= 0; d-- {
+			ia += r % batch[d] * sa[d]
+			ib += r % batch[d] * sb[d]
+			r /= batch[d]
+		}
+		return ia * m * k, ib * k * n
+	}
+}
+
 // BatchMatMul returns a·b for each index of the batch axes.
 func (s *Session) BatchMatMul(ctx context.Context, a, b *Tensor) (*Tensor, error) {
 	return s.run1(ctx, BatchMatMul, NoParams{}, a, b)

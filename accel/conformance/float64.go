@@ -76,6 +76,16 @@ func finite(x float64) bool { return math.Abs(x) <= math.MaxFloat64 }
 // exact is a float32 input, which has no error.
 func exact(x float32) ev { return ev{v: float64(x)} }
 
+// exactAll is the reference of an operation that only moves values: the
+// values themselves, without error.
+func exactAll(y []float32) reference {
+	out := make([]ev, len(y))
+	for i, v := range y {
+		out[i] = exact(v)
+	}
+	return reference{results: [][]ev{out}}
+}
+
 // rounded is the float32 rounding of v, an operation on inputs that carry
 // error e between them.
 func rounded(v, e float64, over bool) ev {

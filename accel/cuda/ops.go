@@ -135,20 +135,12 @@ func (b *Backend) concat(ctx context.Context, v variant, out, x, y *accel.Tensor
 // batchMatMul computes each product of a batch_matmul as matMul does, one
 // launch (or cuBLAS call) a product, at the operands' offsets.
 func (b *Backend) batchMatMul(ctx context.Context, v variant, out, a, bm *accel.Tensor) error {
-	shape, batches, m, k, n, _ := accel.BatchMatMulDims(a.Shape(), bm.Shape()) // checked by the Session
-	batch := shape[:len(shape)-2]
-	as, bs := a.Shape(), bm.Shape()
-	sa := accel.BroadcastStrides(as[:len(as)-2], batch)
-	sb := accel.BroadcastStrides(bs[:len(bs)-2], batch)
+	_, batches, m, k, n, _ := accel.BatchMatMulDims(a.Shape(), bm.Shape()) // checked by the Session
+	at := accel.BatchOffsets(a.Shape(), bm.Shape())
 	return b.run(ctx, "batch_matmul", []*accel.Tensor{out}, func(d *device) error {
 		for i := range batches {
-			ia, ib := 0, 0
-			for dim, r := len(batch)-1, i; dim >= 0; dim-- {
-				ia += r % batch[dim] * sa[dim]
-				ib += r % batch[dim] * sb[dim]
-				r /= batch[dim]
-			}
-			pa, pb := ptr(a)+uint64(4*ia*m*k), ptr(bm)+uint64(4*ib*k*n)
+			ia, ib := at(i)
+			pa, pb := ptr(a)+uint64(4*ia), ptr(bm)+uint64(4*ib)
 			pc := ptr(out) + uint64(4*i*m*n)
 			var err error
 			if v == fastKernels {

@@ -655,30 +655,7 @@ extern "C" __global__ void concat(const float* __restrict__ a, const float* __re
 extern "C" __global__ void global_avgpool(const float* __restrict__ x, float* __restrict__ y,
                                           long long planes, long long hw, float d) {
     FOR_EACH(p, planes) {
-        const float* xp = x + p * hw;
-        float level[40];  // 2^40 runs is beyond any tensor
-        long long runs = 0;
-        for (long long r0 = 0; r0 < hw; r0 += BLOCK_LEN) {
-            const long long r1 = r0 + BLOCK_LEN < hw ? r0 + BLOCK_LEN : hw;
-            float s = 0.0f;
-            for (long long k = r0; k < r1; k++) {
-                s = ADD(s, xp[k]);
-            }
-            int l = 0;
-            for (; (runs >> l) & 1; l++) {
-                s = ADD(level[l], s);
-            }
-            level[l] = s;
-            runs++;
-        }
-        float s = 0.0f;
-        bool first = true;
-        for (int l = 0; l < 40; l++) {
-            if (((runs >> l) & 1) == 0) continue;
-            s = first ? level[l] : ADD(level[l], s);
-            first = false;
-        }
-        y[p] = canon(DIV(canon(s), d));
+        y[p] = canon(DIV(canon(blocksum(x + p * hw, hw)), d));
     }
 }
 

@@ -449,7 +449,7 @@ func (b *Kernels) convUnrolled(ctx context.Context, Y, X, Wt, B []float32, xs, w
 	U, put := packBuf(&unrollPool, K*hw)
 	defer put()
 	var failed error
-	err := b.packedProducts(ctx, b.kern, Wt, OC, K, hw, func(n int) (y, u []float32, ok bool) {
+	err := b.packedProducts(ctx, b.kern, Wt, OC, K, hw, accel.MatMulParams{}, func(n int) (y, u []float32, ok bool) {
 		if n > 0 {
 			// The previous image's outputs are complete: its bias.
 			failed = b.addChannelBias(ctx, Y[(n-1)*OC*hw:n*OC*hw], B, OC, hw)

@@ -53,23 +53,14 @@ func (b *Kernels) MatMul(ctx context.Context, out, a, bm *accel.Tensor, p accel.
 // kernels, one after the other; an operand that repeats along a batch
 // axis is read again.
 func (b *Kernels) BatchMatMul(ctx context.Context, out, a, bm *accel.Tensor) error {
-	shape, batches, m, k, n, err := accel.BatchMatMulDims(a.Shape(), bm.Shape())
+	_, batches, m, k, n, err := accel.BatchMatMulDims(a.Shape(), bm.Shape())
 	if err != nil {
 		return err
 	}
-	batch := shape[:len(shape)-2]
-	as, bs := a.Shape(), bm.Shape()
-	sa := accel.BroadcastStrides(as[:len(as)-2], batch)
-	sb := accel.BroadcastStrides(bs[:len(bs)-2], batch)
+	at := accel.BatchOffsets(a.Shape(), bm.Shape())
 	A, B, C := f32(a), f32(bm), f32(out)
 	for i := range batches {
-		ia, ib := 0, 0
-		for d, r := len(batch)-1, i; d >= 0; d-- {
-			ia += r % batch[d] * sa[d]
-			ib += r % batch[d] * sb[d]
-			r /= batch[d]
-		}
-		ia, ib = ia*m*k, ib*k*n
+		ia, ib := at(i)
 		if err := b.matmul(ctx, C[i*m*n:(i+1)*m*n], A[ia:ia+m*k], B[ib:ib+k*n], m, k, n, accel.MatMulParams{}); err != nil {
 			return err
 		}

@@ -40,36 +40,19 @@ func packBuf(pool *sync.Pool, n int) ([]float32, func()) {
 // matmulPacked computes C = A·B with the micro-kernel of kr, for A stored
 // [M, K] ([K, M] with TransA) and B stored [K, N] ([N, K] with TransB).
 func (b *Kernels) matmulPacked(ctx context.Context, kr *kernels, C, A, B []float32, m, k, n int, p accel.MatMulParams) error {
-	mr, nr := kr.mr, kr.nr
-	rowPanels, colPanels := (m+mr-1)/mr, (n+nr-1)/nr
-	ap, putA := packBuf(&packPools[0], rowPanels*mr*k)
-	defer putA()
-	bp, putB := packBuf(&packPools[1], colPanels*nr*k)
-	defer putB()
-	err := b.forEach(ctx, rowPanels+colPanels, func(t int) {
-		if t < rowPanels {
-			packA(ap[t*mr*k:(t+1)*mr*k], A, t*mr, m, k, mr, p.TransA)
-		} else {
-			t -= rowPanels
-			packB(bp[t*nr*k:(t+1)*nr*k], B, t*nr, k, n, nr, p.TransB)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return b.packedTiles(ctx, kr, C, ap, bp, m, k, n)
+	return b.packedProducts(ctx, kr, A, m, k, n, p, func(i int) ([]float32, []float32, bool) { return C, B, i == 0 })
 }
 
-// packedProducts computes C_i = A·B_i for several B_i with one packing of
-// A: next(i) gives B_i [K, N] and C_i [M, N], or false past the last.
-func (b *Kernels) packedProducts(ctx context.Context, kr *kernels, A []float32, m, k, n int, next func(i int) (C, B []float32, ok bool)) error {
+// packedProducts computes C_i = op(A)·op(B_i) for several B_i with one
+// packing of A: next(i) gives B_i and C_i [M, N], or false past the last.
+func (b *Kernels) packedProducts(ctx context.Context, kr *kernels, A []float32, m, k, n int, p accel.MatMulParams, next func(i int) (C, B []float32, ok bool)) error {
 	mr, nr := kr.mr, kr.nr
 	rowPanels, colPanels := (m+mr-1)/mr, (n+nr-1)/nr
 	ap, putA := packBuf(&packPools[0], rowPanels*mr*k)
 	defer putA()
 	bp, putB := packBuf(&packPools[1], colPanels*nr*k)
 	defer putB()
-	err := b.forEach(ctx, rowPanels, func(t int) { packA(ap[t*mr*k:(t+1)*mr*k], A, t*mr, m, k, mr, false) })
+	err := b.forEach(ctx, rowPanels, func(t int) { packA(ap[t*mr*k:(t+1)*mr*k], A, t*mr, m, k, mr, p.TransA) })
 	if err != nil {
 		return err
 	}
@@ -78,7 +61,7 @@ func (b *Kernels) packedProducts(ctx context.Context, kr *kernels, A []float32, 
 		if !ok {
 			return nil
 		}
-		err := b.forEach(ctx, colPanels, func(t int) { packB(bp[t*nr*k:(t+1)*nr*k], B, t*nr, k, n, nr, false) })
+		err := b.forEach(ctx, colPanels, func(t int) { packB(bp[t*nr*k:(t+1)*nr*k], B, t*nr, k, n, nr, p.TransB) })
 		if err == nil {
 			err = b.packedTiles(ctx, kr, C, ap, bp, m, k, n)
 		}
