@@ -54,26 +54,39 @@ func (b *Kernels) Add(ctx context.Context, out, x, y *accel.Tensor) error {
 }
 
 // Relu computes out = canonical NaN for NaN, x for x > 0, and +0 otherwise.
+// The SIMD kernel levels take eight elements at a time in AVX2
+// (elementwise_amd64.s) and leave the last few to the portable loop.
 func (b *Kernels) Relu(ctx context.Context, out, x *accel.Tensor) error {
 	X, Y := f32(x), f32(out)
+	simd := !b.Portable()
 	count, step := chunks(len(X), elemChunk)
 	return b.forEach(ctx, count, func(c int) {
 		lo, hi := c*step, min((c+1)*step, len(X))
 		xs, ys := X[lo:hi], Y[lo:hi]
 		ys = ys[:len(xs)]
-		for i, v := range xs {
-			// Selections on bits, which become conditional moves: signs
-			// fall at random, and branches on them mispredict.
-			var b uint32
-			if v > 0 {
-				b = math.Float32bits(v)
-			}
-			if v != v {
-				b = strictmath.CanonicalNaN
-			}
-			ys[i] = math.Float32frombits(b)
+		if simd {
+			n := reluSIMD(ys, xs)
+			xs, ys = xs[n:], ys[n:]
 		}
+		relu(ys, xs)
 	})
+}
+
+// relu is Relu's portable loop, and the SIMD loop's tail: ys[i] = relu(xs[i]).
+func relu(ys, xs []float32) {
+	ys = ys[:len(xs)]
+	for i, v := range xs {
+		// Selections on bits, which become conditional moves: signs
+		// fall at random, and branches on them mispredict.
+		var b uint32
+		if v > 0 {
+			b = math.Float32bits(v)
+		}
+		if v != v {
+			b = strictmath.CanonicalNaN
+		}
+		ys[i] = math.Float32frombits(b)
+	}
 }
 
 // maxRule is the contract's running maximum: m keeps its value if it is NaN,
@@ -184,32 +197,46 @@ func (b *Kernels) Softmax(ctx context.Context, out, x *accel.Tensor) error {
 // taken only where it compares beyond x: t = lo if x < lo else x, then
 // y = hi if t > hi else t. A NaN x fails both comparisons and gives the
 // canonical NaN; a -0 or +0 x equal to a zero bound keeps its own sign.
+// The SIMD kernel levels take eight elements at a time in AVX2
+// (elementwise_amd64.s) and leave the last few to the portable loop.
 func (b *Kernels) Clip(ctx context.Context, out, x *accel.Tensor, p accel.ClipParams) error {
 	X, Y := f32(x), f32(out)
 	lo, hi := p.Min, p.Max
+	simd := !b.Portable()
 	count, step := chunks(len(X), elemChunk)
 	return b.forEach(ctx, count, func(c int) {
 		start, end := c*step, min((c+1)*step, len(X))
 		xs, ys := X[start:end], Y[start:end]
 		ys = ys[:len(xs)]
-		// The selections are on the values' bits, which the compiler
-		// makes conditional moves: activations fall on either side of a
-		// bound at random, and branches on them mispredict.
-		lb, hb := math.Float32bits(lo), math.Float32bits(hi)
-		for i, v := range xs {
-			b := math.Float32bits(v)
-			if v < lo {
-				b = lb
-			}
-			if math.Float32frombits(b) > hi {
-				b = hb
-			}
-			if v != v {
-				b = strictmath.CanonicalNaN
-			}
-			ys[i] = math.Float32frombits(b)
+		if simd {
+			n := clipSIMD(ys, xs, lo, hi)
+			xs, ys = xs[n:], ys[n:]
 		}
+		clip(ys, xs, lo, hi)
 	})
+}
+
+// clip is Clip's portable loop, and the SIMD loop's tail: ys[i] =
+// clip(xs[i], lo, hi).
+func clip(ys, xs []float32, lo, hi float32) {
+	ys = ys[:len(xs)]
+	// The selections are on the values' bits, which the compiler makes
+	// conditional moves: activations fall on either side of a bound at
+	// random, and branches on them mispredict.
+	lb, hb := math.Float32bits(lo), math.Float32bits(hi)
+	for i, v := range xs {
+		b := math.Float32bits(v)
+		if v < lo {
+			b = lb
+		}
+		if math.Float32frombits(b) > hi {
+			b = hb
+		}
+		if v != v {
+			b = strictmath.CanonicalNaN
+		}
+		ys[i] = math.Float32frombits(b)
+	}
 }
 
 // GlobalAvgPool computes each plane's mean of x [N,C,H,W] into out
