@@ -78,11 +78,7 @@ func binaryCase(size, label, values string, a, b []int, f accel.BinaryFunc, fa, 
 // output's multi-index, aligned at the last axis, with 0 wherever the
 // operand's size is 1.
 func broadcastIndex(i int, out, in []int) int {
-	idx := make([]int, len(out))
-	for d := len(out) - 1; d >= 0; d-- {
-		idx[d] = i % out[d]
-		i /= out[d]
-	}
+	idx := unravel(i, out, make([]int, len(out)))
 	j := 0
 	for d, n := range in {
 		k := idx[len(out)-len(in)+d]
@@ -92,6 +88,16 @@ func broadcastIndex(i int, out, in []int) int {
 		j = j*n + k
 	}
 	return j
+}
+
+// unravel writes into idx, and returns, the multi-index of element i of a
+// row-major tensor of shape.
+func unravel(i int, shape, idx []int) []int {
+	for d := len(shape) - 1; d >= 0; d-- {
+		idx[d] = i % shape[d]
+		i /= shape[d]
+	}
+	return idx
 }
 
 // broadcastOut is the output's shape: the larger rank, and on each axis the

@@ -57,11 +57,7 @@ func specConcat(a, b Tensor, axis int) []float32 {
 	y := make([]float32, elements(out))
 	idx := make([]int, len(out))
 	for i := range y {
-		r := i
-		for d := len(out) - 1; d >= 0; d-- {
-			idx[d] = r % out[d]
-			r /= out[d]
-		}
+		unravel(i, out, idx)
 		src, shape := a, a.Shape
 		k := idx[axis]
 		if k >= a.Shape[axis] {

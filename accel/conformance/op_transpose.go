@@ -64,11 +64,7 @@ func specTranspose(x Tensor, perm []int) []float32 {
 	y := make([]float32, elements(out))
 	idx := make([]int, len(out))
 	for i := range y {
-		r := i
-		for d := len(out) - 1; d >= 0; d-- {
-			idx[d] = r % out[d]
-			r /= out[d]
-		}
+		unravel(i, out, idx)
 		src := make([]int, len(perm))
 		for m, a := range perm {
 			src[a] = idx[m]
