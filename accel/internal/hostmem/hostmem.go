@@ -23,12 +23,8 @@ type Buffer struct {
 // the next run of a model, say) takes memory that is already mapped;
 // Alloc clears what it reuses.
 func (b *Buffer) Free() {
-	switch {
-	case b.F != nil:
-		release(accel.F32, len(b.F), unsafe.Pointer(&b.F))
-	case b.I != nil:
-		release(accel.I32, len(b.I), unsafe.Pointer(&b.I))
-	}
+	release(free.f, b.F)
+	release(free.i, b.I)
 	b.F, b.I = nil, nil
 }
 
@@ -47,12 +43,12 @@ func Alloc(dt accel.DType, n int) (*Buffer, error) {
 	}
 	switch dt {
 	case accel.F32:
-		if f := reuse[float32](accel.F32, n); f != nil {
+		if f := reuse(free.f, n); f != nil {
 			return &Buffer{F: f}, nil
 		}
 		return &Buffer{F: make([]float32, n)}, nil
 	case accel.I32:
-		if i := reuse[int32](accel.I32, n); i != nil {
+		if i := reuse(free.i, n); i != nil {
 			return &Buffer{I: i}, nil
 		}
 		return &Buffer{I: make([]int32, n)}, nil
@@ -71,42 +67,37 @@ const (
 	pooledBytes    = 256 << 20
 )
 
-var free struct {
+// free holds the pooled slices by length, and their bytes in all. The
+// maps are made once and never replaced; the mutex guards their contents.
+var free = struct {
 	sync.Mutex
 	f     map[int][][]float32
 	i     map[int][][]int32
 	bytes int
-}
+}{f: map[int][][]float32{}, i: map[int][][]int32{}}
 
-// reuse returns a cleared pooled slice of n elements, or nil.
-func reuse[E float32 | int32](dt accel.DType, n int) []E {
+// reuse returns a cleared pooled slice of n elements from pool, or nil.
+func reuse[E float32 | int32](pool map[int][][]E, n int) []E {
 	if n < pooledElements {
 		return nil
 	}
 	free.Lock()
-	var s any
-	switch dt {
-	case accel.F32:
-		if l := free.f[n]; len(l) > 0 {
-			s, free.f[n] = l[len(l)-1], l[:len(l)-1]
-		}
-	case accel.I32:
-		if l := free.i[n]; len(l) > 0 {
-			s, free.i[n] = l[len(l)-1], l[:len(l)-1]
-		}
+	l := pool[n]
+	if len(l) == 0 {
+		free.Unlock()
+		return nil
 	}
-	if s != nil {
-		free.bytes -= 4 * n
-	}
+	e := l[len(l)-1]
+	pool[n] = l[:len(l)-1]
+	free.bytes -= 4 * n
 	free.Unlock()
-	e, _ := s.([]E)
 	clear(e)
 	return e
 }
 
-// release keeps the slice at ptr, a *[]float32 or *[]int32 of n elements,
-// where the pool has room for it.
-func release(dt accel.DType, n int, ptr unsafe.Pointer) {
+// release keeps e in pool where it is large and the pool has room for it.
+func release[E float32 | int32](pool map[int][][]E, e []E) {
+	n := len(e)
 	if n < pooledElements {
 		return
 	}
@@ -116,18 +107,7 @@ func release(dt accel.DType, n int, ptr unsafe.Pointer) {
 		return
 	}
 	free.bytes += 4 * n
-	switch dt {
-	case accel.F32:
-		if free.f == nil {
-			free.f = map[int][][]float32{}
-		}
-		free.f[n] = append(free.f[n], *(*[]float32)(ptr))
-	case accel.I32:
-		if free.i == nil {
-			free.i = map[int][][]int32{}
-		}
-		free.i[n] = append(free.i[n], *(*[]int32)(ptr))
-	}
+	pool[n] = append(pool[n], e)
 }
 
 // littleEndian is true when the host stores words in little-endian order, so
