@@ -274,6 +274,9 @@ func sameParams(a, b any) bool {
 		pb, ok := b.(accel.UnaryParams)
 		return ok && pa.Func == pb.Func && math.Float32bits(pa.Alpha) == math.Float32bits(pb.Alpha) &&
 			math.Float32bits(pa.Beta) == math.Float32bits(pb.Beta)
+	case accel.LayerNormParams:
+		pb, ok := b.(accel.LayerNormParams)
+		return ok && pa.Axis == pb.Axis && math.Float32bits(pa.Epsilon) == math.Float32bits(pb.Epsilon)
 	}
 	ta, ok := a.(accel.TSNEParams)
 	tb, ok2 := b.(accel.TSNEParams)
