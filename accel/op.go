@@ -52,9 +52,10 @@ type Op struct {
 	scratch func(in, out [][]int, p any) int64
 	// scalarWanted reports whether a call with p returns the scalar.
 	scalarWanted func(p any) bool
-	// verify checks index data before a kernel may rely on it, reading the
-	// inputs through read; nil when no input holds indices.
-	verify func(ctx context.Context, in []*Tensor, read func(t *Tensor, first int, dst []byte) error) error
+	// verify checks index data before a kernel may rely on it, for a call
+	// with parameters p, reading the inputs through read; nil when no input
+	// holds indices.
+	verify func(ctx context.Context, in []*Tensor, p any, read func(t *Tensor, first int, dst []byte) error) error
 }
 
 // Input is one tensor an operation takes.

@@ -570,7 +570,7 @@ const csrChunk = 1 << 16
 // length of cols (tsne_affinities leaves unused entries at the end), and
 // every column is in [0, N). It streams the indices in chunks, so it needs
 // little memory and stops promptly when ctx ends.
-func verifyCSR(ctx context.Context, in []*Tensor, read func(*Tensor, int, []byte) error) error {
+func verifyCSR(ctx context.Context, in []*Tensor, _ any, read func(*Tensor, int, []byte) error) error {
 	rowPtr, cols := in[0], in[1]
 	n, nnz := rowPtr.Len()-1, cols.Len()
 	buf := make([]byte, 4*min(csrChunk, max(rowPtr.Len(), nnz)))

@@ -305,7 +305,7 @@ var SoftmaxCrossEntropy = define(opDef[NoParams]{
 })
 
 // verifyLabels makes sure every label indexes a column of the logits.
-func verifyLabels(ctx context.Context, in []*Tensor, read func(*Tensor, int, []byte) error) error {
+func verifyLabels(ctx context.Context, in []*Tensor, _ any, read func(*Tensor, int, []byte) error) error {
 	labels, k := in[1], in[0].Shape()[1]
 	buf := make([]byte, 4*min(csrChunk, labels.Len()))
 	for first := 0; first < labels.Len(); first += csrChunk {

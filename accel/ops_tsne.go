@@ -186,8 +186,8 @@ const finiteChunk = 1 << 16
 // verifyFinite refuses NaN and infinite values in the op's checked f32
 // inputs, streaming them in chunks so that it needs little memory and stops
 // promptly when ctx ends.
-func verifyFinite(op *Op) func(context.Context, []*Tensor, func(*Tensor, int, []byte) error) error {
-	return func(ctx context.Context, in []*Tensor, read func(*Tensor, int, []byte) error) error {
+func verifyFinite(op *Op) func(context.Context, []*Tensor, any, func(*Tensor, int, []byte) error) error {
+	return func(ctx context.Context, in []*Tensor, _ any, read func(*Tensor, int, []byte) error) error {
 		buf := make([]byte, 4*finiteChunk)
 		for i, spec := range op.Inputs {
 			if !spec.Checked || in[i] == nil {

@@ -3,6 +3,7 @@ package accel
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -62,11 +63,15 @@ func (s *Session) Track(o *Occupancy) {
 	o.Bytes.Add(s.bytes)
 }
 
-// verified records that op's index inputs held valid data; writing or
-// freeing any of them forgets it.
+// verified records that op's index inputs held valid data for a call with
+// inputs of these shapes and these parameters, on which the check's bounds
+// depend (gather's indices are valid for one size of x along one axis);
+// writing or freeing any of the index inputs forgets it.
 type verified struct {
 	op      *Op
 	tensors []*Tensor
+	shapes  [][]int
+	params  any
 }
 
 // maxVerified bounds the remembered index checks.
@@ -358,7 +363,7 @@ func (s *Session) Run(ctx context.Context, op *Op, p any, in ...*Tensor) ([]*Ten
 	if err := s.charge(op.Units(shapes, outShapes, p)); err != nil {
 		return nil, 0, err
 	}
-	if err := s.verify(ctx, op, in); err != nil {
+	if err := s.verify(ctx, op, in, shapes, p); err != nil {
 		return nil, 0, err
 	}
 	if err := s.room(outShapes, op.Scratch(shapes, outShapes, p)); err != nil {
@@ -414,8 +419,9 @@ func (s *Session) releaseAll(ts []*Tensor) {
 }
 
 // verify runs op's check of its index inputs unless the same tensors passed
-// it since they were last written.
-func (s *Session) verify(ctx context.Context, op *Op, in []*Tensor) error {
+// it, since they were last written, in a call of the same shapes and
+// parameters.
+func (s *Session) verify(ctx context.Context, op *Op, in []*Tensor, shapes [][]int, p any) error {
 	if op.verify == nil {
 		return nil
 	}
@@ -426,18 +432,22 @@ func (s *Session) verify(ctx context.Context, op *Op, in []*Tensor) error {
 		}
 	}
 	for _, v := range s.verified {
-		if v.op == op && slices.Equal(v.tensors, index) {
+		if v.op == op && slices.Equal(v.tensors, index) && slices.EqualFunc(v.shapes, shapes, slices.Equal) && reflect.DeepEqual(v.params, p) {
 			return nil
 		}
 	}
 	read := func(t *Tensor, first int, dst []byte) error { return s.backend.Read(t.buf, first, dst) }
-	if err := op.verify(ctx, in, read); err != nil {
+	if err := op.verify(ctx, in, p, read); err != nil {
 		return err
 	}
 	if len(s.verified) == maxVerified {
 		s.verified = s.verified[1:]
 	}
-	s.verified = append(s.verified, verified{op: op, tensors: index})
+	kept := make([][]int, len(shapes))
+	for i, shape := range shapes {
+		kept[i] = slices.Clone(shape)
+	}
+	s.verified = append(s.verified, verified{op: op, tensors: index, shapes: kept, params: p})
 	return nil
 }
 

@@ -822,6 +822,21 @@ func TestCSRRevalidation(t *testing.T) {
 	}
 }
 
+// TestLabelsRecheckedForNarrowerLogits checks that labels found valid
+// against logits of 3 columns are checked again against logits of 2: a
+// check of index data holds for the shapes it was made for.
+func TestLabelsRecheckedForNarrowerLogits(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, accel.Limits{}, nil)
+	labels := e.i32(2, 0)
+	if _, _, err := e.s.SoftmaxCrossEntropy(ctx, e.f32(2, 3), labels); err != nil {
+		t.Fatalf("labels in [0, 3): %v", err)
+	}
+	if _, _, err := e.s.SoftmaxCrossEntropy(ctx, e.f32(2, 2), labels); !errors.Is(err, accel.ErrInvalid) {
+		t.Errorf("label 2 of logits of 2 columns: %v, want ErrInvalid", err)
+	}
+}
+
 // TestMaxPoolUnitsDoNotWrap checks that a pooling window too large to pay for
 // is refused. Each of the 4096 outputs here scans a 2^29 x 2^29 window, 2^70
 // units in all.
