@@ -218,6 +218,29 @@ var decodeSpec = map[string]func(w []uint32) (any, bool){
 		}
 		return accel.ConcatParams{Axis: int(w[0])}, true
 	},
+	"slice": func(w []uint32) (any, bool) {
+		// The rank, then eight starts (i32), steps (i32) and counts; the
+		// axes past the rank all zero, the others' counts 1 to MaxElements.
+		rank := int(w[0])
+		if rank < 1 || rank > 8 {
+			return nil, false
+		}
+		p := accel.SliceParams{Rank: rank}
+		for i := range 8 {
+			start, step, count := w[1+i], w[9+i], w[17+i]
+			if i >= rank && start|step|count != 0 || i < rank && (count < 1 || count > accel.MaxElements) {
+				return nil, false
+			}
+			p.Start[i], p.Step[i], p.Count[i] = int(int32(start)), int(int32(step)), int(count)
+		}
+		return p, true
+	},
+	"gather": func(w []uint32) (any, bool) {
+		if w[0] >= 8 {
+			return nil, false
+		}
+		return accel.GatherParams{Axis: int(w[0])}, true
+	},
 	"batch_matmul": func([]uint32) (any, bool) { return accel.NoParams{}, true },
 	"layer_norm": func(w []uint32) (any, bool) {
 		if w[0] > 8 {
@@ -319,6 +342,8 @@ var exampleShapes = map[string][][]int{
 	"binary":         {{2, 3}, {3}},
 	"transpose":      {{2, 3}},
 	"concat":         {{2, 3}, {2, 3}},
+	"slice":          {{2, 3}},
+	"gather":         {{2, 3}, {4}},
 	"batch_matmul":   {{2, 2, 3}, {3, 4}},
 	"layer_norm":     {{2, 3}, {3}, {3}},
 
@@ -781,6 +806,48 @@ func init() {
 		},
 		units: func(_, out [][]int, _ any) *big.Int {
 			return bigSum(big.NewInt(64), bigProd(append([]int{9}, out[0]...)...))
+		},
+	}
+	// slice: the rank is x's, and along each axis the first and the last
+	// element read, start and start + (count-1)·step, lie in [0, size);
+	// y is shaped as the counts. A move per output element.
+	shapeSpecs["slice"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			q, x := p.(accel.SliceParams), in[0]
+			if q.Rank != len(x) {
+				return nil, refuse
+			}
+			within := func(v *big.Int, size int) bool { return v.Sign() >= 0 && v.Cmp(big.NewInt(int64(size))) < 0 }
+			for i, d := range x {
+				start := big.NewInt(int64(q.Start[i]))
+				last := bigSum(start, bigProd(q.Count[i]-1, q.Step[i]))
+				if !within(start, d) || !within(last, d) {
+					return nil, refuse
+				}
+			}
+			return [][]int{slices.Clone(q.Count[:q.Rank])}, accept
+		},
+		units: func(_, out [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{9}, out[0]...)...))
+		},
+	}
+	// gather: the axis within x's rank; y is x's shape before it, the
+	// indices' shape, then x's after it, of rank at most 8. A move per
+	// output element, and 4 bytes per index read.
+	shapeSpecs["gather"] = shapeSpec{
+		rule: func(in [][]int, p any) ([][]int, verdict) {
+			axis, x, indices := p.(accel.GatherParams).Axis, in[0], in[1]
+			if axis >= len(x) {
+				return nil, refuse
+			}
+			var out []int
+			out = append(out, x[:axis]...)
+			out = append(out, indices...)
+			out = append(out, x[axis+1:]...)
+			return [][]int{out}, validIf(len(out) <= 8)
+		},
+		units: func(in, out [][]int, _ any) *big.Int {
+			return bigSum(big.NewInt(64), bigProd(append([]int{9}, out[0]...)...), bigProd(append([]int{4}, in[1]...)...))
 		},
 	}
 	// global_avgpool: an addition per element of x and a division per

@@ -15,7 +15,7 @@ import (
 )
 
 // ops lists the operations in docs/abi.md's order.
-var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm, BatchMatMul, Concat,
+var ops = []*Op{MatMul, Conv2D, AddBias, Relu, MaxPool2D, Softmax, TSNEStep, Add, Clip, GlobalAvgPool, Unary, Binary, Transpose, LayerNorm, BatchMatMul, Concat, Slice, Gather,
 	Conv2DBackwardData, Conv2DBackwardFilter, MaxPool2DBackward, ReluBackward, ReduceSum,
 	SoftmaxCrossEntropy, SGDMomentum, Adam, TSNEAffinities, EmbeddingQuality}
 
@@ -1182,4 +1182,184 @@ var Concat = define(opDef[ConcatParams]{
 // Concat returns a then b along axis.
 func (s *Session) Concat(ctx context.Context, a, b *Tensor, axis int) (*Tensor, error) {
 	return s.run1(ctx, Concat, ConcatParams{Axis: axis}, a, b)
+}
+
+// ---- slice -----------------------------------------------------------------
+
+// SliceParams describe a strided window of a tensor of rank Rank: along
+// each axis i below it, Count[i] elements from Start[i], Step[i] apart. A
+// step may be negative (the window runs backwards) or 0 (one element,
+// repeated). The entries for the axes from Rank on are zero.
+type SliceParams struct {
+	Rank               int
+	Start, Step, Count [MaxRank]int
+}
+
+// SliceAxes gives the parameters of a slice from each axis's start, step
+// and count; the rank is their length, the shortest of the three (a slice
+// refuses a rank above MaxRank).
+func SliceAxes(start, step, count []int) SliceParams {
+	p := SliceParams{Rank: min(len(start), len(step), len(count))}
+	for i := range min(p.Rank, MaxRank) {
+		p.Start[i], p.Step[i], p.Count[i] = start[i], step[i], count[i]
+	}
+	return p
+}
+
+// Shape is the shape of the slice's output: the counts.
+func (p SliceParams) Shape() []int { return slices.Clone(p.Count[:p.Rank]) }
+
+// check refuses parameters that fit no tensor: a rank outside 1..MaxRank,
+// a count below 1 or above MaxElements, or a non-zero entry past the rank.
+func (p SliceParams) check() error {
+	if p.Rank < 1 || p.Rank > MaxRank {
+		return fmt.Errorf("%w: slice rank %d not in 1..%d", ErrInvalid, p.Rank, MaxRank)
+	}
+	for i := range MaxRank {
+		switch {
+		case i >= p.Rank && (p.Start[i] != 0 || p.Step[i] != 0 || p.Count[i] != 0):
+			return fmt.Errorf("%w: axis %d is past the slice's rank %d, so its start, step and count must be 0, not %d, %d and %d",
+				ErrInvalid, i, p.Rank, p.Start[i], p.Step[i], p.Count[i])
+		case i < p.Rank && (p.Count[i] < 1 || p.Count[i] > MaxElements):
+			return fmt.Errorf("%w: count %d on axis %d not in 1..%d", ErrInvalid, p.Count[i], i, MaxElements)
+		}
+	}
+	return nil
+}
+
+// sliceWords are the ABI words of a slice: the rank, then the eight
+// starts, steps and counts.
+var sliceWords = func() []string {
+	words := []string{"rank"}
+	for _, field := range []string{"start", "step", "count"} {
+		for i := range MaxRank {
+			words = append(words, fmt.Sprintf("%s%d", field, i))
+		}
+	}
+	return words
+}()
+
+// Slice is y[i0, …, ik] = x[Start[0] + i0·Step[0], …, Start[k] +
+// ik·Step[k]]: a strided window of x, shaped as the counts, every index it
+// reads inside x. It moves values and computes nothing: ONNX's Slice (a
+// negative step runs backwards) and, with steps of 0, Expand.
+var Slice = define(opDef[SliceParams]{
+	Op: Op{
+		Name: "slice", Contract: "slice",
+		Inputs:          []Input{{Name: "x", DType: F32}},
+		Outputs:         []string{"y"},
+		ParamWords:      sliceWords,
+		ParamsByPointer: true,
+	},
+	decode: func(w []uint32) (SliceParams, error) {
+		p := SliceParams{Rank: int(w[0])}
+		for i := range MaxRank {
+			p.Start[i] = int(int32(w[1+i]))
+			p.Step[i] = int(int32(w[1+MaxRank+i]))
+			p.Count[i] = int(w[1+2*MaxRank+i])
+		}
+		if err := p.check(); err != nil {
+			return SliceParams{}, err
+		}
+		return p, nil
+	},
+	shape: func(in [][]int, p SliceParams) ([][]int, error) {
+		x := in[0]
+		if err := p.check(); err != nil {
+			return nil, err
+		}
+		if p.Rank != len(x) {
+			return nil, fmt.Errorf("%w: a slice of rank %d of x %s", ErrShape, p.Rank, ShapeString(x))
+		}
+		for i, d := range x {
+			start, step, count := int64(p.Start[i]), int64(p.Step[i]), int64(p.Count[i])
+			// A step longer than any axis leaves x after one element; the
+			// bound keeps the last index's product within int64.
+			bounded := max(-MaxElements-1, min(step, MaxElements+1))
+			if last := start + (count-1)*bounded; start < 0 || start >= int64(d) || last < 0 || last >= int64(d) {
+				return nil, fmt.Errorf("%w: axis %d of x %s: start %d, step %d and count %d read from %d to %d, outside [0, %d)",
+					ErrShape, i, ShapeString(x), start, step, count, start, last, d)
+			}
+		}
+		return [][]int{p.Shape()}, nil
+	},
+	units: func(_, out [][]int, _ SliceParams) uint64 {
+		n := product(out[0])
+		return CallUnits + n + 8*n
+	},
+})
+
+// Slice returns the window of x that p describes.
+func (s *Session) Slice(ctx context.Context, x *Tensor, p SliceParams) (*Tensor, error) {
+	return s.run1(ctx, Slice, p, x)
+}
+
+// ---- gather ----------------------------------------------------------------
+
+// GatherParams name the axis a gather indexes.
+type GatherParams struct{ Axis int }
+
+// Gather is ONNX's Gather: y[a…, j…, b…] = x[a…, indices[j…], b…], the
+// indices along Axis, each in [-d, d) for x's size d there, a negative one
+// counting from the end. y's shape is x's before Axis, then indices', then
+// x's after Axis. It moves values and computes nothing.
+var Gather = define(opDef[GatherParams]{
+	Op: Op{
+		Name: "gather", Contract: "gather",
+		Inputs:     []Input{{Name: "x", DType: F32}, {Name: "indices", DType: I32, Index: true}},
+		Outputs:    []string{"y"},
+		ParamWords: []string{"axis"},
+	},
+	decode: func(w []uint32) (GatherParams, error) {
+		if w[0] >= MaxRank {
+			return GatherParams{}, fmt.Errorf("%w: axis %d", ErrInvalid, w[0])
+		}
+		return GatherParams{Axis: int(w[0])}, nil
+	},
+	shape: func(in [][]int, p GatherParams) ([][]int, error) {
+		x, indices := in[0], in[1]
+		if p.Axis < 0 || p.Axis >= len(x) {
+			return nil, fmt.Errorf("%w: axis %d of a rank-%d x", ErrInvalid, p.Axis, len(x))
+		}
+		out := slices.Concat(x[:p.Axis], indices, x[p.Axis+1:])
+		if len(out) > MaxRank {
+			return nil, fmt.Errorf("%w: a gather from x %s along axis %d with indices %s would have rank %d, above %d",
+				ErrShape, ShapeString(x), p.Axis, ShapeString(indices), len(out), MaxRank)
+		}
+		return [][]int{out}, nil
+	},
+	// A move per output element, and the indices read.
+	units: func(in, out [][]int, _ GatherParams) uint64 {
+		n := product(out[0])
+		return CallUnits + n + 8*n + 4*product(in[1])
+	},
+})
+
+// verifyGather makes sure every index lies in [-d, d), d the size of x
+// along the axis.
+func verifyGather(ctx context.Context, in []*Tensor, p any, read func(*Tensor, int, []byte) error) error {
+	indices, d := in[1], int64(in[0].Shape()[p.(GatherParams).Axis])
+	buf := make([]byte, 4*min(csrChunk, indices.Len()))
+	for first := 0; first < indices.Len(); first += csrChunk {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted checking the indices: %w", err)
+		}
+		b := buf[:4*min(csrChunk, indices.Len()-first)]
+		if err := read(indices, first, b); err != nil {
+			return fmt.Errorf("read indices: %w", err)
+		}
+		for j := 0; j < len(b); j += 4 {
+			if v := int64(int32(binary.LittleEndian.Uint32(b[j:]))); v < -d || v >= d {
+				return fmt.Errorf("%w: indices hold %d at element %d, outside [-%d, %d)", ErrInvalid, v, first+j/4, d, d)
+			}
+		}
+	}
+	return nil
+}
+
+func init() { Gather.verify = verifyGather }
+
+// Gather returns x's slices along axis at indices.
+func (s *Session) Gather(ctx context.Context, x, indices *Tensor, axis int) (*Tensor, error) {
+	return s.run1(ctx, Gather, GatherParams{Axis: axis}, x, indices)
 }

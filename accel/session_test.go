@@ -837,6 +837,71 @@ func TestLabelsRecheckedForNarrowerLogits(t *testing.T) {
 	}
 }
 
+// TestGatherIndexCheck checks that gather refuses an index outside
+// [-d, d) before its kernel runs, naming the index and its element, and
+// that a check found valid is made again for an x of another size or
+// another axis, and after the indices are written.
+func TestGatherIndexCheck(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, accel.Limits{}, nil)
+	x := e.fill([]float32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 2, 5)
+	indices := e.i32(4, -5, 0, -1)
+	y, err := e.s.Gather(ctx, x, indices, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.read(y), []float32{4, 0, 0, 4, 9, 5, 5, 9}; !slices.Equal(got, want) || !slices.Equal(y.Shape(), []int{2, 4}) {
+		t.Errorf("gather along axis 1: %v %v, want %v [2 4]", got, y.Shape(), want)
+	}
+	// Valid for 5 columns, not for 2 rows, nor for a narrower x.
+	e.mark()
+	if _, err := e.s.Gather(ctx, x, indices, 0); !errors.Is(err, accel.ErrInvalid) || !strings.Contains(err.Error(), "indices hold 4 at element 0, outside [-2, 2)") {
+		t.Errorf("gather along axis 0 of 2 rows: %v, want ErrInvalid naming index 4 at element 0", err)
+	}
+	narrow := e.f32(2, 4)
+	e.mark()
+	if _, err := e.s.Gather(ctx, narrow, indices, 1); !errors.Is(err, accel.ErrInvalid) {
+		t.Errorf("gather from 4 columns with index 4: %v, want ErrInvalid", err)
+	}
+	if d := e.changed(); d != "" {
+		t.Errorf("a refused gather changed the session: %s", d)
+	}
+	e.writeI32(indices, 1, 2, 3, -6)
+	if _, err := e.s.Gather(ctx, x, indices, 1); !errors.Is(err, accel.ErrInvalid) || !strings.Contains(err.Error(), "-6 at element 3") {
+		t.Errorf("after writing index -6: %v, want ErrInvalid naming -6 at element 3", err)
+	}
+}
+
+// TestSlice checks a slice that runs backwards along one axis and repeats
+// one element along another, and the refusal of a window outside x.
+func TestSlice(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, accel.Limits{}, nil)
+	x := e.fill([]float32{0, 1, 2, 3, 4, 5}, 2, 3)
+	y, err := e.s.Slice(ctx, x, accel.SliceAxes([]int{1, 2}, []int{-1, 0}, []int{2, 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.read(y), []float32{5, 5, 5, 2, 2, 2}; !slices.Equal(got, want) || !slices.Equal(y.Shape(), []int{2, 3}) {
+		t.Errorf("slice: %v %v, want %v [2 3]", got, y.Shape(), want)
+	}
+	for _, p := range []accel.SliceParams{
+		accel.SliceAxes([]int{0, 0}, []int{1, 2}, []int{2, 3}),  // column 4 of 3
+		accel.SliceAxes([]int{0, 3}, []int{1, -1}, []int{2, 1}), // start 3 of 3
+		accel.SliceAxes([]int{1, 0}, []int{-1, 1}, []int{3, 3}), // row -1
+		accel.SliceAxes([]int{0}, []int{1}, []int{2}),           // rank 1 of x's 2
+	} {
+		if _, err := e.s.Slice(ctx, x, p); !errors.Is(err, accel.ErrShape) {
+			t.Errorf("slice %+v of [2 3]: %v, want ErrShape", p, err)
+		}
+	}
+	bad := accel.SliceAxes([]int{0, 0}, []int{1, 1}, []int{2, 3})
+	bad.Step[2] = 1
+	if _, err := e.s.Slice(ctx, x, bad); !errors.Is(err, accel.ErrInvalid) {
+		t.Errorf("slice with a step past its rank: %v, want ErrInvalid", err)
+	}
+}
+
 // TestMaxPoolUnitsDoNotWrap checks that a pooling window too large to pay for
 // is refused. Each of the 4096 outputs here scans a 2^29 x 2^29 window, 2^70
 // units in all.

@@ -37,13 +37,14 @@ func (b *Backend) kernels() accel.Kernels {
 	// ones (ConvTranspose, ReduceSum, Where) would.
 	// Nor has it anything for t-SNE's affinities (a k-nearest-neighbour
 	// search and a per-point bisection) or an embedding's quality.
-	// Unary, binary, transpose, concat and layer_norm run on the
-	// contract's kernels too: a few operations or a move per element, where a graph
-	// would add its run's fixed cost. So does batch_matmul, for now: each
-	// product on the contract's matmul kernel.
+	// Unary, binary, transpose, concat, slice, gather and layer_norm run on
+	// the contract's kernels too: a few operations or a move per element,
+	// where a graph would add its run's fixed cost. So does batch_matmul,
+	// for now: each product on the contract's matmul kernel.
 	for _, op := range []*accel.Op{accel.Conv2DBackwardData, accel.Conv2DBackwardFilter, accel.MaxPool2DBackward,
 		accel.ReluBackward, accel.ReduceSum, accel.SoftmaxCrossEntropy, accel.SGDMomentum, accel.Adam,
-		accel.TSNEAffinities, accel.EmbeddingQuality, accel.Unary, accel.Binary, accel.Transpose, accel.LayerNorm, accel.BatchMatMul, accel.Concat} {
+		accel.TSNEAffinities, accel.EmbeddingQuality, accel.Unary, accel.Binary, accel.Transpose, accel.LayerNorm, accel.BatchMatMul, accel.Concat,
+		accel.Slice, accel.Gather} {
 		table[op] = strict[op]
 	}
 	for op, k := range b.viaORT {

@@ -102,6 +102,12 @@ func (b *Kernels) inferenceTable() accel.Kernels {
 		accel.Concat: func(ctx context.Context, c *accel.Call) error {
 			return b.Concat(ctx, c.Out[0], c.In[0], c.In[1], c.Params.(accel.ConcatParams).Axis)
 		},
+		accel.Slice: func(ctx context.Context, c *accel.Call) error {
+			return b.Slice(ctx, c.Out[0], c.In[0], c.Params.(accel.SliceParams))
+		},
+		accel.Gather: func(ctx context.Context, c *accel.Call) error {
+			return b.Gather(ctx, c.Out[0], c.In[0], c.In[1], c.Params.(accel.GatherParams).Axis)
+		},
 		accel.BatchMatMul: func(ctx context.Context, c *accel.Call) error {
 			return b.BatchMatMul(ctx, c.Out[0], c.In[0], c.In[1])
 		},
