@@ -157,6 +157,8 @@ var opInputs = map[*accel.Op]struct {
 	accel.LayerNorm:     {accel.LayerNormParams{Axis: 1, Epsilon: 1e-5}, map[int][]int{0: {2, 3}, 1: {3}, 2: {3}}, nil},
 	accel.BatchMatMul:   {accel.NoParams{}, map[int][]int{0: {2, 2, 3}, 1: {3, 4}}, nil},
 	accel.Concat:        {accel.ConcatParams{Axis: 1}, map[int][]int{0: {2, 3}, 1: {2, 1}}, nil},
+	accel.Slice:         {accel.SliceAxes([]int{1, 0}, []int{-1, 2}, []int{2, 2}), map[int][]int{0: {2, 3}}, nil},
+	accel.Gather:        {accel.GatherParams{Axis: 1}, map[int][]int{0: {2, 3}}, map[int][]int32{1: {2, -3, 0}}},
 }
 
 // callOf builds a call of op in mode on tensors of s, with its outputs

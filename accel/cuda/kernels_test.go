@@ -12,7 +12,7 @@ import (
 
 // kernelNames lists every kernel the Go side launches, by variant.
 func kernelNames(v variant) []string {
-	names := []string{"conv2d_direct", "add_bias", "add", "clip", "global_avgpool", "unary", "binary", "transpose", "layer_norm", "concat", "relu", "maxpool2d", "softmax_rows",
+	names := []string{"conv2d_direct", "add_bias", "add", "clip", "global_avgpool", "unary", "binary", "transpose", "layer_norm", "concat", "slice", "gather", "relu", "maxpool2d", "softmax_rows",
 		"tsne_repulse", "tsne_update", "treesum", "tsne_recentre"}
 	if v == strictKernels {
 		for _, t := range []string{"nn", "nt", "tn", "tt"} {

@@ -56,6 +56,12 @@ func (b *Backend) kernels(v variant) accel.Kernels {
 		accel.Concat: func(ctx context.Context, c *accel.Call) error {
 			return b.concat(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.ConcatParams).Axis)
 		},
+		accel.Slice: func(ctx context.Context, c *accel.Call) error {
+			return b.slice(ctx, v, c.Out[0], c.In[0], c.Params.(accel.SliceParams))
+		},
+		accel.Gather: func(ctx context.Context, c *accel.Call) error {
+			return b.gather(ctx, v, c.Out[0], c.In[0], c.In[1], c.Params.(accel.GatherParams).Axis)
+		},
 		accel.BatchMatMul: func(ctx context.Context, c *accel.Call) error {
 			return b.batchMatMul(ctx, v, c.Out[0], c.In[0], c.In[1])
 		},
@@ -129,6 +135,44 @@ func (b *Backend) concat(ctx context.Context, v variant, out, x, y *accel.Tensor
 	na, nb, n := int64(xs[axis])*inner, int64(ys[axis])*inner, int64(out.Len())
 	return b.run(ctx, "concat", []*accel.Tensor{out}, func(d *device) error {
 		return d.launch1D(v, "concat", n, blockThreads, args(ptr(x), ptr(y), ptr(out), n, na, nb))
+	})
+}
+
+// slice copies the strided window p of x into out, one thread an output
+// element.
+func (b *Backend) slice(ctx context.Context, v variant, out, x *accel.Tensor, p accel.SliceParams) error {
+	shape, xs := out.Shape(), x.Shape()
+	var dims, steps [accel.MaxRank]int64
+	base := int64(0)
+	for i, stride := len(xs)-1, int64(1); i >= 0; i-- {
+		dims[i], steps[i] = int64(shape[i]), int64(p.Step[i])*stride
+		base += int64(p.Start[i]) * stride
+		stride *= int64(xs[i])
+	}
+	n := int64(out.Len())
+	return b.run(ctx, "slice", []*accel.Tensor{out}, func(d *device) error {
+		vals := []any{ptr(x), ptr(out), n, base, int32(len(shape))}
+		for _, a := range dims {
+			vals = append(vals, a)
+		}
+		for _, a := range steps {
+			vals = append(vals, a)
+		}
+		return d.launch1D(v, "slice", n, blockThreads, args(vals...))
+	})
+}
+
+// gather copies x's blocks along axis at indices into out, one thread an
+// output element.
+func (b *Backend) gather(ctx context.Context, v variant, out, x, indices *accel.Tensor, axis int) error {
+	xs := x.Shape()
+	inner := int64(1)
+	for _, d := range xs[axis+1:] {
+		inner *= int64(d)
+	}
+	n, m, size := int64(out.Len()), int64(indices.Len()), int64(xs[axis])
+	return b.run(ctx, "gather", []*accel.Tensor{out}, func(d *device) error {
+		return d.launch1D(v, "gather", n, blockThreads, args(ptr(x), ptr(indices), ptr(out), n, m, size, inner))
 	})
 }
 

@@ -646,6 +646,41 @@ extern "C" __global__ void concat(const float* __restrict__ a, const float* __re
     }
 }
 
+// slice copies y[i] = canon(x[src]) from a strided window of x: the
+// output's rank dims are d0..d7, s0..s7 the step in x along each (x's
+// stride times the slice's step, which may be negative or 0), and base the
+// element the window starts at.
+extern "C" __global__ void slice(const float* __restrict__ x, float* __restrict__ y,
+                                 long long n, long long base, int rank, BCAST_PARAMS(d), BCAST_PARAMS(s)) {
+    const long long dims[8] = {d0, d1, d2, d3, d4, d5, d6, d7};
+    const long long step[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    FOR_EACH(i, n) {
+        long long r = i, src = base;
+        for (int d = rank - 1; d >= 0; d--) {
+            src += (r % dims[d]) * step[d];
+            r /= dims[d];
+        }
+        y[i] = canon(x[src]);
+    }
+}
+
+// gather copies y = x's blocks of inner values at the m indices along an
+// axis of size d: output i is in block q = i / inner, which takes index k =
+// q % m of the outer index q / m; an index below 0 counts from the end.
+// The Session has checked every index against d.
+extern "C" __global__ void gather(const float* __restrict__ x, const int* __restrict__ indices,
+                                  float* __restrict__ y, long long n, long long m, long long d,
+                                  long long inner) {
+    FOR_EACH(i, n) {
+        const long long q = i / inner, r = i % inner;
+        long long j = indices[q % m];
+        if (j < 0) {
+            j += d;
+        }
+        y[i] = canon(x[((q / m) * d + j) * inner + r]);
+    }
+}
+
 // global_avgpool computes the mean of each of planes planes of hw values:
 // canon(blocksum(plane) / d), d the f32 value of hw, one thread a plane.
 // The blocksum's runs of 256 are summed in order from +0; their sums go
