@@ -150,6 +150,13 @@ var longCases = []longCase{
 	// A concat of two 2^26-element halves.
 	{name: "concat 2^27", op: accel.Concat, params: accel.ConcatParams{Axis: 1},
 		shapes: [][]int{{1 << 13, 1 << 13}, {1 << 13, 1 << 13}}, small: [][]int{{2, 3}, {2, 1}}, deadline: shortDeadline},
+	// Each row of 2^14 reversed, 2^27 elements read one at a time.
+	{name: "reversed 2^27", op: accel.Slice, params: accel.SliceAxes([]int{0, 1<<14 - 1}, []int{1, -1}, []int{1 << 13, 1 << 14}),
+		shapes: [][]int{{1 << 13, 1 << 14}}, small: [][]int{{2, 3}}, smallParams: accel.SliceAxes([]int{0, 2}, []int{1, -1}, []int{2, 3}),
+		deadline: shortDeadline},
+	// Rows of 2^13 of a 32 MiB table at 2^14 indices: 2^27 elements.
+	{name: "rows 2^27", op: accel.Gather, params: accel.GatherParams{Axis: 0},
+		shapes: [][]int{{1 << 10, 1 << 13}, {1 << 14}}, small: [][]int{{2, 3}, {2}}, deadline: shortDeadline},
 	// 1 GiB of planes of 16, and one plane of
 	// 2^28 terms (on one thread).
 	{name: "7x7 planes", op: accel.GlobalAvgPool, params: accel.NoParams{},
