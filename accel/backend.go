@@ -82,7 +82,7 @@ func (s Status) Serves(mode Mode) bool { return s.Available && slices.Contains(s
 // ContractVersion names the version of the numerics contract
 // (docs/determinism.md) that strict mode implements. It changes whenever an
 // operation's bits change or an operation is added; receipts carry it.
-const ContractVersion = "2026-12-06-2"
+const ContractVersion = "2026-12-06-3"
 
 // Mode is the node's determinism mode.
 type Mode int
